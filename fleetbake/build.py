@@ -1,0 +1,156 @@
+"""Build a row's image with docker-py, streaming the log, skipping when nothing changed.
+
+Tags: fleetbake/worker:<row> and fleetbake/worker:<row>-<inputs hash>, the hash
+covering the rendered context and the base image ID. The content tag existing
+means an identical build exists: the build is skipped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from docker.errors import APIError, DockerException
+
+from . import __version__, base, engine, paths, render
+from .errors import FleetbakeError
+from .matrix import Matrix, RowView
+
+Log = Callable[[str], None]
+LABEL_PREFIX = "io.fleetbake"
+SOURCE_URL = "https://github.com/python/fleetbake"
+
+
+class BuildError(FleetbakeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    row: str
+    image_id: str
+    tags: list[str]
+    inputs_hash: str
+    skipped: bool
+    seconds: float
+
+
+def inputs_hash(context: render.Context, base_id: str) -> str:
+    return hashlib.sha256(f"{render.context_digest(context)}\0{base_id}".encode()).hexdigest()
+
+
+def content_tag(row: RowView, inputs: str) -> str:
+    return f"{render.IMAGE_REPO}:{row.name}-{inputs[:16]}"
+
+
+def _git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{out}-dirty" if dirty else out
+
+
+def labels(row: RowView, inputs: str, base_id: str) -> dict[str, str]:
+    oci = "org.opencontainers.image"
+    return {
+        f"{oci}.created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f"{oci}.revision": _git_revision(),
+        f"{oci}.source": SOURCE_URL,
+        f"{oci}.version": f"{row.spec.worker_version}-{inputs[:12]}",
+        f"{oci}.title": f"CPython buildbot worker ({row.name})",
+        f"{oci}.base.name": row.spec.base,
+        f"{LABEL_PREFIX}.row": row.name,
+        f"{LABEL_PREFIX}.worker-version": row.spec.worker_version,
+        f"{LABEL_PREFIX}.inputs-hash": inputs,
+        f"{LABEL_PREFIX}.base-id": base_id,
+        f"{LABEL_PREFIX}.fleetbake-version": __version__,
+    }
+
+
+def build_row(
+    matrix: Matrix,
+    row: RowView,
+    *,
+    ca_certs: list[bytes] | None,
+    force: bool = False,
+    refresh: bool = False,
+    log: Log = print,
+) -> BuildResult:
+    started = time.monotonic()
+    context = render.render_row(matrix, row, ca_certs)
+    out_dir = paths.build_dir() / row.name
+    render.write_context(context, out_dir)
+    base_id = base.ensure_base(row, refresh=refresh, log=log)
+    inputs = inputs_hash(context, base_id)
+    tag = content_tag(row, inputs)
+    row_tag = render.image_tag(row)
+    api = engine.client().api
+
+    existing = engine.image_id(tag)
+    if existing and not (force or refresh):
+        api.tag(existing, *row_tag.split(":"))
+        log(f"{row.name}: up to date ({tag}, {existing[:19]}); nothing to build (--force rebuilds)")
+        return BuildResult(row.name, existing, [row_tag, tag], inputs, True, time.monotonic() - started)
+
+    log(f"{row.name}: building {tag} from {out_dir}")
+    image_id = _stream_build(row, str(out_dir), tag, labels(row, inputs, base_id), nocache=force or refresh, log=log)
+    api.tag(image_id, *row_tag.split(":"))
+    seconds = time.monotonic() - started
+    log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s, tagged {row_tag} and {tag}")
+    return BuildResult(row.name, image_id, [row_tag, tag], inputs, False, seconds)
+
+
+def _stream_build(row: RowView, path: str, tag: str, image_labels: dict[str, str], nocache: bool, log: Log) -> str:
+    step = "before the first step"
+    image_id = None
+    started = time.monotonic()
+    try:
+        stream = engine.client().api.build(
+            path=path, tag=tag, labels=image_labels, decode=True, rm=True, forcerm=True, nocache=nocache, pull=False
+        )
+        for entry in stream:
+            if "stream" in entry:
+                for line in entry["stream"].splitlines():
+                    if line.startswith("Step "):
+                        step = line
+                    if line.strip():
+                        elapsed = int(time.monotonic() - started)
+                        log(f"[{row.name} {elapsed // 60:02d}:{elapsed % 60:02d}] {line.rstrip()}")
+            elif "aux" in entry and "ID" in entry["aux"]:
+                image_id = entry["aux"]["ID"]
+            elif "error" in entry:
+                message = entry.get("errorDetail", {}).get("message") or entry["error"]
+                raise BuildError(f"{row.name}: build failed at {step!r}: {message.strip().splitlines()[-1]}")
+    except APIError as exc:  # Dockerfile parse errors and the like arrive here
+        raise BuildError(f"{row.name}: build failed at {step!r}: {exc.explanation or exc}") from None
+    except DockerException as exc:
+        raise BuildError(f"{row.name}: build failed at {step!r}: {exc}") from None
+    if image_id is None:
+        image_id = engine.image_id(tag)
+    if image_id is None:
+        raise BuildError(f"{row.name}: the build stream ended without an image")
+    return image_id
+
+
+def build(
+    matrix: Matrix,
+    rows: list[RowView],
+    *,
+    ca_bundle: str | None = None,
+    force: bool = False,
+    refresh: bool = False,
+    log: Log = print,
+) -> list[BuildResult]:
+    certs = render.ca_certs_from(ca_bundle)
+    return [build_row(matrix, row, ca_certs=certs, force=force, refresh=refresh, log=log) for row in rows]

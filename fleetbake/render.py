@@ -1,0 +1,200 @@
+"""Render a matrix row into a self-contained Docker build context under build/<row>/.
+
+Templates and provisioning scripts live in images/<family>/ and images/common/.
+Output is deterministic (same inputs, same bytes) and written only after the
+whole context rendered, one atomic rename per file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from . import paths
+from .errors import FleetbakeError, UsageError
+from .matrix import Matrix, RowView
+
+IMAGE_REPO = "fleetbake/worker"
+PROVISION_DIR = "/opt/fleetbake/provision"
+# What the image needs at run time, beyond the row's CPython build dependencies.
+RUNTIME_PACKAGES = {"debian": ["ca-certificates", "python3-venv", "tini"]}
+COMMON_SCRIPTS = ["install-ca.sh", "create-user.sh", "install-worker.sh"]
+FAMILY_SCRIPTS = {"debian": ["configure-apt.sh", "install-packages.sh"]}
+PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class RenderedFile:
+    content: bytes
+    executable: bool = False
+
+
+Context = dict[str, RenderedFile]
+
+
+def header(matrix: Matrix, row: RowView, comment: str = "#") -> str:
+    return (
+        f"{comment} Generated from {matrix.path.name} (row {row.name}) by fleetbake: do not edit."
+        f" Change the matrix or images/, then run `invoke render`."
+    )
+
+
+def _with_header(text: str, head: str) -> str:
+    """The header is the first line, or the second where a shebang must stay first."""
+    if text.startswith("#!"):
+        shebang, _, rest = text.partition("\n")
+        return f"{shebang}\n{head}\n{rest}"
+    return f"{head}\n{text}"
+
+
+def image_tag(row: RowView) -> str:
+    return f"{IMAGE_REPO}:{row.name}"
+
+
+def load_ca_bundle(path: str | os.PathLike[str]) -> list[bytes]:
+    """Split a PEM bundle into single certificates (update-ca-certificates wants one a file)."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UsageError(f"CA bundle {path}: cannot read: {exc.strerror or exc}") from None
+    certs = [m.group(0).replace(b"\r\n", b"\n") + b"\n" for m in PEM_CERT.finditer(data)]
+    if not certs:
+        raise UsageError(f"CA bundle {path}: no PEM certificates found")
+    return list(dict.fromkeys(certs))
+
+
+def render_row(matrix: Matrix, row: RowView, ca_certs: list[bytes] | None = None) -> Context:
+    family_dir = paths.IMAGES / row.spec.family
+    head = header(matrix, row)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(family_dir)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    dockerfile = env.get_template("Dockerfile.j2").render(
+        header=head, row=row, provision=PROVISION_DIR, image=image_tag(row)
+    )
+    context: Context = {"Dockerfile": RenderedFile(dockerfile.encode())}
+
+    packages = "\n".join(
+        [
+            head,
+            "# Worker runtime",
+            *RUNTIME_PACKAGES[row.spec.family],
+            "# CPython build dependencies (matrix row)",
+            *row.all_packages,
+        ]
+    )
+    context["packages.txt"] = RenderedFile((packages + "\n").encode())
+
+    scripts = [(family_dir / "scripts" / name) for name in FAMILY_SCRIPTS[row.spec.family]]
+    scripts += [(paths.IMAGES / "common" / "scripts" / name) for name in COMMON_SCRIPTS]
+    for script in scripts:
+        context[f"scripts/{script.name}"] = RenderedFile(_with_header(script.read_text(), head).encode(), True)
+    for name in ("entrypoint.py", "buildbot.tac"):
+        source = paths.IMAGES / "common" / name
+        context[name] = RenderedFile(_with_header(source.read_text(), head).encode(), name.endswith(".py"))
+
+    readme = "Extra CA certificates baked into the image's trust store (FLEETBAKE_CA_BUNDLE or --ca-bundle).\n"
+    context["ca-certificates/README.txt"] = RenderedFile(f"{head}\n{readme}".encode())
+    for index, cert in enumerate(ca_certs or [], start=1):
+        context[f"ca-certificates/fleetbake-extra-{index:03d}.crt"] = RenderedFile(head.encode() + b"\n" + cert)
+    return context
+
+
+def context_digest(context: Context) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(context):
+        item = context[name]
+        digest.update(f"{name}\0{int(item.executable)}\0{len(item.content)}\0".encode())
+        digest.update(item.content)
+    return digest.hexdigest()
+
+
+def write_context(context: Context, out_dir: Path) -> list[str]:
+    """Write atomically; drop files a previous render left that are no longer part of it.
+
+    Returns the names whose content changed.
+    """
+    out_dir.mkdir(parents=True, exist_ok=True)
+    changed = []
+    for name in sorted(context):
+        item = context[name]
+        target = out_dir / name
+        mode = 0o755 if item.executable else 0o644
+        if target.is_file() and target.read_bytes() == item.content and (target.stat().st_mode & 0o777) == mode:
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(item.content)
+            os.chmod(tmp, mode)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        changed.append(name)
+    for existing in sorted(out_dir.rglob("*"), reverse=True):
+        rel = existing.relative_to(out_dir).as_posix()
+        if existing.is_file() and rel not in context:
+            existing.unlink()
+            changed.append(rel)
+        elif existing.is_dir() and not any(existing.iterdir()):
+            existing.rmdir()
+    return changed
+
+
+def diff_context(context: Context, out_dir: Path) -> list[str]:
+    """Names that differ between a fresh render and what is on disk (the drift check)."""
+    drift = []
+    for name, item in sorted(context.items()):
+        target = out_dir / name
+        if not target.is_file() or target.read_bytes() != item.content:
+            drift.append(name)
+    if out_dir.is_dir():
+        drift += sorted(
+            p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file() and
+            p.relative_to(out_dir).as_posix() not in context
+        )
+    return drift
+
+
+def ca_certs_from(option: str | None) -> list[bytes] | None:
+    """--ca-bundle, else FLEETBAKE_CA_BUNDLE, else SSL_CERT_FILE (what the host trusts); '' disables."""
+    for source in (option, os.environ.get("FLEETBAKE_CA_BUNDLE"), os.environ.get("SSL_CERT_FILE")):
+        if source is None:
+            continue
+        return load_ca_bundle(source) if source else None
+    return None
+
+
+def render(matrix: Matrix, rows: list[RowView], ca_bundle: str | None = None, out_root: Path | None = None) -> dict[str, Context]:
+    """Render every row in memory first, so bad input leaves all previous output untouched."""
+    certs = ca_certs_from(ca_bundle)
+    contexts = {row.name: render_row(matrix, row, certs) for row in rows}
+    root = out_root or paths.build_dir()
+    for name, context in contexts.items():
+        write_context(context, root / name)
+    return contexts
+
+
+def check(matrix: Matrix, rows: list[RowView], ca_bundle: str | None = None, out_root: Path | None = None, log=print) -> None:
+    """The drift check: re-render in memory and compare with build/<row>/."""
+    certs = ca_certs_from(ca_bundle)
+    root = out_root or paths.build_dir()
+    drifted = {}
+    for row in rows:
+        drift = diff_context(render_row(matrix, row, certs), root / row.name)
+        if drift:
+            drifted[row.name] = drift
+        log(f"build/{row.name}/: {'differs: ' + ', '.join(drift) if drift else 'up to date'}")
+    if drifted:
+        raise FleetbakeError(f"generated files differ from a fresh render in: {', '.join(drifted)} (run `invoke render`)")

@@ -1,0 +1,43 @@
+#!/bin/bash
+# Set up fleetbake on a fresh Debian 12 machine and produce a verified debian-12 worker image:
+# Docker engine (docker.io; dockerd started if none answers), mmdebstrap, .venv/, build, verify.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sudo=""
+if [ "$(id -u)" -ne 0 ]; then
+    sudo="sudo"
+fi
+
+step() { printf '\n== setup: %s\n' "$*"; }
+
+step "Debian packages"
+need=()
+for pair in dockerd:docker.io mmdebstrap:mmdebstrap git:git apt-get:apt; do
+    command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
+done
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+if ((${#need[@]})); then
+    $sudo apt-get update -q
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"
+else
+    echo "all present"
+fi
+
+step "Docker engine"
+scripts/start-dockerd.sh
+
+step "virtualenv .venv/"
+if [ ! -x .venv/bin/python ]; then
+    python3 -m venv .venv
+fi
+.venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
+.venv/bin/invoke --version | head -1
+
+step "build the debian-12 image"
+.venv/bin/invoke build --os debian-12
+
+step "verify it: compile CPython and run the smoke tests (pydebug)"
+.venv/bin/invoke verify --os debian-12 --config pydebug
+
+step "done: fleetbake/worker:debian-12 is built and verified; run the tests with .venv/bin/invoke test"

@@ -1,0 +1,114 @@
+"""Invoke tasks: thin wrappers that parse options and call the fleetbake package.
+
+    invoke matrix [--json]              rows and configurations
+    invoke render [--os ROW|all]        build contexts under build/<row>/
+    invoke base --os ROW                pull or bootstrap the row's base image
+    invoke build --os ROW|all           render, then build (skips when nothing changed)
+    invoke verify --os ROW [--config NAME|all] [--cpython SRC]
+    invoke test                         the whole test suite, Docker tests included
+    invoke bench                        speed and size against hand-written baselines
+
+Every task takes --matrix FILE (default matrix.yml).
+"""
+
+from invoke import task
+
+from fleetbake.cli import friendly, log
+
+MATRIX_HELP = {"matrix": "matrix file (default matrix.yml)"}
+
+
+def _load(matrix):
+    from fleetbake import matrix as matrix_mod
+
+    return matrix_mod.load(matrix)
+
+
+@task(help={**MATRIX_HELP, "json": "print JSON (for CI matrices)"})
+@friendly
+def matrix(c, matrix="matrix.yml", json=False):
+    """List the matrix: rows x configurations."""
+    m = _load(matrix)
+    print(m.to_json() if json else m.table())
+
+
+@task(help={**MATRIX_HELP, "os": "row name or 'all'", "check": "fail if build/<row>/ differs from a fresh render",
+            "ca_bundle": "PEM bundle of extra CA certificates to trust in the image"})
+@friendly
+def render(c, os="all", matrix="matrix.yml", check=False, ca_bundle=None):
+    """Render Docker build contexts into build/<row>/."""
+    from fleetbake import render as render_mod
+
+    m = _load(matrix)
+    rows = m.select(os)
+    if check:
+        render_mod.check(m, rows, ca_bundle, log=log)
+    else:
+        for name in render_mod.render(m, rows, ca_bundle):
+            log(f"rendered build/{name}/")
+
+
+@task(help={**MATRIX_HELP, "os": "row name or 'all'", "refresh": "pull or bootstrap again even if present"})
+@friendly
+def base(c, os="all", matrix="matrix.yml", refresh=False):
+    """Pull the row's base image, or bootstrap it from the distribution archive."""
+    from fleetbake import base as base_mod
+
+    for row in _load(matrix).select(os):
+        image = base_mod.ensure_base(row, refresh=refresh, log=log)
+        log(f"base {row.spec.base}: {image[:19]}")
+
+
+@task(help={**MATRIX_HELP, "os": "row name or 'all'", "force": "rebuild even if an identical image exists",
+            "refresh": "fresh base and distribution packages (nightly)", "ca_bundle": "extra CA certificates (PEM)"})
+@friendly
+def build(c, os="all", matrix="matrix.yml", force=False, refresh=False, ca_bundle=None):
+    """Render and build worker images with docker-py."""
+    from fleetbake import build as build_mod
+
+    m = _load(matrix)
+    build_mod.build(m, m.select(os), ca_bundle=ca_bundle, force=force, refresh=refresh, log=log)
+
+
+@task(help={**MATRIX_HELP, "os": "row name", "config": "configuration name or 'all'",
+            "cpython": "CPython source: DIR, TARBALL, URL, git:REF or debian:SUITE/PACKAGE (default: the row's)",
+            "jobs": "make and test parallelism (default: CPU count)"})
+@friendly
+def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=None, jobs=None):
+    """Compile CPython in the image and run the smoke tests; write build/reports/."""
+    from fleetbake import verify as verify_mod
+
+    m = _load(matrix)
+    failed = False
+    for row in m.select(os):
+        results = verify_mod.verify(m, row, m.configurations(row, config), cpython, int(jobs) if jobs else None, log)
+        print(verify_mod.summary_table(results), flush=True)
+        failed |= not all(r.passed for r in results)
+    if failed:
+        from invoke import Exit
+
+        raise Exit("error: verification failed", code=1)
+
+
+@task(help={"unit": "only the fast unit tests", "k": "pytest -k expression"})
+def test(c, unit=False, k=None):
+    """Run the test suite (unit + Docker integration tests unless --unit)."""
+    marker = "not docker" if unit else "docker or not docker"
+    select = f" -k {k!r}" if k else ""
+    c.run(f"{_python()} -m pytest -m {marker!r}{select}", pty=False)
+
+
+@task(help={**MATRIX_HELP, "os": "row to measure", "skip_cold": "skip the two cold builds"})
+@friendly
+def bench(c, os="debian-12", matrix="matrix.yml", skip_cold=False):
+    """Measure build, no-op, size and verify against hand-written baselines."""
+    from fleetbake import bench as bench_mod
+
+    m = _load(matrix)
+    bench_mod.run(m, m.select(os)[0], skip_cold=skip_cold, log=log)
+
+
+def _python():
+    import sys
+
+    return sys.executable

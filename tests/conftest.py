@@ -1,0 +1,56 @@
+import importlib.util
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+
+@pytest.fixture
+def build_dir(tmp_path, monkeypatch):
+    out = tmp_path / "build"
+    monkeypatch.setenv("FLEETBAKE_BUILD_DIR", str(out))
+    return out
+
+
+@pytest.fixture
+def no_ca(monkeypatch):
+    """Render as a machine with no extra CA would (goldens must not depend on the host)."""
+    monkeypatch.setenv("FLEETBAKE_CA_BUNDLE", "")
+
+
+@pytest.fixture
+def write_matrix(tmp_path):
+    def write(text: str, name: str = "matrix.yml") -> Path:
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text).lstrip())
+        return path
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def entrypoint():
+    """images/common/entrypoint.py, imported as a module (it is stdlib only)."""
+    spec = importlib.util.spec_from_file_location("fleetbake_entrypoint", ROOT / "images/common/entrypoint.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
+MINIMAL = """
+smoke: [test_sys]
+configurations:
+  pydebug:
+    configure: [--with-pydebug]
+rows:
+  debian-12:
+    family: debian
+    base: debian:12
+    packages: [build-essential]
+    configurations: [pydebug]
+"""

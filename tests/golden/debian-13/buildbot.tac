@@ -1,0 +1,61 @@
+# Generated from matrix.yml (row debian-13) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# buildbot.tac for fleetbake worker images: run by twistd as the build user.
+# Settings come from the environment (see entrypoint.py); the password comes
+# from a pipe that the root entrypoint filled, never from a file or a variable.
+import ctypes
+import importlib.metadata
+import os
+import sys
+
+sys.path.insert(0, "/opt/fleetbake")
+import entrypoint  # noqa: E402
+
+from buildbot_worker.bot import Worker  # noqa: E402
+from twisted.application import service  # noqa: E402
+from twisted.python import log  # noqa: E402
+
+PR_SET_DUMPABLE = 4
+# Non-dumpable first: /proc/<pid>/{mem,environ,fd} become root-only, so a build
+# step running as this same uid cannot read the password out of this process.
+if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+    raise SystemExit("fleetbake-worker: error: prctl(PR_SET_DUMPABLE) failed")
+
+fd = int(os.environ.pop(entrypoint.PASSWORD_FD_VAR))
+with os.fdopen(fd, "rb") as pipe:
+    passwd = pipe.read()
+
+cfg = entrypoint.settings(dict(os.environ))
+basedir = cfg.basedir
+worker_version = importlib.metadata.version("buildbot-worker")
+
+info_dir = os.path.join(basedir, "info")
+os.makedirs(info_dir, exist_ok=True)
+admin = cfg.admin or "(not set: run the container with -e WORKER_ADMIN='Your Name <you@example.org>')"
+host = cfg.host_info or entrypoint.host_info(os.environ.get("FLEETBAKE_IMAGE", ""), worker_version)
+for name, text in (("admin", admin), ("host", host)):
+    with open(os.path.join(info_dir, name), "w", encoding="utf-8") as handle:
+        handle.write(text.rstrip("\n") + "\n")
+
+log.msg(
+    f"fleetbake: worker {cfg.name} -> {cfg.master_host}:{cfg.master_port}, keepalive {cfg.keepalive}s, "
+    f"maxretries {cfg.maxretries}, buildbot-worker {worker_version}"
+)
+if not cfg.admin:
+    log.msg("fleetbake: warning: WORKER_ADMIN is not set; the fleet admins cannot reach you")
+
+application = service.Application("buildbot-worker")
+worker = Worker(
+    cfg.master_host,
+    cfg.master_port,
+    cfg.name,
+    passwd,
+    basedir,
+    cfg.keepalive,
+    umask=cfg.umask,
+    maxdelay=cfg.maxdelay,
+    allow_shutdown="file",
+    maxRetries=cfg.maxretries,
+    delete_leftover_dirs=True,
+)
+worker.setServiceParent(application)
+del passwd

@@ -1,0 +1,163 @@
+"""The runtime contract's logic, run on the host (the entrypoint is stdlib only)."""
+
+import os
+import pwd
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+ME = pwd.getpwuid(os.getuid())
+
+
+def test_master_defaults_to_the_fleet(entrypoint):
+    assert entrypoint.parse_master({}) == ("buildbot-api.python.org", 9020)
+
+
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"BUILDMASTER": "master.example.org"}, ("master.example.org", 9020)),
+        ({"BUILDMASTER": "master.example.org:9989"}, ("master.example.org", 9989)),
+        ({"BUILDMASTER": "10.0.0.5", "BUILDMASTER_PORT": "9989"}, ("10.0.0.5", 9989)),
+        ({"BUILDMASTER_PORT": "9021"}, ("buildbot-api.python.org", 9021)),
+        ({"BUILDMASTER": "[::1]:9989"}, ("::1", 9989)),
+        ({"BUILDMASTER": "m:9989", "BUILDMASTER_PORT": "9989"}, ("m", 9989)),
+    ],
+)
+def test_master_overrides(entrypoint, env, expected):
+    assert entrypoint.parse_master(env) == expected
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({"BUILDMASTER": "m:9989", "BUILDMASTER_PORT": "1"}, "disagree on the port"),
+        ({"BUILDMASTER_PORT": "http"}, "not a whole number"),
+        ({"BUILDMASTER_PORT": "70000"}, "out of range"),
+        ({"BUILDMASTER": "m; rm -rf /"}, "not a host name"),
+    ],
+)
+def test_bad_master_settings(entrypoint, env, message):
+    with pytest.raises(entrypoint.ConfigError, match=message):
+        entrypoint.parse_master(env)
+
+
+def test_settings_use_the_fleet_values(entrypoint):
+    cfg = entrypoint.settings({"WORKERNAME": "owner-debian12-x86_64"})
+    assert cfg.keepalive == 60  # the master's keepalive_interval; 600 causes disconnects
+    assert cfg.maxretries == 10 and cfg.umask == 0o022 and cfg.basedir == "/buildarea"
+    cfg = entrypoint.settings({"WORKERNAME": "w", "KEEPALIVE": "30", "MAXRETRIES": "none", "UMASK": "077"})
+    assert (cfg.keepalive, cfg.maxretries, cfg.umask) == (30, None, 0o077)
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({}, "WORKERNAME is not set"),
+        ({"WORKERNAME": "bad name"}, "may only contain"),
+        ({"WORKERNAME": "w", "KEEPALIVE": "soon"}, "KEEPALIVE='soon' is not a whole number"),
+        ({"WORKERNAME": "w", "UMASK": "999"}, "not an octal mask"),
+    ],
+)
+def test_bad_settings(entrypoint, env, message):
+    with pytest.raises(entrypoint.ConfigError, match=message):
+        entrypoint.settings(env)
+
+
+def test_password_from_env_or_file(entrypoint, tmp_path):
+    assert entrypoint.read_password({"WORKERPASS": "s3cret"}, None) == b"s3cret"
+    secret = tmp_path / "pass"
+    secret.write_text("from-file\n")
+    secret.chmod(0o400)
+    assert entrypoint.read_password({"WORKERPASS_FILE": str(secret)}, None) == b"from-file"
+
+
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        ({}, "no password"),
+        ({"WORKERPASS": ""}, "no password"),
+        ({"WORKERPASS": "a", "WORKERPASS_FILE": "/x"}, "not both"),
+        ({"WORKERPASS_FILE": "/nonexistent/pass"}, "No such file"),
+    ],
+)
+def test_password_errors(entrypoint, env, message):
+    with pytest.raises(entrypoint.ConfigError, match=message):
+        entrypoint.read_password(env, None)
+
+
+def test_a_password_file_the_build_user_could_read_is_refused(entrypoint, tmp_path):
+    secret = tmp_path / "pass"
+    secret.write_text("pw")
+    secret.chmod(0o644)
+    other_uid = 65534 if ME.pw_uid != 65534 else 0
+    with pytest.raises(entrypoint.ConfigError, match="readable by the build user"):
+        entrypoint.read_password({"WORKERPASS_FILE": str(secret)}, other_uid)
+    secret.chmod(0o600)  # owned by us, not by the build user: fine
+    assert entrypoint.read_password({"WORKERPASS_FILE": str(secret)}, other_uid) == b"pw"
+    with pytest.raises(entrypoint.ConfigError, match="readable by the build user"):
+        entrypoint.read_password({"WORKERPASS_FILE": str(secret)}, ME.pw_uid)  # the build user owns it
+
+
+def test_builds_get_no_secret_but_do_get_buildbot_variables(entrypoint):
+    env = {
+        "WORKERPASS": "s3cret", "WORKERPASS_FILE": "/run/secrets/p", "WORKERPASS_FD": "3",
+        "BUILDBOT_TESTOPTS": "-x test_gdb", "PATH": "/usr/bin", "MY_TOKEN": "t",
+        "WORKER_ENVIRONMENT_BLACKLIST": "WORKERPASS MY_*",
+    }
+    clean = entrypoint.worker_environment(env, ME)
+    assert not {"WORKERPASS", "WORKERPASS_FILE", "WORKERPASS_FD", "MY_TOKEN"} & set(clean)
+    assert "s3cret" not in "".join(clean.values())
+    assert clean["BUILDBOT_TESTOPTS"] == "-x test_gdb"
+    assert clean["HOME"] == ME.pw_dir and clean["USER"] == ME.pw_name
+
+
+def test_privilege_drop_is_irreversible(entrypoint):
+    argv = entrypoint.drop_privileges_argv(ME, can_drop_bounding=True)
+    assert argv[0] == "setpriv" and argv[-1] == "--"
+    for flag in (f"--reuid={ME.pw_uid}", f"--regid={ME.pw_gid}", "--init-groups", "--no-new-privs",
+                 "--inh-caps=-all", "--bounding-set=-all"):
+        assert flag in argv
+    assert "--bounding-set=-all" not in entrypoint.drop_privileges_argv(ME, can_drop_bounding=False)
+
+
+def test_twistd_runs_without_pidfile_and_logs_to_stdout(entrypoint):
+    argv = entrypoint.twistd_argv()
+    assert "--pidfile=" in argv and "--logfile=-" in argv and "--nodaemon" in argv
+
+
+def test_host_info_describes_the_real_machine(entrypoint):
+    text = entrypoint.host_info("fleetbake/worker:debian-12", "4.3.0")
+    assert f"CPU: {len(os.sched_getaffinity(0))} x " in text
+    assert "fleetbake/worker:debian-12" in text and "buildbot-worker: 4.3.0" in text
+    assert f"Kernel: Linux {os.uname().release}" in text
+    assert "Memory: " in text and "Compiler: gcc" in text
+
+
+def test_capability_bits_are_read_from_proc_status(entrypoint, tmp_path):
+    status = tmp_path / "status"
+    status.write_text("Name:\tx\nCapEff:\t0000000000000100\n")
+    assert entrypoint.has_capability(8, str(status))
+    assert not entrypoint.has_capability(7, str(status))
+
+
+@pytest.mark.parametrize(
+    "env, needle",
+    [
+        ({}, "WORKERNAME is not set"),
+        ({"WORKERNAME": "w"}, "no password"),
+        ({"WORKERNAME": "w", "WORKERPASS": "p", "KEEPALIVE": "x"}, "KEEPALIVE"),
+    ],
+)
+def test_missing_settings_exit_2_with_one_line_before_anything_starts(env, needle):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "images/common/entrypoint.py")],
+        env={"PATH": os.environ["PATH"], "FLEETBAKE_USER": "nobody", **env}, capture_output=True, text=True, timeout=30, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("fleetbake-worker: error: ") and needle in lines[0]
