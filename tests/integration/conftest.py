@@ -1,0 +1,73 @@
+import time
+import uuid
+
+import docker
+import pytest
+
+from conftest import ROOT
+from fleetbake import build, matrix
+
+TEST_LABEL = "io.fleetbake.test"
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "/integration/" in str(item.fspath):
+            item.add_marker(pytest.mark.docker)
+
+
+@pytest.fixture(scope="session")
+def client():
+    engine = docker.from_env(timeout=600)
+    engine.ping()
+    yield engine
+    for container in engine.containers.list(all=True, filters={"label": TEST_LABEL}):
+        container.remove(force=True, v=True)
+
+
+@pytest.fixture(scope="session")
+def project():
+    return matrix.load(ROOT / "matrix.yml")
+
+
+@pytest.fixture(scope="session")
+def image(client, project):
+    """The debian-12 image, built through fleetbake (a no-op when setup already built it)."""
+    [result] = build.build(project, project.select("debian-12"), log=print)
+    return result
+
+
+@pytest.fixture
+def run(client):
+    """Start a container labelled for cleanup; removed (with its volumes) after the test."""
+    started = []
+
+    def start(image, **kwargs):
+        labels = {TEST_LABEL: "1", **kwargs.pop("labels", {})}
+        container = client.containers.run(image, detach=True, labels=labels, **kwargs)
+        started.append(container)
+        return container
+
+    yield start
+    for container in started:
+        try:
+            container.remove(force=True, v=True)
+        except docker.errors.NotFound:
+            pass
+
+
+def wait_for_log(container, needle: str, timeout: float = 60) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        logs = container.logs().decode(errors="replace")
+        if needle in logs:
+            return logs
+        container.reload()
+        if container.status == "exited":
+            break
+        time.sleep(0.5)
+    raise AssertionError(f"{needle!r} not in the logs of {container.name}:\n{container.logs().decode(errors='replace')[-3000:]}")
+
+
+def unique_password() -> str:
+    return f"pw-{uuid.uuid4().hex}"

@@ -1,0 +1,217 @@
+"""The runtime contract of the debian-12 image, against a real Docker engine."""
+
+import io
+import json
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from integration.conftest import unique_password, wait_for_log
+
+HUNT = (Path(__file__).parent / "hunt.py").read_text()
+# The README's recommended hardening, minus the restart policy.
+HARDENED = dict(
+    cap_drop=["ALL"],
+    cap_add=["CHOWN", "SETUID", "SETGID", "KILL"],  # KILL: tini (root) signals the build user's twistd
+    security_opt=["no-new-privileges"],
+    read_only=True,
+    tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=512m"},
+    mem_limit="2g",
+    pids_limit=1024,
+)
+# Nothing listens there: the worker keeps retrying, which is all these tests need.
+WORKER_ENV = {"WORKERNAME": "owner-debian12-x86_64", "BUILDMASTER": "127.0.0.1:9", "MAXRETRIES": "none",
+              "MAXDELAY": "2", "WORKER_ADMIN": "Jane Owner <jane@example.org>", "BUILDBOT_TESTOPTS": "-x test_gdb"}
+
+
+def sh(container, command, user="root"):
+    code, out = container.exec_run(command, user=user)
+    return code, out.decode(errors="replace")
+
+
+def twistd_pid(container):
+    code, out = sh(container, ["python3", "-c", (
+        "import os\n"
+        "for p in filter(str.isdigit, os.listdir('/proc')):\n"
+        "    if b'twistd' in open(f'/proc/{p}/cmdline','rb').read(): print(p)")])
+    assert code == 0 and out.strip(), out
+    return out.split()[0]
+
+
+def host_environ(client, container):
+    """The environment of the container's twistd (tini's child), read from the host."""
+    tini = client.api.inspect_container(container.id)["State"]["Pid"]
+    child = Path(f"/proc/{tini}/task/{tini}/children").read_text().split()[0]
+    return Path(f"/proc/{child}/environ").read_bytes().decode(errors="replace")
+
+
+def proc_status(container, pid):
+    _, out = sh(container, ["cat", f"/proc/{pid}/status"])
+    return dict(line.split(":\t", 1) for line in out.splitlines() if ":\t" in line)
+
+
+def hunt(container, password):
+    """As the build user, with an empty environment: what a build step sees."""
+    code, out = sh(container, ["env", "-i", "/usr/bin/python3", "-c", HUNT, password], user="1000:1000")
+    assert code == 0, out
+    return out
+
+
+def put_secret(client, password, tmp_path):
+    secret = tmp_path / "workerpass"
+    secret.write_text(password + "\n")
+    secret.chmod(0o400)
+    return str(secret)
+
+
+def test_image_is_labelled_and_tagged(client, image, project):
+    img = client.images.get(image.image_id)
+    labels = img.labels
+    assert labels["io.fleetbake.row"] == "debian-12"
+    assert labels["io.fleetbake.inputs-hash"] == image.inputs_hash
+    assert labels["io.fleetbake.worker-version"] == project.rows["debian-12"].spec.worker_version
+    for key in ("created", "revision", "source", "version", "title"):
+        assert labels[f"org.opencontainers.image.{key}"]
+    assert {"fleetbake/worker:debian-12", f"fleetbake/worker:debian-12-{image.inputs_hash[:16]}"} <= set(img.tags)
+
+
+def test_default_user_and_worker_version(client, image, project):
+    out = client.containers.run(image.image_id, ["sh", "-c", "id -u; id -un; buildbot-worker --version"], remove=True)
+    uid, user, version = out.decode().split("\n")[:3]
+    row = project.rows["debian-12"].spec
+    assert (int(uid), user) == (row.uid, row.user)
+    assert version.strip().endswith(row.worker_version)
+
+
+def test_missing_name_is_one_line_and_exit_2(client, image, run):
+    container = run(image.image_id, environment={"WORKERPASS": "x"})
+    assert container.wait(timeout=60)["StatusCode"] == 2
+    lines = container.logs().decode().strip().splitlines()
+    assert lines == ["fleetbake-worker: error: WORKERNAME is not set: pass -e WORKERNAME=<the name the fleet admins gave you>"]
+
+
+def test_worker_contract_with_the_hardened_run_line(client, image, run, project):
+    password = unique_password()
+    container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": password}, **HARDENED)
+    logs = wait_for_log(container, "Starting Worker")
+    assert "127.0.0.1:9, keepalive 60s" in logs
+    wait_for_log(container, "Scheduling retry")
+
+    _, comm = sh(container, ["cat", "/proc/1/comm"])
+    assert comm.strip() == "tini"
+    pid = twistd_pid(container)
+    status = proc_status(container, pid)
+    assert status["Uid"].split()[:2] == ["1000", "1000"]
+    assert status["NoNewPrivs"].strip() == "1"
+    assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0 and int(status["CapInh"], 16) == 0
+
+    # Builds inherit twistd's environment: the secret is gone, BUILDBOT_* stays.
+    # It is non-dumpable: even the container's root cannot read it, the host's root can.
+    environ = host_environ(client, container)
+    assert password not in environ and "WORKERPASS=" not in environ and "WORKERPASS_FILE" not in environ
+    assert "BUILDBOT_TESTOPTS=-x test_gdb" in environ
+
+    _, admin = sh(container, ["cat", "/buildarea/info/admin"], user="1000:1000")
+    _, host = sh(container, ["cat", "/buildarea/info/host"], user="1000:1000")
+    assert admin.strip() == "Jane Owner <jane@example.org>"
+    assert "Debian GNU/Linux 12" in host and "buildbot-worker: 4.3.0" in host and "CPU: " in host
+    assert "fleetbake/worker:debian-12" in host
+
+    found = hunt(container, password)
+    assert found.startswith("NOTHING"), found
+    assert f"/proc/{pid}/environ" in found and f"/proc/{pid}/mem" in found  # non-dumpable
+    assert "/proc/1/environ" in found  # tini is root
+    assert password not in container.logs().decode()
+
+
+def test_password_file_keeps_the_secret_out_of_inspect_and_proc(client, image, run, tmp_path):
+    password = unique_password()
+    secret = put_secret(client, password, tmp_path)
+    container = run(
+        image.image_id,
+        environment={**WORKER_ENV, "WORKERPASS_FILE": "/run/secrets/workerpass"},
+        volumes={secret: {"bind": "/run/secrets/workerpass", "mode": "ro"}},
+        **HARDENED,
+    )
+    wait_for_log(container, "Starting Worker")
+    assert password not in json.dumps(client.api.inspect_container(container.id))
+    found = hunt(container, password)
+    assert found.startswith("NOTHING"), found
+    history = subprocess.run(["docker", "history", "--no-trunc", image.image_id], capture_output=True, text=True, check=True)
+    assert password not in history.stdout and "WORKERPASS" not in history.stdout
+
+
+def test_a_world_readable_password_file_is_refused(client, image, run, tmp_path):
+    secret = tmp_path / "workerpass"
+    secret.write_text("pw\n")
+    secret.chmod(0o644)
+    container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS_FILE": "/run/secrets/workerpass"},
+                    volumes={str(secret): {"bind": "/run/secrets/workerpass", "mode": "ro"}})
+    assert container.wait(timeout=60)["StatusCode"] == 2
+    assert "readable by the build user" in container.logs().decode()
+
+
+def test_sigterm_stops_cleanly_and_a_restart_reuses_the_buildarea(client, image, run):
+    container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()}, **HARDENED)
+    wait_for_log(container, "Scheduling retry")
+    started = time.monotonic()
+    container.stop(timeout=10)
+    seconds = time.monotonic() - started
+    state = client.api.inspect_container(container.id)["State"]
+    assert seconds < 10 and state["ExitCode"] == 0, (seconds, state)
+    assert "Server Shut Down." in container.logs().decode()
+
+    container.start()  # same container, same /buildarea volume
+    deadline = time.monotonic() + 60
+    while container.logs().decode().count("Starting Worker") < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    logs = container.logs().decode()
+    assert logs.count("Starting Worker") == 2, logs[-2000:]
+    assert "Another twistd server" not in logs
+
+
+def test_sigkill_then_restart_joins_again(client, image, run):
+    container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()}, **HARDENED)
+    wait_for_log(container, "Starting Worker")
+    container.kill("SIGKILL")
+    container.wait(timeout=30)
+    container.start()
+    deadline = time.monotonic() + 60
+    while container.logs().decode().count("Starting Worker") < 2 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    logs = container.logs().decode()
+    assert logs.count("Starting Worker") == 2 and "Another twistd server" not in logs
+
+
+def test_a_root_owned_bind_mount_is_handed_to_the_build_user(client, image, run, tmp_path):
+    area = tmp_path / "buildarea"
+    area.mkdir()
+    container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()},
+                    volumes={str(area): {"bind": "/buildarea", "mode": "rw"}}, **HARDENED)
+    wait_for_log(container, "Starting Worker")
+    assert area.stat().st_uid == 1000
+    assert (area / "info" / "admin").read_text().startswith("Jane Owner")
+
+
+def test_plain_docker_build_of_the_rendered_context_works(image):
+    from fleetbake import paths
+
+    result = subprocess.run(["docker", "build", "-q", str(paths.build_dir() / "debian-12")],
+                            capture_output=True, text=True, timeout=1800, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().startswith("sha256:")
+
+
+def test_image_reports_its_own_build_dependencies(client, image):
+    """Every package of the row is installed (dpkg), and nothing pulls recommends in."""
+    out = client.containers.run(image.image_id, ["sh", "-c", "dpkg-query -W -f '${Package}\\n'"], remove=True).decode()
+    installed = set(out.split())
+    from fleetbake import matrix as m
+    from conftest import ROOT
+
+    row = m.load(ROOT / "matrix.yml").rows["debian-12"]
+    assert set(row.all_packages) - installed == set()
+    assert {"tini", "python3-venv", "ca-certificates"} <= installed

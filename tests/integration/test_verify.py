@@ -1,0 +1,50 @@
+"""Verification for real: CPython compiled and smoke-tested inside the debian-12 image."""
+
+import json
+
+import pytest
+
+from conftest import MINIMAL, ROOT
+from fleetbake import build, matrix, verify
+from fleetbake.errors import FleetbakeError
+
+
+def test_pydebug_compiles_cpython_and_passes_the_smoke_tests(project, image):
+    row = project.rows["debian-12"]
+    lines = []
+    [result] = verify.verify(project, row, ["pydebug"], log=lambda line: (lines.append(line), print(line)))
+    assert result.passed, result.reason
+    assert [s.name for s in result.steps] == ["unpack", "configure", "make", "pythoninfo", "modules", "tests"]
+    assert result.missing_modules == []
+    assert result.tests["tests"] > 1000 and result.tests["failures"] == 0 and result.tests["errors"] == 0
+    assert any("[debian-12 pydebug 3/6 make]" in line for line in lines)  # the step counter
+
+    record = json.loads(result.record.read_text())
+    assert record["passed"] is True and record["image_id"] == image.image_id
+    assert record["cpython"]["version"].startswith("3.") and len(record["cpython"]["sha256"]) == 64
+    assert (result.record.parent / "pydebug.junit.xml").read_bytes().startswith(b"<testsuites")
+    assert verify.load_record(image.image_id, "pydebug")["passed"] is True
+
+
+def test_a_failing_configure_fails_verification_and_says_where(write_matrix, image):
+    broken = write_matrix(MINIMAL.replace("configure: [--with-pydebug]", "configure: [CC=/nonexistent/cc]"))
+    m = matrix.load(broken)
+    [result] = verify.verify(m, m.rows["debian-12"], ["pydebug"], cpython_spec=project_source(), log=print)
+    assert not result.passed
+    assert result.reason == "configure failed (exit 77)" or result.reason.startswith("configure failed")
+    assert [s.name for s in result.steps] == ["unpack", "configure"]
+    assert json.loads(result.record.read_text())["passed"] is False
+
+
+def test_a_missing_package_fails_the_build_naming_the_step(write_matrix, build_dir, image):
+    text = MINIMAL.replace("debian-12:", "broken-row:").replace("[build-essential]", "[no-such-package-fleetbake]")
+    m = matrix.load(write_matrix(text))
+    with pytest.raises(FleetbakeError) as info:
+        build.build(m, m.select("broken-row"), ca_bundle="", log=print)
+    message = str(info.value)
+    assert "broken-row: build failed at 'Step 3/" in message and "install-packages.sh" in message
+    assert "returned a non-zero code: 100" in message
+
+
+def project_source():
+    return matrix.load(ROOT / "matrix.yml").rows["debian-12"].spec.cpython
