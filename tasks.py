@@ -93,9 +93,17 @@ def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=Non
 @task(help={"unit": "only the fast unit tests", "k": "pytest -k expression"})
 def test(c, unit=False, k=None):
     """Run the test suite (unit + Docker integration tests unless --unit)."""
-    marker = "not docker" if unit else "docker or not docker"
-    select = f" -k {k!r}" if k else ""
-    c.run(f"{_python()} -m pytest -m {marker!r}{select}", pty=False)
+    import shlex
+    import sys
+
+    from invoke import Exit
+
+    argv = [sys.executable, "-m", "pytest", "-m", "not docker" if unit else "docker or not docker"]
+    if k:
+        argv += ["-k", k]
+    result = c.run(shlex.join(argv), warn=True, pty=False)
+    if result.exited != 0:
+        raise Exit(code=result.exited)
 
 
 @task(help={**MATRIX_HELP, "os": "row to measure", "skip_cold": "skip the two cold builds"})
@@ -107,8 +115,3 @@ def bench(c, os="debian-12", matrix="matrix.yml", skip_cold=False):
     m = _load(matrix)
     bench_mod.run(m, m.select(os)[0], skip_cold=skip_cold, log=log)
 
-
-def _python():
-    import sys
-
-    return sys.executable

@@ -15,14 +15,31 @@ def project():
     return matrix.load(ROOT / "matrix.yml")
 
 
+# The files the templates generate; the rest are copies of images/ with a header line.
+TEMPLATED = ("Dockerfile", "packages.txt")
+
+
 @pytest.mark.parametrize("row", ["debian-12", "debian-13"])
 def test_render_matches_golden_files(project, row, no_ca):
     """Regenerate with FLEETBAKE_UPDATE_GOLDEN=1 after an intended change, and review the diff."""
     context = render.render_row(project, project.rows[row])
+    templated = {name: context[name] for name in TEMPLATED}
     golden = GOLDEN / row
     if os.environ.get("FLEETBAKE_UPDATE_GOLDEN"):
-        render.write_context(context, golden)
-    assert render.diff_context(context, golden) == []
+        render.write_context(templated, golden)
+    assert render.diff_context(templated, golden) == []
+
+
+def test_copied_files_are_the_sources_plus_the_header(project, no_ca):
+    context = render.render_row(project, project.rows["debian-12"])
+    copied = [name for name in context if name.startswith("scripts/") or name in ("entrypoint.py", "buildbot.tac")]
+    assert len(copied) == 7
+    for name in copied:
+        source = next((ROOT / "images").rglob(name.split("/")[-1])).read_text().splitlines()
+        rendered = context[name].content.decode().splitlines()
+        position = 1 if rendered[0].startswith("#!") else 0
+        assert rendered[position].startswith("# Generated from matrix.yml")
+        assert rendered[:position] + rendered[position + 1 :] == source, name
 
 
 def test_render_is_deterministic_and_every_file_says_generated(project, build_dir, no_ca):
