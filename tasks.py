@@ -5,6 +5,9 @@
     invoke base --os ROW                pull or bootstrap the row's base image
     invoke build --os ROW|all           render, then build (skips when nothing changed)
     invoke verify --os ROW [--config NAME|all] [--cpython SRC]
+    invoke master [--worker NAME[:PASS]] a local Buildbot master to try a worker (--stop stops it)
+    invoke status --master URL          is each worker connected? (non-zero when one is not)
+    invoke preflight                    this host against the devguide's requirements
     invoke test                         the whole test suite, Docker tests included
     invoke bench                        speed and size against hand-written baselines
 
@@ -88,6 +91,56 @@ def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=Non
         from invoke import Exit
 
         raise Exit("error: verification failed", code=1)
+
+
+@task(iterable=["worker"], help={
+    **MATRIX_HELP, "worker": "NAME or NAME:PASSWORD (repeatable; a password is generated if missing)",
+    "stop": "stop the master and its git daemon", "cpython": "CPython source for the builds (default: debian-12's)",
+    "pb_port": "port workers connect to", "www_port": "web UI and REST API port", "git_port": "git daemon port"})
+@friendly
+def master(c, worker=None, stop=False, cpython=None, matrix="matrix.yml", pb_port=9989, www_port=8010, git_port=9418):
+    """Start (or --stop) a local Buildbot master with the fleet's Unix build, for trying a worker."""
+    from fleetbake import master as master_mod, render
+
+    if stop:
+        master_mod.stop(log=log)
+        return
+    row = _load(matrix).rows["debian-12"]
+    info = master_mod.start(master_mod.parse_workers(worker), cpython or row.spec.cpython,
+                            int(pb_port), int(www_port), int(git_port), log=log)
+    log(f"web UI and REST API: {info.url}")
+    for name in info.workers:
+        log(f"worker {name}:\n  {info.docker_run_line(name, render.image_tag(row))}")
+    log("stop it with: invoke master --stop")
+
+
+@task(iterable=["worker"], help={"master": "the master's web URL, e.g. https://buildbot.python.org/",
+                                 "worker": "worker name (repeatable; default: all)",
+                                 "notify_cmd": "command run with each offline worker's name"})
+@friendly
+def status(c, master, worker=None, notify_cmd=None):
+    """Print each worker's connection state; exit 1 when one is offline (for cron)."""
+    from invoke import Exit
+
+    from fleetbake import status as status_mod
+
+    code = status_mod.check(master, worker or None, notify_cmd, log=log)
+    if code:
+        raise Exit(code=code)
+
+
+@task(help={"master": "master host:port (default buildbot-api.python.org:9020)",
+            "buildarea": "where the buildarea lives (for the disk check)", "timeout": "seconds per probe"})
+@friendly
+def preflight(c, master="buildbot-api.python.org:9020", buildarea=".", timeout=5):
+    """Check this host against the devguide's requirements (CPUs, memory, disk, outbound ports)."""
+    from invoke import Exit
+
+    from fleetbake import preflight as preflight_mod
+
+    code = preflight_mod.main([f"--master={master}", f"--buildarea={buildarea}", f"--timeout={timeout}"])
+    if code:
+        raise Exit(code=code)
 
 
 @task(help={"unit": "only the fast unit tests", "k": "pytest -k expression"})

@@ -98,9 +98,10 @@ def render_row(matrix: Matrix, row: RowView, ca_certs: list[bytes] | None = None
     scripts += [(paths.IMAGES / "common" / "scripts" / name) for name in COMMON_SCRIPTS]
     for script in scripts:
         context[f"scripts/{script.name}"] = RenderedFile(_with_header(script.read_text(), head).encode(), True)
-    for name in ("entrypoint.py", "buildbot.tac"):
-        source = paths.IMAGES / "common" / name
-        context[name] = RenderedFile(_with_header(source.read_text(), head).encode(), name.endswith(".py"))
+    runtime = [paths.IMAGES / "common" / "entrypoint.py", paths.IMAGES / "common" / "buildbot.tac",
+               Path(__file__).with_name("preflight.py")]  # the same checks as `invoke preflight`
+    for source in runtime:
+        context[source.name] = RenderedFile(_with_header(source.read_text(), head).encode(), source.suffix == ".py")
 
     readme = "Extra CA certificates baked into the image's trust store (FLEETBAKE_CA_BUNDLE or --ca-bundle).\n"
     context["ca-certificates/README.txt"] = RenderedFile(f"{head}\n{readme}".encode())

@@ -32,10 +32,12 @@ def test_render_matches_golden_files(project, row, no_ca):
 
 def test_copied_files_are_the_sources_plus_the_header(project, no_ca):
     context = render.render_row(project, project.rows["debian-12"])
-    copied = [name for name in context if name.startswith("scripts/") or name in ("entrypoint.py", "buildbot.tac")]
-    assert len(copied) == 7
+    copied = [name for name in context if name.startswith("scripts/") or name.endswith((".py", ".tac"))]
+    assert len(copied) == 8
     for name in copied:
-        source = next((ROOT / "images").rglob(name.split("/")[-1])).read_text().splitlines()
+        base = name.split("/")[-1]
+        origin = ROOT / "fleetbake" / base if base == "preflight.py" else next((ROOT / "images").rglob(base))
+        source = origin.read_text().splitlines()
         rendered = context[name].content.decode().splitlines()
         position = 1 if rendered[0].startswith("#!") else 0
         assert rendered[position].startswith("# Generated from matrix.yml")

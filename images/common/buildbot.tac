@@ -11,6 +11,7 @@ import entrypoint  # noqa: E402
 
 from buildbot_worker.bot import Worker  # noqa: E402
 from twisted.application import service  # noqa: E402
+from twisted.internet import reactor  # noqa: E402
 from twisted.python import log  # noqa: E402
 
 PR_SET_DUMPABLE = 4
@@ -51,10 +52,23 @@ worker = Worker(
     basedir,
     cfg.keepalive,
     umask=cfg.umask,
-    maxdelay=cfg.maxdelay,
     allow_shutdown="file",
     maxRetries=cfg.maxretries,
     delete_leftover_dirs=True,
 )
 worker.setServiceParent(application)
 del passwd
+
+# The HEALTHCHECK reads this: connected means logged in to the master, not just running.
+entrypoint.write_health("starting")
+_got_perspective = worker.bf.gotPerspective
+
+
+def _on_login(perspective):
+    _got_perspective(perspective)
+    entrypoint.write_health(f"connected {cfg.master_host}:{cfg.master_port}")
+    perspective.broker.notifyOnDisconnect(lambda: entrypoint.write_health(f"disconnected from {cfg.master_host}:{cfg.master_port}"))
+
+
+worker.bf.gotPerspective = _on_login
+reactor.addSystemEventTrigger("before", "shutdown", lambda: entrypoint.write_health("stopping"))

@@ -10,6 +10,8 @@ no build step can find the password in /proc, in a file or in its environment.
 
 `docker run IMAGE`            joins the fleet (the default `worker` command)
 `docker run IMAGE hostinfo`   prints what info/host would say
+`docker run IMAGE preflight`  checks this host against the devguide's requirements
+`docker run IMAGE health`     the HEALTHCHECK: 0 only while logged in to the master
 `docker run IMAGE CMD ...`    runs CMD as the build user
 """
 
@@ -32,10 +34,12 @@ DEFAULT_PORT = 9020
 BUILDAREA = "/buildarea"
 TAC = "/opt/fleetbake/buildbot.tac"
 TWISTD = "/opt/buildbot-worker/bin/twistd"
+PREFLIGHT = "/opt/fleetbake/preflight.py"
 PASSWORD_FD_VAR = "WORKERPASS_FD"
 # Control variables the entrypoint consumes; builds never see the secret ones.
 SECRET_VARS = ("WORKERPASS", "WORKERPASS_FILE", PASSWORD_FD_VAR)
 CAP_SETPCAP = 8
+HEALTH_FILE = "/tmp/fleetbake-worker.health"
 
 
 class ConfigError(Exception):
@@ -49,7 +53,6 @@ class WorkerSettings:
     master_port: int
     keepalive: int
     maxretries: int | None
-    maxdelay: int
     umask: int
     admin: str
     host_info: str | None
@@ -112,7 +115,6 @@ def settings(env: dict[str, str]) -> WorkerSettings:
         maxretries=None
         if env.get("MAXRETRIES", "").strip().lower() in ("none", "unlimited")
         else _int(env, "MAXRETRIES", 10, 1, 100000),
-        maxdelay=_int(env, "MAXDELAY", 300, 1, 3600),
         umask=umask,
         admin=env.get("WORKER_ADMIN", "").strip(),
         host_info=env.get("WORKER_HOST_INFO") or None,
@@ -328,6 +330,26 @@ def run_command(env: dict[str, str], argv: list[str]) -> None:
         raise ConfigError(f"command not found: {argv[0]}") from None
 
 
+def write_health(state: str, path: str = HEALTH_FILE) -> None:
+    """Atomically record the worker's connection state (world-readable: the check runs as root without caps)."""
+    tmp = f"{path}.{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(state + "\n")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def health(path: str = HEALTH_FILE) -> int:
+    """Exit status for HEALTHCHECK: 0 only when logged in to the master."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            state = handle.read().strip()
+    except OSError:
+        state = "not started"
+    print(f"worker: {state}")
+    return 0 if state.startswith("connected") else 1
+
+
 def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
 
@@ -337,6 +359,11 @@ def main(argv: list[str]) -> int:
     try:
         if not argv or argv[0] == "worker":
             start_worker(env)
+        elif argv[0] == "preflight":
+            host, port = parse_master(env)
+            run_command(env, [sys.executable, PREFLIGHT, f"--master={host}:{port}", *argv[1:]])
+        elif argv[0] == "health":
+            return health()
         elif argv[0] == "hostinfo":
             sys.stdout.write(host_info(env.get("FLEETBAKE_IMAGE", "")))
         else:

@@ -1,10 +1,15 @@
-"""Run inside a worker container as the build user, with an empty environment, like a
-build step would: look everywhere for the password and print what was found."""
+"""Look everywhere a build step can for the worker's password (stdlib only).
+
+Run on a worker as a build step (the test master's `secret-hunt` builder sends
+it) or as the build user with an empty environment. The argument is the
+password reversed, so that no command line or log holds the password itself.
+Prints FOUND <places> and exits 1, or prints NOTHING.
+"""
 
 import os
 import sys
 
-needle = sys.argv[1].encode()
+needle = sys.argv[1][::-1].encode()
 found = []
 denied = []
 
@@ -35,7 +40,7 @@ for pid in filter(str.isdigit, os.listdir("/proc")):
     except OSError:
         denied.append(f"/proc/{pid}/mem")
 
-for top in ("/buildarea", "/run", "/opt", "/etc", "/tmp", "/var"):
+for top in ("/buildarea", "/home", "/root", "/run", "/opt", "/etc", "/tmp", "/var"):
     for root, dirs, files in os.walk(top):
         for name in files:
             path = os.path.join(root, name)
@@ -48,3 +53,4 @@ for top in ("/buildarea", "/run", "/opt", "/etc", "/tmp", "/var"):
 
 print("FOUND " + " ".join(found) if found else "NOTHING")
 print("DENIED " + " ".join(denied))
+sys.exit(1 if found else 0)

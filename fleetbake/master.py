@@ -1,0 +1,187 @@
+"""A local Buildbot master for trying a worker out, and for the fleet-join tests.
+
+Config under build/master/: one worker entry per name, a force scheduler, and
+per worker a builder running the CPython fleet's Unix sequence against a CPython
+repository served by `git daemon` on loopback, plus a `secret-hunt` builder.
+Everything listens on 127.0.0.1: run workers with `--network host`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from . import cpython, paths
+from .errors import FleetbakeError, UsageError
+
+Log = Callable[[str], None]
+INTERFACE = "127.0.0.1"
+
+
+class MasterError(FleetbakeError):
+    pass
+
+
+@dataclass(frozen=True)
+class MasterInfo:
+    directory: Path
+    pb_port: int
+    www_port: int
+    git_port: int
+    repo: str
+    workers: dict[str, str]  # name -> password
+
+    @property
+    def url(self) -> str:
+        return f"http://{INTERFACE}:{self.www_port}/"
+
+    def secret_file(self, name: str) -> Path:
+        return self.directory / "secrets" / name
+
+    def docker_run_line(self, name: str, image: str) -> str:
+        return (
+            f"docker run -d --name {name} --network host "
+            f"-e WORKERNAME={name} -e WORKERPASS_FILE=/run/secrets/workerpass "
+            f"-v {self.secret_file(name)}:/run/secrets/workerpass:ro "
+            f"-e BUILDMASTER={INTERFACE}:{self.pb_port} -e WORKER_ADMIN='You <you@example.org>' "
+            f"-e BUILDBOT_TESTOPTS='test_sys test_ssl' {image}"
+        )
+
+
+def master_dir(directory: Path | None = None) -> Path:
+    return Path(directory) if directory else paths.build_dir() / "master"
+
+
+def _buildbot() -> str:
+    tool = Path(sys.executable).with_name("buildbot")
+    if not tool.exists():
+        raise MasterError("buildbot (the master) is not installed: pip install -e '.[master]'")
+    return str(tool)
+
+
+def parse_workers(specs: list[str]) -> dict[str, str]:
+    workers = {}
+    for spec in specs or ["example-worker"]:
+        name, _, password = spec.partition(":")
+        if not name or not all(ch.isalnum() or ch in "._-" for ch in name):
+            raise UsageError(f"--worker {spec!r}: expected NAME or NAME:PASSWORD")
+        workers[name] = password or secrets.token_urlsafe(18)
+    return workers
+
+
+def cpython_repo(source: cpython.Source, log: Log) -> Path:
+    """A bare git repository of the source (cached): what the fleet's git step checks out."""
+    repos = cpython.cache() / "repos"
+    bare = repos / f"cpython-{source.version}.git"
+    if (bare / "HEAD").is_file():
+        return bare
+    log(f"master: making a git repository of CPython {source.version}")
+    repos.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=repos) as tmp:
+        work = Path(tmp) / "work"
+        work.mkdir()
+        if source.is_tarball:
+            _run(["tar", "-xf", str(source.path), "-C", str(work), "--strip-components=1"])
+        else:
+            shutil.copytree(source.path, work, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
+        git = ["git", "-C", str(work), "-c", "user.name=fleetbake", "-c", "user.email=fleetbake@localhost"]
+        _run([*git, "init", "-q", "-b", "main"])
+        _run([*git, "add", "-A"])
+        _run([*git, "commit", "-q", "-m", f"CPython {source.version}"])
+        _run(["git", "clone", "-q", "--bare", str(work), str(Path(tmp) / "bare.git")])
+        os.replace(Path(tmp) / "bare.git", bare)
+    return bare
+
+
+def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
+    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
+    if result.returncode != 0:
+        reason = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
+        raise MasterError(f"{' '.join(argv[:3])}: {reason}")
+    return result
+
+
+def start(
+    workers: dict[str, str],
+    source_spec: str,
+    pb_port: int = 9989,
+    www_port: int = 8010,
+    git_port: int = 9418,
+    jobs: int | None = None,
+    test_timeout: int = 1200,
+    log: Log = print,
+    directory: Path | None = None,
+) -> MasterInfo:
+    directory = master_dir(directory)
+    stop(log=lambda _: None, directory=directory)
+    source = cpython.resolve(source_spec, log)
+    bare = cpython_repo(source, log)
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "uploads").mkdir(exist_ok=True)
+    info = MasterInfo(directory, pb_port, www_port, git_port,
+                      f"git://{INTERFACE}:{git_port}/{bare.name}", workers)
+    secret_dir = directory / "secrets"
+    secret_dir.mkdir(mode=0o700, exist_ok=True)
+    for name, password in workers.items():
+        path = info.secret_file(name)
+        path.unlink(missing_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(password + "\n")
+    config = {
+        "interface": INTERFACE, "pb_port": pb_port, "www_port": www_port, "repo": info.repo,
+        "jobs": jobs or os.cpu_count() or 2, "test_timeout": test_timeout,
+        "workers": [{"name": n, "password": p} for n, p in workers.items()],
+    }
+    config_path = directory / "fleetbake-master.json"
+    fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(config, handle, indent=2)
+    buildbot = _buildbot()
+    if not (directory / "buildbot.tac").is_file():
+        _run([buildbot, "create-master", "-q", "-r", str(directory)])
+    shutil.copy(Path(__file__).with_name("master.cfg"), directory / "master.cfg")
+    shutil.copy(Path(__file__).with_name("hunt.py"), directory / "hunt.py")
+    _run([buildbot, "checkconfig", str(directory)])
+
+    _run(["git", "daemon", "--reuseaddr", f"--listen={INTERFACE}", f"--port={git_port}",
+          f"--base-path={bare.parent}", "--export-all", "--detach",
+          f"--pid-file={directory / 'git-daemon.pid'}", str(bare.parent)])
+    log(f"master: git daemon serves {info.repo}")
+    _run([buildbot, "start", str(directory)], timeout=180)
+    log(f"master: running at {info.url} (workers connect to {INTERFACE}:{pb_port})")
+    return info
+
+
+def start_again(log: Log = print, directory: Path | None = None) -> None:
+    """Restart a stopped master with its existing config (for the reconnect test)."""
+    _run([_buildbot(), "start", str(master_dir(directory))], timeout=180)
+    log("master: started again")
+
+
+def stop_master_only(log: Log = print, directory: Path | None = None) -> None:
+    directory = master_dir(directory)
+    if (directory / "twistd.pid").is_file():
+        subprocess.run([_buildbot(), "stop", str(directory)], capture_output=True, text=True, check=False, timeout=120)
+        log("master: stopped")
+
+
+def stop(log: Log = print, directory: Path | None = None) -> None:
+    stop_master_only(log, directory)
+    pid_file = master_dir(directory) / "git-daemon.pid"
+    if pid_file.is_file():
+        try:
+            os.kill(int(pid_file.read_text().strip()), signal.SIGTERM)
+            log("master: git daemon stopped")
+        except (ValueError, ProcessLookupError):
+            pass
+        pid_file.unlink(missing_ok=True)

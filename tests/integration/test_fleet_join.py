@@ -1,0 +1,178 @@
+"""Joining a real Buildbot master (PyPI buildbot, same major version as the worker).
+
+The master listens on 127.0.0.1 only; workers run with --network host, so all
+traffic stays on loopback.
+"""
+
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import ROOT
+from fleetbake import master as master_mod
+from fleetbake.buildbot_api import FAILURE, SUCCESS, BuildbotApi
+from integration.conftest import unique_password, wait_for_log
+
+PORTS = dict(pb_port=19989, www_port=18010, git_port=19418)
+SMOKE = "test_sys test_bz2"
+
+
+@pytest.fixture(scope="module")
+def master(tmp_path_factory, project):
+    directory = tmp_path_factory.mktemp("master")
+    workers = {"join-env": unique_password(), "join-file": unique_password(), "join-faults": unique_password()}
+    info = master_mod.start(workers, project.rows["debian-12"].spec.cpython, jobs=2, test_timeout=900,
+                            directory=directory, **PORTS)
+    yield info
+    master_mod.stop(directory=directory)
+
+
+@pytest.fixture
+def api(master):
+    return BuildbotApi(master.url)
+
+
+def start_worker(run, image, master, name, password=None, use_file=False, **kwargs):
+    env = {"WORKERNAME": name, "BUILDMASTER": f"127.0.0.1:{master.pb_port}", "MAXRETRIES": "none",
+           "WORKER_ADMIN": "Jane Owner <jane@example.org>", "BUILDBOT_TESTOPTS": SMOKE, **kwargs.pop("environment", {})}
+    volumes = kwargs.pop("volumes", {})
+    if use_file:
+        env["WORKERPASS_FILE"] = "/run/secrets/workerpass"
+        volumes[str(master.secret_file(name))] = {"bind": "/run/secrets/workerpass", "mode": "ro"}
+    else:
+        env["WORKERPASS"] = password or master.workers[name]
+    return run(image.image_id, network_mode="host", environment=env, volumes=volumes, **kwargs)
+
+
+def wait_connected(api, name, connected=True, timeout=120):
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if api.connected(name) == connected:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"{name} {'never connected' if connected else 'still connected'} after {timeout}s")
+
+
+def build(api, builder, timeout=1500):
+    builderid = api.builder_id(builder)
+    after = api.last_build_number(builderid)
+    api.force(builder)
+    result = api.wait_for_build(builderid, after, timeout)
+    return result, api.step_logs(result["buildid"])
+
+
+def test_worker_joins_runs_the_fleet_build_and_uploads_results(api, master, image, run):
+    started = time.monotonic()
+    start_worker(run, image, master, "join-env")
+    joined = wait_connected(api, "join-env")
+    info = api.worker("join-env")["workerinfo"]
+    assert info["admin"].strip() == "Jane Owner <jane@example.org>"
+    assert "Debian GNU/Linux 12" in info["host"] and info["version"] == "4.3.0"
+
+    result, logs = build(api, "join-env-pydebug")
+    assert result["results"] == SUCCESS, {k: v[-1500:] for k, v in logs.items()}
+    assert f"TESTOPTS=-j2 --junit-xml test-results.xml {SMOKE}" in logs["test"] or SMOKE in logs["test"]
+    uploads = list((master.directory / "uploads").glob("join-env-*-test-results.xml"))
+    assert uploads, "test-results.xml was not uploaded"
+    cases = list(ET.parse(uploads[-1]).getroot().iter("testcase"))
+    assert len(cases) > 50
+    print(f"\nfleet-join: connected in {joined:.1f}s, whole test {time.monotonic() - started:.0f}s")
+
+
+@pytest.mark.parametrize("use_file", [False, True], ids=["WORKERPASS", "WORKERPASS_FILE"])
+def test_a_build_step_hunting_for_the_password_finds_nothing(api, master, image, run, use_file):
+    name = "join-file" if use_file else "join-env"
+    start_worker(run, image, master, name, use_file=use_file)
+    wait_connected(api, name)
+    result, logs = build(api, f"{name}-secret-hunt", timeout=300)
+    hunt = logs["hunt for the password"]
+    assert result["results"] == SUCCESS, hunt
+    assert "NOTHING" in hunt and "FOUND" not in hunt
+    assert "/mem" in hunt.split("DENIED", 1)[1]  # the worker process is non-dumpable
+
+
+def test_wrong_password_is_refused_in_words_an_owner_understands(api, master, image, run):
+    container = start_worker(run, image, master, "join-faults", password="not-the-password")
+    wait_for_log(container, "unauthorized login; check worker name and password")
+    assert not api.connected("join-faults")
+    code, out = container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])
+    assert code == 1 and b"connected" not in out.replace(b"disconnected", b"")
+
+
+def test_faults_restart_kill_term_and_health(api, master, image, run, client):
+    container = start_worker(run, image, master, "join-faults",
+                             healthcheck={"interval": 1_000_000_000, "timeout": 5_000_000_000, "retries": 1})
+    wait_connected(api, "join-faults")
+    deadline = time.monotonic() + 60
+    while client.api.inspect_container(container.id)["State"]["Health"]["Status"] != "healthy":
+        assert time.monotonic() < deadline, "never healthy"
+        time.sleep(0.5)
+
+    master_mod.stop_master_only(directory=master.directory)
+    deadline = time.monotonic() + 60
+    while client.api.inspect_container(container.id)["State"]["Health"]["Status"] != "unhealthy":
+        assert time.monotonic() < deadline, "still healthy with the master gone"
+        time.sleep(0.5)
+    restarted = time.monotonic()
+    master_mod.start_again(directory=master.directory)
+    reconnect = time.monotonic() - restarted
+    reconnect += wait_connected(api, "join-faults", timeout=180)
+    print(f"\nreconnect after master restart: {reconnect:.1f}s")
+
+    container.kill("SIGKILL")
+    container.wait(timeout=30)
+    container.start()
+    wait_connected(api, "join-faults", timeout=120)
+    logs = container.logs().decode()
+    assert logs.count("Connected to buildmaster") >= 3 and "Another twistd server" not in logs
+
+    started = time.monotonic()
+    container.stop(timeout=10)
+    stopped = time.monotonic() - started
+    assert stopped < 10 and client.api.inspect_container(container.id)["State"]["ExitCode"] == 0
+    print(f"SIGTERM stop: {stopped:.1f}s")
+    wait_connected(api, "join-faults", connected=False, timeout=30)
+
+
+def test_master_unreachable_at_start_retries_and_logs_each_attempt(image, run):
+    container = run(image.image_id, network_mode="host",
+                    environment={"WORKERNAME": "w", "WORKERPASS": "p", "BUILDMASTER": "127.0.0.1:19", "MAXRETRIES": "3"})
+    logs = wait_for_log(container, "Scheduling retry 2 to connect", timeout=60)
+    assert "fleetbake: worker w -> 127.0.0.1:19" in logs
+    assert container.wait(timeout=120)["StatusCode"] == 0  # gave up after 3: the restart policy takes over
+    assert "Scheduling retry 3 to connect" in container.logs().decode()
+
+
+def test_a_full_buildarea_fails_the_build_not_the_worker(api, master, image, run):
+    container = start_worker(run, image, master, "join-faults",
+                             tmpfs={"/buildarea": "rw,size=20m,uid=1000,gid=1000,mode=0750"})
+    wait_connected(api, "join-faults")
+    result, logs = build(api, "join-faults-pydebug", timeout=300)
+    assert result["results"] == FAILURE
+    assert "No space left on device" in "".join(logs.values())
+    assert api.connected("join-faults")
+    assert container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])[0] == 0
+
+
+def test_status_reports_and_notifies(master, image, run, api, tmp_path):
+    start_worker(run, image, master, "join-env")
+    wait_connected(api, "join-env")
+    notified = tmp_path / "notified"
+    notify = tmp_path / "notify.sh"
+    notify.write_text(f'#!/bin/sh\necho "$1" >> {notified}\n')
+    notify.chmod(0o755)
+
+    def status(*args):
+        return subprocess.run([sys.executable, "-m", "invoke", "status", "--master", master.url, *args],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60, check=False)
+
+    online = status("--worker", "join-env")
+    assert online.returncode == 0 and "join-env" in online.stdout and "online" in online.stdout
+    offline = status("--notify-cmd", str(notify))
+    assert offline.returncode == 1 and "OFFLINE" in offline.stdout
+    assert set(notified.read_text().split()) == {"join-file", "join-faults"}
+    unknown = status("--worker", "nobody")
+    assert unknown.returncode == 2 and unknown.stderr.strip().startswith("error:") and "unknown worker" in unknown.stderr

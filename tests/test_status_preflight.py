@@ -1,0 +1,97 @@
+"""status against a REST server on loopback, and preflight's probes against loopback ports."""
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from fleetbake import preflight, status
+from fleetbake.errors import FleetbakeError
+
+WORKERS = {"workers": [
+    {"name": "up", "connected_to": [{"masterid": 1}], "workerinfo": {"version": "4.3.0", "admin": "A <a@x>"}},
+    {"name": "down", "connected_to": [], "workerinfo": {}},
+]}
+
+
+@pytest.fixture
+def fake_master():
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802
+            body = json.dumps(WORKERS).encode() if self.path == "/api/v2/workers" else b"{}"
+            self.send_response(200 if self.path == "/api/v2/workers" else 404)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/"
+    server.shutdown()
+
+
+def test_status_exit_code_follows_the_workers(fake_master, tmp_path):
+    lines = []
+    assert status.check(fake_master, ["up"], log=lines.append) == 0
+    assert "online" in lines[0] and "4.3.0" in lines[0]
+    notified = tmp_path / "notified"
+    script = tmp_path / "notify.sh"
+    script.write_text(f'#!/bin/sh\necho "$1 $FLEETBAKE_MASTER" >> {notified}\n')
+    script.chmod(0o755)
+    assert status.check(fake_master, None, str(script), log=lines.append) == 1
+    assert notified.read_text().split() == ["down", fake_master]
+
+
+def test_status_errors_are_one_line(fake_master):
+    with pytest.raises(FleetbakeError, match=r"unknown worker\(s\): ghost \(known: down, up\)"):
+        status.check(fake_master, ["ghost"], log=lambda _: None)
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    with pytest.raises(FleetbakeError, match="cannot reach the Buildbot master at http://127.0.0.1:"):
+        status.check(f"http://127.0.0.1:{closed}/", log=lambda _: None)
+    with pytest.raises(FleetbakeError, match="not an http"):
+        status.check("buildbot.python.org", log=lambda _: None)
+
+
+def test_preflight_reports_each_check_and_never_hangs(tmp_path):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    open_port = listener.getsockname()[1]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed_port = sock.getsockname()[1]
+    try:
+        results = preflight.run(("127.0.0.1", open_port), str(tmp_path),
+                                ports=[("127.0.0.1", open_port, "open"), ("127.0.0.1", closed_port, "closed")],
+                                dns_name="localhost", timeout=2)
+    finally:
+        listener.close()
+    by_name = {r.name: r for r in results}
+    assert by_name["cpus"].status == "ok" and by_name["memory"].status == "ok"
+    assert by_name["dns (53)"].status == "ok"
+    assert by_name[f"master 127.0.0.1:{open_port}"].status == "ok"
+    assert by_name[f"outbound {open_port}"].status == "ok"
+    assert by_name[f"outbound {closed_port}"].status == "warn" and "refused" in by_name[f"outbound {closed_port}"].detail
+    text, code = preflight.report(results)
+    assert code == (1 if by_name["disk"].status == "fail" else 0)
+
+
+def test_preflight_fails_on_an_unreachable_master_and_small_disk(tmp_path):
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        closed = sock.getsockname()[1]
+    results = preflight.run(("127.0.0.1", closed), str(tmp_path), ports=[], dns_name="localhost", timeout=2)
+    text, code = preflight.report(results)
+    assert code == 1
+    assert f"fail  master 127.0.0.1:{closed}" in text
+    assert preflight.check_disk(str(tmp_path), minimum_gb=10**6).status == "fail"
+    assert preflight.check_cpus(minimum=10**6).status == "fail"
+    assert preflight.parse_hostport("m.example.org") == ("m.example.org", 9020)
