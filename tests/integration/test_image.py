@@ -215,3 +215,15 @@ def test_image_reports_its_own_build_dependencies(client, image):
     row = m.load(ROOT / "matrix.yml").rows["debian-12"]
     assert set(row.all_packages) - installed == set()
     assert {"tini", "python3-venv", "ca-certificates"} <= installed
+
+
+def test_preflight_runs_inside_the_image(client, image):
+    """No network: every probe fails at once and nothing leaves the container."""
+    container = client.containers.run(image.image_id, ["preflight", "--timeout", "2"], network_mode="none",
+                                      environment={"BUILDMASTER": "127.0.0.1:1"}, detach=True)
+    try:
+        assert container.wait(timeout=60)["StatusCode"] == 1
+        out = container.logs().decode()
+    finally:
+        container.remove(force=True)
+    assert "fail  master 127.0.0.1:1" in out and "ok    cpus" in out and "at /buildarea" in out
