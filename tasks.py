@@ -8,6 +8,7 @@
     invoke master [--worker NAME[:PASS]] a local Buildbot master to try a worker (--stop stops it)
     invoke status --master URL          is each worker connected? (non-zero when one is not)
     invoke preflight                    this host against the devguide's requirements
+    invoke publish --os ROW|all --registry HOST[:PORT]/NS   push verified images only
     invoke test                         the whole test suite, Docker tests included
     invoke bench                        speed and size against hand-written baselines
 
@@ -91,6 +92,16 @@ def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=Non
         from invoke import Exit
 
         raise Exit("error: verification failed", code=1)
+
+
+@task(help={**MATRIX_HELP, "os": "row name or 'all'", "registry": "HOST[:PORT]/NAMESPACE, e.g. ghcr.io/python"})
+@friendly
+def publish(c, registry, os="all", matrix="matrix.yml"):
+    """Push <row>, <row>-<date> and <row>-<hash> tags of images with a passing verification record."""
+    from fleetbake import publish as publish_mod
+
+    m = _load(matrix)
+    publish_mod.publish(m, m.select(os), registry, log=log)
 
 
 @task(iterable=["worker"], help={
