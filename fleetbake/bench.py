@@ -47,7 +47,7 @@ def baseline_context(row: RowView, certs: list[bytes] | None) -> Path:
 
 def cold_builds(matrix: Matrix, row: RowView, log: Log) -> tuple[float, float, str]:
     certs = render.ca_certs_from(None)
-    packages = " ".join([*render.RUNTIME_PACKAGES[row.spec.family], *row.all_packages])
+    packages = " ".join([*render.FAMILIES[row.spec.family].runtime_packages, *row.all_packages])
     ctx = baseline_context(row, certs)
     quiet: Log = lambda line: None  # noqa: E731
     log("bench (a): cold fleetbake build (no layer cache)")

@@ -17,7 +17,7 @@ from typing import Callable
 from docker.errors import APIError, DockerException
 
 from . import __version__, base, engine, paths, render
-from .errors import FleetbakeError
+from .errors import CannotBuildHere, FleetbakeError
 from .matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -91,6 +91,10 @@ def build_row(
     context = render.render_row(matrix, row, ca_certs)
     out_dir = paths.build_dir() / row.name
     render.write_context(context, out_dir)
+    engine_os = engine.client().version().get("Os", "linux")
+    if (row.spec.family == "windows") != (engine_os == "windows"):
+        raise CannotBuildHere(f"cannot build here: {row.name} needs a {'Windows' if row.spec.family == 'windows' else 'Linux'} "
+                              f"Docker engine, this one runs {engine_os} containers (the nightly workflow builds it on {row.spec.runner})")
     base_id = base.ensure_base(row, refresh=refresh, log=log)
     inputs = inputs_hash(context, base_id)
     tag = content_tag(row, inputs)
@@ -152,5 +156,17 @@ def build(
     refresh: bool = False,
     log: Log = print,
 ) -> list[BuildResult]:
+    """Build each row; rows that cannot be built here are reported, the others still built."""
     certs = render.ca_certs_from(ca_bundle)
-    return [build_row(matrix, row, ca_certs=certs, force=force, refresh=refresh, log=log) for row in rows]
+    results, unbuildable = [], []
+    for row in rows:
+        try:
+            results.append(build_row(matrix, row, ca_certs=certs, force=force, refresh=refresh, log=log))
+        except CannotBuildHere as exc:
+            if len(rows) == 1:
+                raise
+            log(f"{row.name}: {exc}")
+            unbuildable.append(row.name)
+    if unbuildable:
+        raise CannotBuildHere(f"cannot build here: {', '.join(unbuildable)} (built: {', '.join(r.row for r in results) or 'none'})")
+    return results

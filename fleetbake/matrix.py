@@ -44,7 +44,7 @@ def _pattern(regex: str, what: str):
 
 
 Name = Annotated[str, _pattern(r"[a-z0-9][a-z0-9.-]{0,62}", "name")]
-Package = Annotated[str, _pattern(r"[a-z0-9][a-z0-9+.-]*(=[A-Za-z0-9.+~:-]+)?", "package name")]
+Package = Annotated[str, _pattern(r"[A-Za-z0-9][A-Za-z0-9+._-]*(=[A-Za-z0-9.+~:-]+)?", "package name")]
 Flag = Annotated[str, _pattern(r"[A-Za-z0-9_.,:=+/@%-]+", "configure flag")]
 EnvName = Annotated[str, _pattern(r"[A-Z_][A-Z0-9_]*", "environment variable name")]
 EnvValue = Annotated[str, _pattern(r"[A-Za-z0-9_.,:=+/@%-]*", "environment value")]
@@ -80,7 +80,9 @@ class Bootstrap(_Strict):
 
 
 class Row(_Strict):
-    family: Literal["debian"]
+    family: Literal["debian", "fedora", "windows"]
+    # Where the nightly workflow builds it (a GitHub-hosted runner label).
+    runner: Literal["ubuntu-24.04", "windows-2022"] = "ubuntu-24.04"
     base: ImageRef
     bootstrap: Bootstrap | None = None
     packages: list[Package] = Field(min_length=1)
@@ -118,6 +120,7 @@ class RowView:
             "family": self.spec.family,
             "base": self.spec.base,
             "worker_version": self.spec.worker_version,
+            "runner": self.spec.runner,
             "configurations": list(self.configurations),
         }
 
@@ -151,7 +154,8 @@ class Matrix:
         return [config]
 
     def to_json(self) -> str:
-        return json.dumps([r.to_json() for r in self.rows.values()], indent=2)
+        # One line: CI writes it straight into $GITHUB_OUTPUT.
+        return json.dumps([r.to_json() for r in self.rows.values()], separators=(",", ":"))
 
     def table(self) -> str:
         names = list(dict.fromkeys(c for r in self.rows.values() for c in r.configurations))

@@ -22,10 +22,30 @@ from .matrix import Matrix, RowView
 
 IMAGE_REPO = "fleetbake/worker"
 PROVISION_DIR = "/opt/fleetbake/provision"
-# What the image needs at run time, beyond the row's CPython build dependencies.
-RUNTIME_PACKAGES = {"debian": ["ca-certificates", "python3-venv", "tini"]}
-COMMON_SCRIPTS = ["install-ca.sh", "create-user.sh", "install-worker.sh"]
-FAMILY_SCRIPTS = {"debian": ["configure-apt.sh", "install-packages.sh"]}
+PREFLIGHT = Path(__file__).with_name("preflight.py")  # the same checks as `invoke preflight`
+
+
+@dataclass(frozen=True)
+class Family:
+    """What a family's build context holds besides the Dockerfile and packages.txt."""
+
+    runtime_packages: tuple[str, ...]  # what the image needs at run time, beyond the row's
+    scripts: tuple[str, ...]  # provisioning scripts, relative to images/
+    runtime_files: tuple[Path, ...]  # copied to the context's top level
+
+
+LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/install-worker.sh")
+LINUX_RUNTIME = (paths.IMAGES / "common" / "entrypoint.py", paths.IMAGES / "common" / "buildbot.tac", PREFLIGHT)
+FAMILIES = {
+    "debian": Family(("ca-certificates", "python3-venv", "tini"),
+                     ("debian/scripts/configure-apt.sh", "debian/scripts/install-packages.sh", *LINUX_SCRIPTS),
+                     LINUX_RUNTIME),
+    "fedora": Family(("ca-certificates", "python3", "tini", "util-linux", "shadow-utils"),
+                     ("fedora/scripts/configure-dnf.sh", "fedora/scripts/install-packages.sh", *LINUX_SCRIPTS),
+                     LINUX_RUNTIME),
+    "windows": Family((), ("windows/scripts/Install-BuildTools.ps1", "windows/scripts/Install-CaCertificates.ps1",
+                           "windows/scripts/Install-Worker.ps1"), (paths.IMAGES / "windows" / "entrypoint.ps1",)),
+}
 PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
@@ -70,10 +90,10 @@ def load_ca_bundle(path: str | os.PathLike[str]) -> list[bytes]:
 
 
 def render_row(matrix: Matrix, row: RowView, ca_certs: list[bytes] | None = None) -> Context:
-    family_dir = paths.IMAGES / row.spec.family
+    family = FAMILIES[row.spec.family]
     head = header(matrix, row)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(family_dir)),
+        loader=jinja2.FileSystemLoader([str(paths.IMAGES / row.spec.family), str(paths.IMAGES)]),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
@@ -87,20 +107,17 @@ def render_row(matrix: Matrix, row: RowView, ca_certs: list[bytes] | None = None
         [
             head,
             "# Worker runtime",
-            *RUNTIME_PACKAGES[row.spec.family],
+            *family.runtime_packages,
             "# CPython build dependencies (matrix row)",
             *row.all_packages,
         ]
     )
     context["packages.txt"] = RenderedFile((packages + "\n").encode())
 
-    scripts = [(family_dir / "scripts" / name) for name in FAMILY_SCRIPTS[row.spec.family]]
-    scripts += [(paths.IMAGES / "common" / "scripts" / name) for name in COMMON_SCRIPTS]
-    for script in scripts:
+    for name in family.scripts:
+        script = paths.IMAGES / name
         context[f"scripts/{script.name}"] = RenderedFile(_with_header(script.read_text(), head).encode(), True)
-    runtime = [paths.IMAGES / "common" / "entrypoint.py", paths.IMAGES / "common" / "buildbot.tac",
-               Path(__file__).with_name("preflight.py")]  # the same checks as `invoke preflight`
-    for source in runtime:
+    for source in family.runtime_files:
         context[source.name] = RenderedFile(_with_header(source.read_text(), head).encode(), source.suffix == ".py")
 
     readme = "Extra CA certificates baked into the image's trust store (FLEETBAKE_CA_BUNDLE or --ca-bundle).\n"

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__, cpython, engine, paths, render
-from .errors import FleetbakeError, UsageError
+from .errors import CannotBuildHere, UsageError
 from .matrix import Configuration, Matrix, RowView
 
 os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image is on Docker Hub
@@ -156,6 +156,8 @@ def verify(
     spec = cpython_spec or row.spec.cpython
     if spec is None:
         raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: pass --cpython DIR|TARBALL|URL|git:REF")
+    if row.spec.family == "windows":
+        raise CannotBuildHere(f"cannot verify here: {row.name} is verified by the nightly workflow on {row.spec.runner}")
     tag, image_id = _image(row)
     source = cpython.resolve(spec, log)
     log(f"verify {row.name}: image {tag} ({image_id[:19]}), CPython {source.version} from {source.spec}")
@@ -190,7 +192,9 @@ def _verify_config(
             log(f"{prefix} $ {shlex.join(argv)}")
             log_file.write(f"$ {shlex.join(argv)}\n")
             begun = time.monotonic()
-            exit_code, output = _exec(api, cid, argv, env, lambda line: (log(f"{prefix} {line}"), log_file.write(line + "\n")))
+            workdir = "/buildarea" if step == "unpack" else WORK  # the source tree exists after unpacking
+            exit_code, output = _exec(api, cid, argv, env, workdir,
+                                      lambda line: (log(f"{prefix} {line}"), log_file.write(line + "\n")))
             result.steps.append(StepResult(step, exit_code, round(time.monotonic() - begun, 1)))
             if step == "make":
                 result.missing_modules = [m for m in missing_modules(output) if m not in row.spec.missing_ok]
@@ -239,8 +243,8 @@ class _container:
         self.container.stop(force=True, delete_volume=True)
 
 
-def _exec(api, cid: str, argv: list[str], env: dict[str, str], emit: Callable[[str], object]) -> tuple[int, str]:
-    exec_id = api.exec_create(cid, argv, environment=env, workdir=WORK if argv[0] != "sh" else "/buildarea")["Id"]
+def _exec(api, cid: str, argv: list[str], env: dict[str, str], workdir: str, emit: Callable[[str], object]) -> tuple[int, str]:
+    exec_id = api.exec_create(cid, argv, environment=env, workdir=workdir)["Id"]
     pending = b""
     chunks: list[str] = []
     for chunk in api.exec_start(exec_id, stream=True):

