@@ -9,6 +9,7 @@
     invoke status --master URL          is each worker connected? (non-zero when one is not)
     invoke preflight                    this host against the devguide's requirements
     invoke publish --os ROW|all --registry HOST[:PORT]/NS   push verified images only
+    invoke service --platform linux|macos|windows --name W   files for a plain (non-container) host
     invoke test                         the whole test suite, Docker tests included
     invoke bench                        speed and size against hand-written baselines
 
@@ -152,6 +153,21 @@ def preflight(c, master="buildbot-api.python.org:9020", buildarea=".", timeout=5
     code = preflight_mod.main([f"--master={master}", f"--buildarea={buildarea}", f"--timeout={timeout}"])
     if code:
         raise Exit(code=code)
+
+
+@task(help={"platform": "linux, macos or windows", "name": "the worker name", "master": "HOST[:PORT]",
+            "admin": "contact for info/admin", "user": "the unprivileged user", "buildarea": "worker basedir",
+            "venv": "virtualenv with buildbot-worker", "password_file": "file holding the password (never the password)",
+            "out": "output directory (default build/service/<platform>)"})
+@friendly
+def service(c, platform, name, master="buildbot-api.python.org:9020", admin="", user="buildbot",
+            buildarea=None, venv=None, password_file=None, out=None):
+    """Write service files for a plain host: systemd unit + crontab, LaunchDaemon, or Scheduled Task."""
+    from fleetbake import service as service_mod
+
+    s = service_mod.settings(platform, name, master, admin, user, buildarea, venv, password_file)
+    for path in service_mod.write(s, out).values():
+        log(f"wrote {path}")
 
 
 @task(help={"unit": "only the fast unit tests", "k": "pytest -k expression"})

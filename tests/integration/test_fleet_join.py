@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -176,3 +177,22 @@ def test_status_reports_and_notifies(master, image, run, api, tmp_path):
     assert set(notified.read_text().split()) == {"join-file", "join-faults"}
     unknown = status("--worker", "nobody")
     assert unknown.returncode == 2 and unknown.stderr.strip().startswith("error:") and "unknown worker" in unknown.stderr
+
+
+def test_a_plain_host_worker_from_invoke_service_joins(api, master, tmp_path):
+    """The service files' buildbot.tac, run by twistd on this host as the unit would run it."""
+    from fleetbake import service
+
+    venv = Path(sys.executable).parent.parent
+    s = service.settings("linux", "join-file", master=f"127.0.0.1:{master.pb_port}", admin="Plain Host <p@x>",
+                         buildarea=str(tmp_path), venv=str(venv), password_file=str(master.secret_file("join-file")))
+    files = service.write(s, tmp_path)
+    worker = subprocess.Popen([str(venv / "bin" / "twistd"), "--nodaemon", "--pidfile=", "--logfile=-",
+                               f"--python={files['buildbot.tac']}"], cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_connected(api, "join-file", timeout=60)
+        assert api.worker("join-file")["workerinfo"]["admin"].strip() == "Plain Host <p@x>"
+    finally:
+        worker.terminate()
+        assert worker.wait(timeout=15) in (0, -15)  # twistd re-raises SIGTERM; systemd counts that as clean

@@ -1,0 +1,92 @@
+"""Service files for plain hosts: valid for the tools that will read them, and free of secrets."""
+
+import plistlib
+import shutil
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from fleetbake import service
+from fleetbake.errors import UsageError
+
+
+@pytest.fixture
+def venv(tmp_path):
+    twistd = tmp_path / "venv" / "bin" / "twistd"
+    twistd.parent.mkdir(parents=True)
+    twistd.write_text("#!/bin/sh\n")
+    twistd.chmod(0o755)
+    return tmp_path / "venv"
+
+
+def systemd_verify(unit):
+    tool = shutil.which("systemd-analyze")
+    assert tool, "systemd-analyze is not installed"
+    return subprocess.run([tool, "verify", str(unit)], capture_output=True, text=True, check=False)
+
+
+def test_linux_unit_is_hardened_and_passes_systemd_analyze(tmp_path, venv):
+    s = service.settings("linux", "owner-debian12-x86_64", admin="Jane <j@x.org>", venv=str(venv), buildarea=str(tmp_path))
+    files = service.write(s, tmp_path / "out")
+    unit = files["buildbot-worker.service"].read_text()
+    for line in ("User=buildbot", "Restart=always", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
+                 "LoadCredential=workerpass:/etc/buildbot-worker/workerpass", f"ReadWritePaths={tmp_path}"):
+        assert line in unit.splitlines()
+    result = systemd_verify(files["buildbot-worker.service"])
+    assert result.returncode == 0 and not result.stderr.strip(), result.stderr
+    broken = tmp_path / "broken.service"
+    broken.write_text(unit.replace("Restart=always", "Restart=sometimes"))
+    assert "Failed to parse service restart specifier" in systemd_verify(broken).stderr
+    cron = files["crontab"].read_text().splitlines()[-1]
+    assert cron == f"@reboot buildbot WORKERPASS_FILE=/etc/buildbot-worker/workerpass {venv}/bin/buildbot-worker restart {tmp_path}"
+
+
+def test_macos_launch_daemon_matches_the_devguide(tmp_path):
+    files = service.write(service.settings("macos", "owner-macos-arm64"), tmp_path)
+    plist = plistlib.loads(files["net.buildbot.worker.plist"].read_bytes())
+    assert plist["Label"] == "net.buildbot.worker" and plist["UserName"] == "buildbot"
+    assert plist["KeepAlive"] is True and plist["SessionCreate"] is True
+    assert plist["ProgramArguments"] == ["/Users/buildbot/bin/run_worker.sh"]
+    script = files["run_worker.sh"]
+    assert script.stat().st_mode & 0o111
+    assert "exec twistd --nodaemon --pidfile= --python=buildbot.tac" in script.read_text()
+    result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+
+
+def test_windows_task_starts_at_boot_and_restarts(tmp_path):
+    files = service.write(service.settings("windows", "owner-win2022-x86_64"), tmp_path)
+    ns = {"t": service.TASK_NS}
+    task = ET.parse(files["buildbot-worker-task.xml"]).getroot()
+    assert task.tag == f"{{{service.TASK_NS}}}Task"
+    assert task.find("t:Triggers/t:BootTrigger/t:Enabled", ns).text == "true"
+    assert task.find("t:Principals/t:Principal/t:UserId", ns).text == "buildbot"
+    assert task.find("t:Principals/t:Principal/t:RunLevel", ns).text == "LeastPrivilege"
+    assert task.find("t:Actions/t:Exec/t:Command", ns).text == "C:\\buildbot-worker\\Scripts\\twistd.exe"
+    assert task.find("t:Settings/t:RestartOnFailure/t:Count", ns).text == "999"
+
+
+@pytest.mark.parametrize("platform", ["linux", "macos", "windows"])
+def test_the_tac_reads_the_password_file_and_holds_no_secret(tmp_path, platform):
+    files = service.write(service.settings(platform, "w1", master="m.example.org:9989", admin="A <a@x>"), tmp_path)
+    tac = files["buildbot.tac"].read_text()
+    compile(tac, "buildbot.tac", "exec")
+    assert "'m.example.org',\n    9989," in tac and "maxRetries=None" in tac and "60,  # keepalive" in tac
+    assert 'os.environ.get("WORKERPASS_FILE"' in tac
+    for content in (p.read_bytes() for p in files.values()):
+        assert b"WORKERPASS=" not in content
+
+
+@pytest.mark.parametrize("args, message", [
+    (("solaris", "w"), "--platform 'solaris'"),
+    (("linux", "bad name"), "--name 'bad name'"),
+    (("linux", "w", "m:port"), "--master 'm:port'"),
+    (("linux", "w", "m", "a\nb"), "--admin: one line"),
+    (("linux", "w", "m", "", "Root"), "--user 'Root'"),
+    (("linux", "w", "m", "", "buildbot", "/tmp/x'; rm -rf /"), "--buildarea"),
+])
+def test_bad_settings_are_refused(args, message, tmp_path):
+    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace("'", "'")):
+        service.settings(*args)
+    assert not list(tmp_path.iterdir())
