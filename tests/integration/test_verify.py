@@ -48,3 +48,13 @@ def test_a_missing_package_fails_the_build_naming_the_step(write_matrix, build_d
 
 def project_source():
     return matrix.load(ROOT / "matrix.yml").rows["debian-12"].spec.cpython
+
+
+def test_debian_13_builds_from_a_bootstrapped_base_and_verifies(project):
+    """The second Debian row, end to end: base (bootstrapped where no registry answers), build, verify."""
+    row = project.rows["debian-13"]
+    [built] = build.build(project, [row], log=print)
+    [result] = verify.verify(project, row, ["pydebug"], log=print)
+    assert result.passed, result.reason
+    assert result.missing_modules == [] and result.tests["failures"] == 0
+    assert json.loads(result.record.read_text())["image_id"] == built.image_id
