@@ -10,6 +10,9 @@
     invoke preflight                    this host against the devguide's requirements
     invoke publish --os ROW|all --registry HOST[:PORT]/NS   push verified images only
     invoke service --platform linux|macos|windows --name W   files for a plain (non-container) host
+    invoke packer --target docker|ami --os ROW [--build]   Packer HCL2 from the same matrix and scripts
+    invoke aws-zombies [--older-than 6h] [--terminate]     fleet instances left running
+    invoke ami-prune --keep N [--delete]                   old fleetbake AMIs and their snapshots
     invoke test                         the whole test suite, Docker tests included
     invoke bench                        speed and size against hand-written baselines
 
@@ -77,16 +80,17 @@ def build(c, os="all", matrix="matrix.yml", force=False, refresh=False, ca_bundl
 
 @task(help={**MATRIX_HELP, "os": "row name", "config": "configuration name or 'all'",
             "cpython": "CPython source: DIR, TARBALL, URL, git:REF or debian:SUITE/PACKAGE (default: the row's)",
-            "jobs": "make and test parallelism (default: CPU count)"})
+            "jobs": "make and test parallelism (default: CPU count)",
+            "image": "verify this image instead of fleetbake/worker:<row> (e.g. a Packer build)"})
 @friendly
-def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=None, jobs=None):
+def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=None, jobs=None, image=None):
     """Compile CPython in the image and run the smoke tests; write build/reports/."""
     from fleetbake import verify as verify_mod
 
     m = _load(matrix)
     failed = False
     for row in m.select(os):
-        results = verify_mod.verify(m, row, m.configurations(row, config), cpython, int(jobs) if jobs else None, log)
+        results = verify_mod.verify(m, row, m.configurations(row, config), cpython, int(jobs) if jobs else None, log, image)
         print(verify_mod.summary_table(results), flush=True)
         failed |= not all(r.passed for r in results)
     if failed:
@@ -168,6 +172,83 @@ def service(c, platform, name, master="buildbot-api.python.org:9020", admin="", 
     s = service_mod.settings(platform, name, master, admin, user, buildarea, venv, password_file)
     for path in service_mod.write(s, out).values():
         log(f"wrote {path}")
+
+
+@task(help={**MATRIX_HELP, "target": "docker or ami", "os": "row name", "config": "configuration (AMI name and tags)",
+            "build": "run packer build (default: generate and validate only)", "region": "AWS region (ami)",
+            "profile": "AWS profile (ami)"})
+@friendly
+def packer(c, target="docker", os="debian-12", matrix="matrix.yml", config=None, build=False, region="us-east-1",
+           profile=""):
+    """Generate (and with --build, run) Packer templates for a row."""
+    import json
+
+    from fleetbake import packer as packer_mod
+
+    m = _load(matrix)
+    row = m.select(os)[0]
+    template = packer_mod.write(m, row, target, config, log=log)
+    packer_mod.validate(template)
+    log(f"packer validate: {template.name} is valid")
+    if build:
+        variables = {"region": region, "profile": profile} if target == "ami" else {}
+        packer_mod.build(template, "fleetbake.amazon-ebs.worker" if target == "ami" else None, variables, log=log)
+        if target == "ami":
+            info = packer_mod.handoff(template.parent, row, region)
+            log("hand this to the fleet admins (also in " + str(template.parent / "handoff.json") + "):")
+            log(json.dumps(info, indent=2))
+
+
+@task(iterable=["tag", "key_name"], help={
+    "older_than": "age threshold, e.g. 90m, 6h, 2d", "region": "AWS region", "profile": "AWS profile",
+    "tag": "KEY=VALUE that marks fleet instances (repeatable; default fleetbake=true)",
+    "key_name": "key pair the master launches with (repeatable)", "master": "master URL: skip connected workers",
+    "worker_tag": "instance tag holding the worker name", "terminate": "terminate them (default: dry run)"})
+@friendly
+def aws_zombies(c, older_than="6h", region="us-east-1", profile=None, tag=None, key_name=None, master=None,
+                worker_tag="buildbot-worker", terminate=False):
+    """List (or --terminate) fleet instances running longer than --older-than."""
+    import datetime as dt
+
+    from fleetbake import aws
+    from fleetbake.buildbot_api import BuildbotApi
+    from fleetbake.errors import UsageError
+
+    tags = {}
+    for item in tag or ["fleetbake=true"]:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {item!r}: expected KEY=VALUE")
+        tags[key] = value
+    connected = None
+    if master:
+        connected = {w["name"] for w in BuildbotApi(master).workers() if w["connected_to"]}
+    client = aws.ec2(region, profile)
+    found = aws.zombies(client, region, aws.parse_age(older_than), tags, key_name or [], worker_tag, connected)
+    now = dt.datetime.now(dt.timezone.utc)
+    for instance in found:
+        log(instance.describe(now))
+    log(f"{len(found)} zombie instance(s) in {region}" + ("" if terminate or not found else " (dry run: --terminate ends them)"))
+    if terminate:
+        aws.terminate(client, region, found)
+        log(f"terminated {len(found)}")
+
+
+@task(help={"keep": "newest AMIs to keep per row and configuration", "region": "AWS region", "profile": "AWS profile",
+            "delete": "deregister and delete snapshots (default: dry run)"})
+@friendly
+def ami_prune(c, keep=3, region="us-east-1", profile=None, delete=False):
+    """Deregister all but the newest --keep fleetbake AMIs per row, and delete their snapshots."""
+    from fleetbake import aws
+
+    client = aws.ec2(region, profile)
+    old = aws.prune_plan(aws.fleetbake_images(client, region), int(keep))
+    for image in old:
+        log(f"{image.image_id}  {image.row:24}  {image.created}  {image.name}  snapshots {', '.join(image.snapshots) or '-'}")
+    log(f"{len(old)} AMI(s) to prune" + ("" if delete or not old else " (dry run: --delete prunes them)"))
+    if delete:
+        aws.deregister(client, region, old)
+        log(f"deregistered {len(old)} AMI(s) and deleted their snapshots")
 
 
 @task(help={"unit": "only the fast unit tests", "k": "pytest -k expression"})

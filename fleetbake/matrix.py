@@ -79,6 +79,16 @@ class Bootstrap(_Strict):
     security_mirror: Url | None = None
 
 
+class Ami(_Strict):
+    """The AMI target (invoke packer --target ami)."""
+
+    instance_type: Annotated[str, _pattern(r"[a-z0-9]+\.[a-z0-9]+", "instance type")] = "m5.large"
+    source_ami_name: Annotated[str, _pattern(r"[A-Za-z0-9_.*-]+", "AMI name filter")]
+    source_ami_owner: Annotated[str, _pattern(r"[0-9]{12}|amazon", "AMI owner")]
+    ssh_username: Name = "admin"
+    volume_gb: int = Field(default=30, ge=30, le=16384)  # the devguide's 30 GB at least
+
+
 class Row(_Strict):
     family: Literal["debian", "fedora", "windows"]
     # Where the nightly workflow builds it (a GitHub-hosted runner label).
@@ -92,6 +102,7 @@ class Row(_Strict):
     uid: int = Field(default=1000, ge=1000, le=60000)
     configurations: list[Name] = Field(min_length=1)
     cpython: SourceSpec | None = None
+    ami: Ami | None = None
     # Optional modules that may stay unbuilt on this row: module -> reason.
     missing_ok: dict[Name, Reason] = {}
 

@@ -133,8 +133,8 @@ def junit_summary(xml_bytes: bytes) -> dict[str, int]:
     return counts
 
 
-def _image(row: RowView) -> tuple[str, str]:
-    tag = render.image_tag(row)
+def _image(row: RowView, ref: str | None = None) -> tuple[str, str]:
+    tag = ref or render.image_tag(row)
     image = engine.image_id(tag)
     if image is None:
         raise UsageError(f"image {tag} is not built here: run `invoke build --os {row.name}` first")
@@ -152,13 +152,14 @@ def verify(
     cpython_spec: str | None = None,
     jobs: int | None = None,
     log: Log = print,
+    image: str | None = None,
 ) -> list[ConfigResult]:
     spec = cpython_spec or row.spec.cpython
     if spec is None:
         raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: pass --cpython DIR|TARBALL|URL|git:REF")
     if row.spec.family == "windows":
         raise CannotBuildHere(f"cannot verify here: {row.name} is verified by the nightly workflow on {row.spec.runner}")
-    tag, image_id = _image(row)
+    tag, image_id = _image(row, image)
     source = cpython.resolve(spec, log)
     log(f"verify {row.name}: image {tag} ({image_id[:19]}), CPython {source.version} from {source.spec}")
     jobs = jobs or os.cpu_count() or 2

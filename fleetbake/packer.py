@@ -1,0 +1,283 @@
+"""Packer HCL2 templates from the same matrix rows and the same provisioning scripts.
+
+`invoke packer --target docker|ami --os ROW` writes build/packer/<row>/<target>/: the row's
+rendered build context (scripts, packages.txt, CA certificates, entrypoint) and
+`<target>.pkr.hcl`, produced from Python data with python-hcl2's writer, parsed
+back as a check, and laid out by `packer fmt`. `plugins.pkr.hcl` holds the
+`required_plugins` block that modern Packer needs and Packer 1.6.6 rejects: it is
+a file of its own, so 1.6.6 is given the template file alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any, Callable
+
+import hcl2
+
+from . import paths, render
+from .errors import FleetbakeError, UsageError
+from .matrix import Matrix, RowView
+
+Log = Callable[[str], None]
+PROVISION = render.PROVISION_DIR
+DEBIAN_AMI_OWNER = "136693071363"  # Debian's official AWS account
+TARGETS = ("docker", "ami")
+
+
+class PackerError(FleetbakeError):
+    pass
+
+
+# --- python-hcl2's dict format: quoted strings, blocks marked __is_block__ -------------
+
+def q(value: str) -> str:
+    """An HCL string literal (a literal `${` is escaped as `$${`)."""
+    return json.dumps(value.replace("${", "$${"))
+
+
+def expr(expression: str) -> str:
+    return "${" + expression + "}"
+
+
+def block(*labels: str, **body: Any) -> dict[str, Any]:
+    inner: dict[str, Any] = {**body, "__is_block__": True}
+    for label in reversed(labels):
+        inner = {q(label): inner}
+    return inner
+
+
+def variable(name: str, type_: str, default: Any = None, description: str = "", sensitive: bool = False) -> dict:
+    body: dict[str, Any] = {"type": type_, "description": q(description)}
+    if default is not None:
+        body["default"] = q(default) if isinstance(default, str) else default
+    if sensitive:
+        body["sensitive"] = True
+    return block(name, **body)
+
+
+# --- provisioning shared with the Dockerfile ----------------------------------------
+
+def linux_provisioners(row: RowView, sudo: bool) -> list[dict]:
+    """The Dockerfile's steps, as Packer provisioners calling the very same scripts."""
+    execute = {"execute_command": q("sudo -E sh -c '{{ .Vars }} {{ .Path }}'")} if sudo else {}
+    package_step = {"debian": "configure-apt.sh", "fedora": "configure-dnf.sh"}[row.spec.family]
+    return [
+        block("shell", inline=[q(f"mkdir -p {PROVISION} /opt/fleetbake/ca-certificates"),
+                               q(f"chmod 0777 {PROVISION} /opt/fleetbake /opt/fleetbake/ca-certificates")], **execute),
+        block("file", source=q("scripts/"), destination=q(PROVISION)),
+        block("file", source=q("packages.txt"), destination=q(f"{PROVISION}/packages.txt")),
+        block("file", source=q("ca-certificates/"), destination=q("/opt/fleetbake/ca-certificates")),
+        block("file", sources=[q("entrypoint.py"), q("buildbot.tac"), q("preflight.py")], destination=q("/opt/fleetbake/")),
+        block(
+            "shell",
+            environment_vars=[q(f"WORKER_USER={row.spec.user}"), q(f"WORKER_UID={row.spec.uid}"),
+                              q(f"BUILDBOT_WORKER_VERSION={row.spec.worker_version}")],
+            inline=[
+                q(f"chmod 0755 {PROVISION}/*.sh /opt/fleetbake/entrypoint.py"),
+                q(f"{PROVISION}/{package_step}"),
+                q(f"{PROVISION}/install-packages.sh {PROVISION}/packages.txt"),
+                q(f"{PROVISION}/install-ca.sh /opt/fleetbake/ca-certificates"),
+                q(f"{PROVISION}/create-user.sh"),
+                q(f"{PROVISION}/install-worker.sh"),
+                q(f"chmod 0755 {PROVISION} /opt/fleetbake /opt/fleetbake/ca-certificates"),
+            ],
+            **execute,
+        ),
+    ]
+
+
+def docker_template(row: RowView) -> dict[str, Any]:
+    changes = [
+        'ENTRYPOINT ["/usr/bin/tini", "-e", "143", "--", "/opt/fleetbake/entrypoint.py"]',
+        'CMD ["worker"]',
+        "WORKDIR /buildarea",
+        'VOLUME ["/buildarea"]',
+        f"ENV LANG=C.UTF-8 FLEETBAKE_ROW={row.name} FLEETBAKE_IMAGE={packer_image_tag(row)} FLEETBAKE_USER={row.spec.user}",
+        f"LABEL io.fleetbake.row={row.name} io.fleetbake.builder=packer io.fleetbake.worker-version={row.spec.worker_version}",
+    ]
+    return {
+        "variable": [variable("base", "string", row.spec.base, "base image (locally bootstrapped: pull = false)")],
+        "source": [block("docker", "worker", image=expr("var.base"), commit=True, pull=False,
+                         changes=[q(change) for change in changes])],
+        "build": [block(
+            name=q("fleetbake"),
+            sources=[q("source.docker.worker")],
+            provisioner=linux_provisioners(row, sudo=False),
+            **{"post-processor": [block("docker-tag", repository=q(render.IMAGE_REPO),
+                                        tags=[q(packer_image_tag(row).split(":", 1)[1])])]},
+        )],
+    }
+
+
+def ami_template(row: RowView, config: str) -> dict[str, Any]:
+    ami = row.spec.ami
+    if ami is None:
+        raise UsageError(f"rows.{row.name}.ami is not set: the row has no AMI target")
+    tags = {q("Name"): q(f"fleetbake-{row.name}-{config}"), q("fleetbake"): q("true"), q("fleetbake-row"): q(row.name),
+            q("fleetbake-configuration"): q(config), q("fleetbake-inputs-hash"): expr("var.inputs_hash"),
+            q("fleetbake-date"): expr('formatdate("YYYY-MM-DD", timestamp())')}
+    common = dict(
+        region=expr("var.region"),
+        profile=expr("var.profile"),
+        instance_type=expr("var.instance_type"),
+        ami_name='"' + f"fleetbake-{row.name}-{config}-" + '${formatdate("YYYYMMDDhhmmss", timestamp())}"',
+        source_ami_filter=[block(
+            filters={q("name"): q(ami.source_ami_name), q("virtualization-type"): q("hvm"),
+                     q("root-device-type"): q("ebs"), q("architecture"): q("x86_64")},
+            owners=[q(ami.source_ami_owner)],
+            most_recent=True,
+        )],
+        launch_block_device_mappings=[block(device_name=q("/dev/xvda"), volume_size=ami.volume_gb, volume_type=q("gp3"),
+                                            iops=3000, throughput=125, delete_on_termination=True)],
+        tags=tags,
+        run_tags={q("fleetbake"): q("true"), q("fleetbake-row"): q(row.name)},
+        custom_endpoint_ec2=expr("var.ec2_endpoint"),
+        skip_region_validation=expr('var.ec2_endpoint != ""'),
+    )
+    return {
+        "variable": [
+            variable("region", "string", "us-east-1", "AWS region"),
+            variable("profile", "string", "", "AWS profile (credentials stay in ~/.aws or the environment)"),
+            variable("instance_type", "string", ami.instance_type, "from matrix.yml"),
+            variable("inputs_hash", "string", "unknown", "fleetbake inputs hash, for the tags"),
+            variable("ec2_endpoint", "string", "", "EC2 API endpoint override (tests use moto on loopback)"),
+        ],
+        "source": [
+            block("amazon-ebs", "worker", ssh_username=q(ami.ssh_username), communicator=q("ssh"), **common),
+            # No communicator and no provisioners: the AWS side alone (the moto test).
+            block("amazon-ebs", "bare", communicator=q("none"), **common),
+        ],
+        "build": [block(
+            name=q("fleetbake"),
+            sources=[q("source.amazon-ebs.worker"), q("source.amazon-ebs.bare")],
+            provisioner=_only(linux_provisioners(row, sudo=True) + ami_service_provisioners(), "amazon-ebs.worker"),
+            **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
+        )],
+    }
+
+
+def _only(provisioners: list[dict], source: str) -> list[dict]:
+    for provisioner in provisioners:
+        for body in provisioner.values():
+            body["only"] = [q(source)]
+    return provisioners
+
+
+def ami_service_provisioners() -> list[dict]:
+    """The worker as a systemd service that reads its name and password at boot, never baked in."""
+    execute = {"execute_command": q("sudo -E sh -c '{{ .Vars }} {{ .Path }}'")}
+    return [
+        block("file", sources=[q("ami/fleetbake-worker.service"), q("ami/fleetbake-worker-config.service"),
+                               q("ami/fleetbake-worker-config"), q("ami/fleetbake-latent-stop")],
+              destination=q("/tmp/")),
+        block("shell", inline=[
+            q("install -m 0644 /tmp/fleetbake-worker.service /tmp/fleetbake-worker-config.service /etc/systemd/system/"),
+            q("install -m 0755 /tmp/fleetbake-worker-config /tmp/fleetbake-latent-stop /opt/fleetbake/"),
+            q("systemctl enable fleetbake-worker-config.service fleetbake-worker.service"),
+        ], **execute),
+    ]
+
+
+def packer_image_tag(row: RowView) -> str:
+    return f"{render.IMAGE_REPO}:{row.name}-packer"
+
+
+PLUGINS = {"packer": [block(required_plugins={"docker": {"source": q("github.com/hashicorp/docker"), "version": q(">= 1.0.0")},
+                                              "amazon": {"source": q("github.com/hashicorp/amazon"), "version": q(">= 1.3.0")}})]}
+
+
+# --- writing, checking, running -------------------------------------------------------
+
+def write(matrix: Matrix, row: RowView, target: str, config: str | None = None, log: Log = print) -> Path:
+    if target not in TARGETS:
+        raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}")
+    if row.spec.family == "windows":
+        return write_windows(matrix, row, log)
+    config = config or next(iter(row.configurations))
+    out = paths.build_dir() / "packer" / row.name / target
+    context = render.render_row(matrix, row, render.ca_certs_from(None))
+    data = docker_template(row) if target == "docker" else ami_template(row, config)
+    files = {f"{target}.pkr.hcl": data, "plugins.pkr.hcl": PLUGINS}
+    render.write_context(context, out)  # the same scripts and packages.txt as the Dockerfile's
+    if target == "ami":
+        _write_ami_files(out / "ami")
+    for name, content in files.items():
+        _write_hcl(out / name, content)
+    log(f"packer: wrote {out / f'{target}.pkr.hcl'}")
+    return out / f"{target}.pkr.hcl"
+
+
+def _write_hcl(path: Path, data: dict[str, Any]) -> None:
+    text = hcl2.dumps(data)
+    hcl2.loads(text)  # python-hcl2 must read back what it wrote
+    head = "# Generated from matrix.yml by fleetbake (invoke packer): do not edit.\n"
+    tmp = path.with_name(f".tmp.{path.name}")  # packer fmt wants the .pkr.hcl ending
+    tmp.write_text(head + text)
+    _packer(["fmt", str(tmp)], cwd=path.parent)
+    os.replace(tmp, path)
+
+
+def _write_ami_files(directory: Path) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    for source in (paths.IMAGES / "ami").iterdir():
+        target = directory / source.name
+        shutil.copy(source, target)
+
+
+def _packer(args: list[str], cwd: Path, env: dict[str, str] | None = None, stream: Log | None = None) -> str:
+    binary = shutil.which("packer")
+    if binary is None:
+        raise PackerError("packer is not installed (apt-get install packer, or run scripts/setup.sh)")
+    process = subprocess.Popen([binary, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env={**os.environ, "CHECKPOINT_DISABLE": "1", **(env or {})})
+    lines = []
+    for line in process.stdout:
+        lines.append(line.rstrip())
+        if stream:
+            stream(line.rstrip())
+    if process.wait() != 0:
+        reason = next((l for l in reversed(lines) if l.strip()), "no output")
+        raise PackerError(f"packer {args[0]} failed: {reason.strip()}")
+    return "\n".join(lines)
+
+
+def validate(template: Path) -> str:
+    """Packer 1.6.6 is given the template file alone (it rejects plugins.pkr.hcl)."""
+    return _packer(["validate", template.name], cwd=template.parent)
+
+
+def fmt_check(template: Path) -> None:
+    _packer(["fmt", "-check", template.name], cwd=template.parent)
+
+
+def build(template: Path, only: str | None = None, variables: dict[str, str] | None = None,
+          env: dict[str, str] | None = None, log: Log = print) -> str:
+    args = ["build", "-color=false"]
+    if only:
+        args.append(f"-only={only}")
+    for key, value in (variables or {}).items():
+        args.append(f"-var={key}={value}")
+    return _packer([*args, template.name], cwd=template.parent, env=env, stream=log)
+
+
+def handoff(template_dir: Path, row: RowView, region: str) -> dict[str, str]:
+    """What the devguide says the admins need: instance size, region, AMI ID."""
+    manifest = json.loads((template_dir / "manifest.json").read_text())
+    artifact = manifest["builds"][-1]["artifact_id"]  # "us-east-1:ami-0123..."
+    match = re.fullmatch(r"([a-z0-9-]+):(ami-[0-9a-f]+)", artifact)
+    if not match:
+        raise PackerError(f"unexpected artifact id in manifest.json: {artifact!r}")
+    info = {"instance_type": row.spec.ami.instance_type, "region": match.group(1), "ami_id": match.group(2),
+            "worker_row": row.name}
+    (template_dir / "handoff.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def write_windows(matrix: Matrix, row: RowView, log: Log) -> Path:
+    raise UsageError("the Windows AMI template is not written yet")
