@@ -119,35 +119,9 @@ def ami_template(row: RowView, config: str) -> dict[str, Any]:
     ami = row.spec.ami
     if ami is None:
         raise UsageError(f"rows.{row.name}.ami is not set: the row has no AMI target")
-    tags = {q("Name"): q(f"fleetbake-{row.name}-{config}"), q("fleetbake"): q("true"), q("fleetbake-row"): q(row.name),
-            q("fleetbake-configuration"): q(config), q("fleetbake-inputs-hash"): expr("var.inputs_hash"),
-            q("fleetbake-date"): expr('formatdate("YYYY-MM-DD", timestamp())')}
-    common = dict(
-        region=expr("var.region"),
-        profile=expr("var.profile"),
-        instance_type=expr("var.instance_type"),
-        ami_name='"' + f"fleetbake-{row.name}-{config}-" + '${formatdate("YYYYMMDDhhmmss", timestamp())}"',
-        source_ami_filter=[block(
-            filters={q("name"): q(ami.source_ami_name), q("virtualization-type"): q("hvm"),
-                     q("root-device-type"): q("ebs"), q("architecture"): q("x86_64")},
-            owners=[q(ami.source_ami_owner)],
-            most_recent=True,
-        )],
-        launch_block_device_mappings=[block(device_name=q("/dev/xvda"), volume_size=ami.volume_gb, volume_type=q("gp3"),
-                                            iops=3000, throughput=125, delete_on_termination=True)],
-        tags=tags,
-        run_tags={q("fleetbake"): q("true"), q("fleetbake-row"): q(row.name)},
-        custom_endpoint_ec2=expr("var.ec2_endpoint"),
-        skip_region_validation=expr('var.ec2_endpoint != ""'),
-    )
+    common = _ami_common(row, config, ami)
     return {
-        "variable": [
-            variable("region", "string", "us-east-1", "AWS region"),
-            variable("profile", "string", "", "AWS profile (credentials stay in ~/.aws or the environment)"),
-            variable("instance_type", "string", ami.instance_type, "from matrix.yml"),
-            variable("inputs_hash", "string", "unknown", "fleetbake inputs hash, for the tags"),
-            variable("ec2_endpoint", "string", "", "EC2 API endpoint override (tests use moto on loopback)"),
-        ],
+        "variable": _ami_variables(ami),
         "source": [
             block("amazon-ebs", "worker", ssh_username=q(ami.ssh_username), communicator=q("ssh"), **common),
             # No communicator and no provisioners: the AWS side alone (the moto test).
@@ -160,6 +134,40 @@ def ami_template(row: RowView, config: str) -> dict[str, Any]:
             **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
         )],
     }
+
+
+def _ami_variables(ami) -> list[dict]:
+    return [
+        variable("region", "string", "us-east-1", "AWS region"),
+        variable("profile", "string", "", "AWS profile (credentials stay in ~/.aws or the environment)"),
+        variable("instance_type", "string", ami.instance_type, "from matrix.yml"),
+        variable("inputs_hash", "string", "unknown", "fleetbake inputs hash, for the tags"),
+        variable("ec2_endpoint", "string", "", "EC2 API endpoint override (tests use moto on loopback)"),
+    ]
+
+
+def _ami_common(row: RowView, config: str, ami) -> dict[str, Any]:
+    tags = {q("Name"): q(f"fleetbake-{row.name}-{config}"), q("fleetbake"): q("true"), q("fleetbake-row"): q(row.name),
+            q("fleetbake-configuration"): q(config), q("fleetbake-inputs-hash"): expr("var.inputs_hash"),
+            q("fleetbake-date"): expr('formatdate("YYYY-MM-DD", timestamp())')}
+    return dict(
+        region=expr("var.region"),
+        profile=expr("var.profile"),
+        instance_type=expr("var.instance_type"),
+        ami_name='"' + f"fleetbake-{row.name}-{config}-" + '${formatdate("YYYYMMDDhhmmss", timestamp())}"',
+        source_ami_filter=[block(
+            filters={q("name"): q(ami.source_ami_name), q("virtualization-type"): q("hvm"),
+                     q("root-device-type"): q("ebs"), q("architecture"): q("x86_64")},
+            owners=[q(ami.source_ami_owner)],
+            most_recent=True,
+        )],
+        launch_block_device_mappings=[block(device_name=q("/dev/sda1" if row.spec.family == "windows" else "/dev/xvda"), volume_size=ami.volume_gb, volume_type=q("gp3"),
+                                            iops=3000, throughput=125, delete_on_termination=True)],
+        tags=tags,
+        run_tags={q("fleetbake"): q("true"), q("fleetbake-row"): q(row.name)},
+        custom_endpoint_ec2=expr("var.ec2_endpoint"),
+        skip_region_validation=expr('var.ec2_endpoint != ""'),
+    )
 
 
 def _only(provisioners: list[dict], source: str) -> list[dict]:
@@ -279,5 +287,59 @@ def handoff(template_dir: Path, row: RowView, region: str) -> dict[str, str]:
     return info
 
 
+def windows_template(row: RowView, config: str) -> dict[str, Any]:
+    """Windows Server AMI: WinRM, the same PowerShell provisioning as the Windows Dockerfile, a boot task."""
+    ami = row.spec.ami
+    if ami is None:
+        raise UsageError(f"rows.{row.name}.ami is not set: the row has no AMI target")
+    source = dict(_ami_common(row, config, ami))
+    del source["skip_region_validation"]
+    return {
+        "variable": _ami_variables(ami),
+        "source": [block("amazon-ebs", "windows", communicator=q("winrm"), winrm_username=q("Administrator"),
+                         winrm_use_ssl=True, winrm_insecure=True, winrm_timeout=q("30m"),
+                         user_data_file=q("winrm-bootstrap.ps1"), **source)],
+        "build": [block(
+            name=q("fleetbake"),
+            sources=[q("source.amazon-ebs.windows")],
+            provisioner=[
+                block("file", source=q("scripts/"), destination=q("C:/fleetbake/provision/")),
+                block("file", source=q("packages.txt"), destination=q("C:/fleetbake/provision/packages.txt")),
+                block("file", source=q("ca-certificates/"), destination=q("C:/fleetbake/ca-certificates/")),
+                block("file", sources=[q("entrypoint.ps1"), q("start-worker.ps1")], destination=q("C:/fleetbake/")),
+                block("powershell", inline=[
+                    q("C:/fleetbake/provision/Install-BuildTools.ps1 -PackagesFile C:/fleetbake/provision/packages.txt"),
+                    q("C:/fleetbake/provision/Install-CaCertificates.ps1 -Path C:/fleetbake/ca-certificates"),
+                    q(f"C:/fleetbake/provision/Install-Worker.ps1 -WorkerVersion {row.spec.worker_version}"),
+                ]),
+                # The devguide's Scheduled Task "when the computer starts up", as a standard user
+                # whose random password is never written down.
+                block("powershell", inline=[q(line) for line in WINDOWS_TASK]),
+                block("windows-restart"),
+            ],
+            **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
+        )],
+    }
+
+
+WINDOWS_TASK = [
+    "$password = [System.Web.Security.Membership]::GeneratePassword(32, 4)",
+    "$secure = ConvertTo-SecureString $password -AsPlainText -Force",
+    "New-LocalUser -Name buildbot -Password $secure -PasswordNeverExpires -AccountNeverExpires | Out-Null",
+    "icacls C:/buildarea /grant 'buildbot:(OI)(CI)M' | Out-Null",
+    "$action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument '-NoProfile -ExecutionPolicy Bypass -File C:/fleetbake/start-worker.ps1' -WorkingDirectory 'C:/buildarea'",
+    "$trigger = New-ScheduledTaskTrigger -AtStartup",
+    "$settings = New-ScheduledTaskSettingsSet -RestartCount 999 -RestartInterval (New-TimeSpan -Minutes 1) -ExecutionTimeLimit ([TimeSpan]::Zero)",
+    "Register-ScheduledTask -TaskName buildbot-worker -Action $action -Trigger $trigger -Settings $settings -User buildbot -Password $password -RunLevel Limited | Out-Null",
+]
+
+
 def write_windows(matrix: Matrix, row: RowView, log: Log) -> Path:
-    raise UsageError("the Windows AMI template is not written yet")
+    out = paths.build_dir() / "packer" / row.name / "ami"
+    render.write_context(render.render_row(matrix, row, render.ca_certs_from(None)), out)
+    shutil.copy(paths.IMAGES / "windows" / "start-worker.ps1", out / "start-worker.ps1")
+    shutil.copy(paths.IMAGES / "windows" / "winrm-bootstrap.ps1", out / "winrm-bootstrap.ps1")
+    _write_hcl(out / "ami.pkr.hcl", windows_template(row, next(iter(row.configurations))))
+    _write_hcl(out / "plugins.pkr.hcl", PLUGINS)
+    log(f"packer: wrote {out / 'ami.pkr.hcl'}")
+    return out / "ami.pkr.hcl"
