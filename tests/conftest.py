@@ -54,3 +54,27 @@ rows:
     packages: [build-essential]
     configurations: [pydebug]
 """
+
+
+def free_port() -> int:
+    """A loopback port nobody listens on (closed again at once)."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for_http(url: str, what: str, timeout: float = 30) -> None:
+    """Poll a server we started on loopback until it answers."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"{what} did not start"
+            time.sleep(0.3)

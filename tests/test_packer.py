@@ -2,19 +2,17 @@
 
 import datetime as dt
 import json
-import re
 import os
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 
 import hcl2
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, free_port, wait_for_http
 from fleetbake import aws, matrix, packer, render
 from fleetbake.errors import FleetbakeError
 
@@ -105,21 +103,12 @@ def moto(tmp_path_factory):
         "owner_id": "136693071363", "public": True, "virtualization_type": "hvm", "architecture": "x86_64",
         "state": "available", "platform": None, "image_type": "machine", "image_location": "debian-12",
         "sriov": "simple", "root_device_type": "ebs", "root_device_name": "/dev/xvda", "hypervisor": "xen"}]))
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = subprocess.Popen([str(shutil.which("moto_server", path=os.path.dirname(sys.executable))), "-H", "127.0.0.1",
                                "-p", str(port)], env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{endpoint}/moto-api/", timeout=2)
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.3)
+    wait_for_http(f"{endpoint}/moto-api/", "moto_server")
     saved = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV)
     yield endpoint

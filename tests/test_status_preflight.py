@@ -7,6 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
+from conftest import free_port
 from fleetbake import preflight, status
 from fleetbake.errors import FleetbakeError
 
@@ -51,9 +52,7 @@ def test_status_exit_code_follows_the_workers(fake_master, tmp_path):
 def test_status_errors_are_one_line(fake_master):
     with pytest.raises(FleetbakeError, match=r"unknown worker\(s\): ghost \(known: down, up\)"):
         status.check(fake_master, ["ghost"], log=lambda _: None)
-    with socket.socket() as sock:  # a port nobody listens on
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = free_port()
     with pytest.raises(FleetbakeError, match="cannot reach the Buildbot master at http://127.0.0.1:"):
         status.check(f"http://127.0.0.1:{closed}/", log=lambda _: None)
     with pytest.raises(FleetbakeError, match="not an http"):
@@ -65,9 +64,7 @@ def test_preflight_reports_each_check_and_never_hangs(tmp_path):
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     open_port = listener.getsockname()[1]
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed_port = sock.getsockname()[1]
+    closed_port = free_port()
     try:
         results = preflight.run(("127.0.0.1", open_port), str(tmp_path),
                                 ports=[("127.0.0.1", open_port, "open"), ("127.0.0.1", closed_port, "closed")],
@@ -85,9 +82,7 @@ def test_preflight_reports_each_check_and_never_hangs(tmp_path):
 
 
 def test_preflight_fails_on_an_unreachable_master_and_small_disk(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        closed = sock.getsockname()[1]
+    closed = free_port()
     results = preflight.run(("127.0.0.1", closed), str(tmp_path), ports=[], dns_name="localhost", timeout=2)
     text, code = preflight.report(results)
     assert code == 1

@@ -1,13 +1,10 @@
 """The runtime contract of the debian-12 image, against a real Docker engine."""
 
-import io
 import json
 import subprocess
-import tarfile
 import time
 from pathlib import Path
 
-import pytest
 
 from integration.conftest import unique_password, wait_for_log
 

@@ -3,15 +3,13 @@
 import io
 import json
 import shutil
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import MINIMAL
+from conftest import MINIMAL, free_port, wait_for_http
 from fleetbake import matrix, publish, verify
 
 
@@ -19,9 +17,7 @@ from fleetbake import matrix, publish, verify
 def registry(tmp_path_factory):
     binary = shutil.which("docker-registry")
     assert binary, "docker-registry is not installed (scripts/setup.sh installs it)"
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     root = tmp_path_factory.mktemp("registry")
     config = root / "config.yml"
     config.write_text(
@@ -29,14 +25,7 @@ def registry(tmp_path_factory):
         "http: {addr: '127.0.0.1:%d'}\n" % (root / "data", port)
     )
     process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/v2/", timeout=2)
-            break
-        except OSError:
-            assert time.monotonic() < deadline, "docker-registry did not start"
-            time.sleep(0.3)
+    wait_for_http(f"http://127.0.0.1:{port}/v2/", "docker-registry")
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=30)
