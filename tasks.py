@@ -176,10 +176,10 @@ def service(c, platform, name, master="buildbot-api.python.org:9020", admin="", 
 
 @task(help={**MATRIX_HELP, "target": "docker or ami", "os": "row name", "config": "configuration (AMI name and tags)",
             "build": "run packer build (default: generate and validate only)", "region": "AWS region (ami)",
-            "profile": "AWS profile (ami)"})
+            "profile": "AWS profile (ami)", "validate": "run packer validate on the template (default on)"})
 @friendly
 def packer(c, target="docker", os="debian-12", matrix="matrix.yml", config=None, build=False, region="us-east-1",
-           profile=""):
+           profile="", validate=True):
     """Generate (and with --build, run) Packer templates for a row."""
     import json
 
@@ -188,8 +188,9 @@ def packer(c, target="docker", os="debian-12", matrix="matrix.yml", config=None,
     m = _load(matrix)
     row = m.select(os)[0]
     template = packer_mod.write(m, row, target, config, log=log)
-    packer_mod.validate(template)
-    log(f"packer validate: {template.name} is valid")
+    if validate:
+        packer_mod.validate(template)
+        log(f"packer validate: {template.name} is valid")
     if build:
         variables = {"region": region, "profile": profile} if target == "ami" else {}
         packer_mod.build(template, "fleetbake.amazon-ebs.worker" if target == "ami" else None, variables, log=log)

@@ -188,6 +188,8 @@ def ami_service_provisioners() -> list[dict]:
             q("install -m 0644 /tmp/fleetbake-worker.service /tmp/fleetbake-worker-config.service /etc/systemd/system/"),
             q("install -m 0755 /tmp/fleetbake-worker-config /tmp/fleetbake-latent-stop /opt/fleetbake/"),
             q("systemctl enable fleetbake-worker-config.service fleetbake-worker.service"),
+            # For WORKERPASS_SSM: the boot script reads SSM Parameter Store with boto3.
+            q("PIP_NO_CACHE_DIR=1 /opt/buildbot-worker/bin/pip install --quiet boto3"),
         ], **execute),
     ]
 
