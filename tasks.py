@@ -213,14 +213,8 @@ def aws_zombies(c, older_than="6h", region="us-east-1", profile=None, tag=None, 
 
     from fleetbake import aws
     from fleetbake.buildbot_api import BuildbotApi
-    from fleetbake.errors import UsageError
 
-    tags = {}
-    for item in tag or ["fleetbake=true"]:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UsageError(f"--tag {item!r}: expected KEY=VALUE")
-        tags[key] = value
+    tags = aws.parse_tags(tag or ["fleetbake=true"])
     connected = None
     if master:
         connected = {w["name"] for w in BuildbotApi(master).workers() if w["connected_to"]}

@@ -30,6 +30,16 @@ def parse_age(text: str) -> dt.timedelta:
     return dt.timedelta(**{{"m": "minutes", "h": "hours", "d": "days"}[unit]: number})
 
 
+def parse_tags(items: list[str]) -> dict[str, str]:
+    tags = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--tag {item!r}: expected KEY=VALUE")
+        tags[key] = value
+    return tags
+
+
 def ec2(region: str, profile: str | None = None, endpoint: str | None = None):
     import boto3
     import botocore.exceptions
