@@ -11,9 +11,8 @@ from typing import Any
 
 from .errors import FleetbakeError
 
+# Buildbot's build results, as the REST API reports them.
 SUCCESS, WARNINGS, FAILURE, SKIPPED, EXCEPTION, RETRY, CANCELLED = range(7)
-RESULTS = {SUCCESS: "success", WARNINGS: "warnings", FAILURE: "failure", SKIPPED: "skipped",
-           EXCEPTION: "exception", RETRY: "retry", CANCELLED: "cancelled"}
 
 
 class ApiError(FleetbakeError):
