@@ -10,7 +10,8 @@
     invoke preflight                    this host against the devguide's requirements
     invoke publish --os ROW|all --registry HOST[:PORT]/NS   push verified images only
     invoke service --platform linux|macos|windows --name W   files for a plain (non-container) host
-    invoke packer --target docker|ami --os ROW [--build]   Packer HCL2 from the same matrix and scripts
+    invoke packer --target docker|ami|ami-rehearsal --os ROW [--build]
+                                                           Packer HCL2 from the same matrix and scripts
     invoke aws-zombies [--older-than 6h] [--terminate]     fleet instances left running
     invoke ami-prune --keep N [--delete]                   old fleetbake AMIs and their snapshots
     invoke test                         the whole test suite, Docker tests included
@@ -174,7 +175,7 @@ def service(c, platform, name, master="buildbot-api.python.org:9020", admin="", 
         log(f"wrote {path}")
 
 
-@task(help={**MATRIX_HELP, "target": "docker or ami", "os": "row name", "config": "configuration (AMI name and tags)",
+@task(help={**MATRIX_HELP, "target": "docker, ami, or ami-rehearsal (the AMI's provisioning on a local systemd container)", "os": "row name", "config": "configuration (AMI name and tags)",
             "build": "run packer build (default: generate and validate only)", "region": "AWS region (ami)",
             "profile": "AWS profile (ami)", "validate": "run packer validate on the template (default on)"})
 @friendly

@@ -1,6 +1,6 @@
 """Packer HCL2 templates from the same matrix rows and the same provisioning scripts.
 
-`invoke packer --target docker|ami --os ROW` writes build/packer/<row>/<target>/: the row's
+`invoke packer --target docker|ami|ami-rehearsal --os ROW` writes build/packer/<row>/<target>/: the row's
 rendered build context (scripts, packages.txt, CA certificates, entrypoint) and
 `<target>.pkr.hcl`, produced from Python data with python-hcl2's writer, parsed
 back as a check, and laid out by `packer fmt`. `plugins.pkr.hcl` holds the
@@ -27,7 +27,8 @@ from .matrix import Matrix, RowView
 Log = Callable[[str], None]
 PROVISION = render.PROVISION_DIR
 DEBIAN_AMI_OWNER = "136693071363"  # Debian's official AWS account
-TARGETS = ("docker", "ami")
+TARGETS = ("docker", "ami", "ami-rehearsal")
+SUDO = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"  # as on an AMI, whose ssh user is not root
 
 
 class PackerError(FleetbakeError):
@@ -63,9 +64,9 @@ def variable(name: str, type_: str, default: Any = None, description: str = "", 
 
 # --- provisioning shared with the Dockerfile ----------------------------------------
 
-def linux_provisioners(row: RowView, sudo: bool) -> list[dict]:
+def linux_provisioners(row: RowView, sudo: bool, pip_extras: str = "") -> list[dict]:
     """The Dockerfile's steps, as Packer provisioners calling the very same scripts."""
-    execute = {"execute_command": q("sudo -E sh -c '{{ .Vars }} {{ .Path }}'")} if sudo else {}
+    execute = {"execute_command": q(SUDO)} if sudo else {}
     package_step = {"debian": "configure-apt.sh", "fedora": "configure-dnf.sh"}[row.spec.family]
     return [
         block("shell", inline=[q(f"mkdir -p {PROVISION} /opt/fleetbake/ca-certificates"),
@@ -77,7 +78,8 @@ def linux_provisioners(row: RowView, sudo: bool) -> list[dict]:
         block(
             "shell",
             environment_vars=[q(f"WORKER_USER={row.spec.user}"), q(f"WORKER_UID={row.spec.uid}"),
-                              q(f"BUILDBOT_WORKER_VERSION={row.spec.worker_version}")],
+                              q(f"BUILDBOT_WORKER_VERSION={row.spec.worker_version}"),
+                              q(f"WORKER_PIP_EXTRAS={pip_extras}")],
             inline=[
                 q(f"chmod 0755 {PROVISION}/*.sh /opt/fleetbake/entrypoint.py"),
                 q(f"{PROVISION}/{package_step}"),
@@ -101,16 +103,20 @@ def docker_template(row: RowView) -> dict[str, Any]:
         f"ENV LANG=C.UTF-8 FLEETBAKE_ROW={row.name} FLEETBAKE_IMAGE={packer_image_tag(row)} FLEETBAKE_USER={row.spec.user}",
         f"LABEL io.fleetbake.row={row.name} io.fleetbake.builder=packer io.fleetbake.worker-version={row.spec.worker_version}",
     ]
+    return _docker_build(row, "worker", changes, linux_provisioners(row, sudo=False), packer_image_tag(row))
+
+
+def _docker_build(row: RowView, name: str, changes: list[str], provisioners: list[dict], tag: str) -> dict[str, Any]:
+    """Packer's docker builder on the row's locally bootstrapped base, tagged as fleetbake's."""
     return {
         "variable": [variable("base", "string", row.spec.base, "base image (locally bootstrapped: pull = false)")],
-        "source": [block("docker", "worker", image=expr("var.base"), commit=True, pull=False,
+        "source": [block("docker", name, image=expr("var.base"), commit=True, pull=False,
                          changes=[q(change) for change in changes])],
         "build": [block(
             name=q("fleetbake"),
-            sources=[q("source.docker.worker")],
-            provisioner=linux_provisioners(row, sudo=False),
-            **{"post-processor": [block("docker-tag", repository=q(render.IMAGE_REPO),
-                                        tags=[q(packer_image_tag(row).split(":", 1)[1])])]},
+            sources=[q(f"source.docker.{name}")],
+            provisioner=provisioners,
+            **{"post-processor": [block("docker-tag", repository=q(render.IMAGE_REPO), tags=[q(tag.split(":", 1)[1])])]},
         )],
     }
 
@@ -130,7 +136,7 @@ def ami_template(row: RowView, config: str) -> dict[str, Any]:
         "build": [block(
             name=q("fleetbake"),
             sources=[q("source.amazon-ebs.worker"), q("source.amazon-ebs.bare")],
-            provisioner=_only(linux_provisioners(row, sudo=True) + ami_service_provisioners(), "amazon-ebs.worker"),
+            provisioner=_only(ami_provisioners(row), "amazon-ebs.worker"),
             **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
         )],
     }
@@ -177,10 +183,11 @@ def _only(provisioners: list[dict], source: str) -> list[dict]:
     return provisioners
 
 
-def ami_service_provisioners() -> list[dict]:
-    """The worker as a systemd service that reads its name and password at boot, never baked in."""
-    execute = {"execute_command": q("sudo -E sh -c '{{ .Vars }} {{ .Path }}'")}
-    return [
+def ami_provisioners(row: RowView) -> list[dict]:
+    """Everything an AMI gets: the Dockerfile's scripts (boto3 added to the worker's venv,
+    for WORKERPASS_SSM), then the worker as a systemd service that reads its name and
+    password at boot, never baked in."""
+    return linux_provisioners(row, sudo=True, pip_extras="boto3") + [
         block("file", sources=[q("ami/fleetbake-worker.service"), q("ami/fleetbake-worker-config.service"),
                                q("ami/fleetbake-worker-config"), q("ami/fleetbake-latent-stop")],
               destination=q("/tmp/")),
@@ -188,10 +195,31 @@ def ami_service_provisioners() -> list[dict]:
             q("install -m 0644 /tmp/fleetbake-worker.service /tmp/fleetbake-worker-config.service /etc/systemd/system/"),
             q("install -m 0755 /tmp/fleetbake-worker-config /tmp/fleetbake-latent-stop /opt/fleetbake/"),
             q("systemctl enable fleetbake-worker-config.service fleetbake-worker.service"),
-            # For WORKERPASS_SSM: the boot script reads SSM Parameter Store with boto3.
-            q("PIP_NO_CACHE_DIR=1 /opt/buildbot-worker/bin/pip install --quiet boto3"),
-        ], **execute),
+        ], execute_command=q(SUDO)),
     ]
+
+
+# What the official Debian and Fedora cloud images have and a bootstrapped base lacks.
+REHEARSAL_BASE = {
+    "debian": "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -qq -y --no-install-recommends"
+              " systemd systemd-sysv sudo dbus >/dev/null && rm -rf /var/lib/apt/lists/*",
+    "fedora": "dnf install -q -y systemd sudo && dnf clean all",
+}
+
+
+def rehearsal_template(row: RowView) -> dict[str, Any]:
+    """The AMI's provisioners, verbatim, on a local container that boots systemd: try the
+    AMI's provisioning and its boot-time units before paying for an EC2 build."""
+    if row.spec.family not in REHEARSAL_BASE:
+        raise UsageError(f"--target ami-rehearsal: {row.name} is a {row.spec.family} row; rehearsal runs Linux rows only")
+    changes = ['ENTRYPOINT ["/sbin/init"]', 'CMD []', "ENV container=docker",
+               f"LABEL io.fleetbake.row={row.name} io.fleetbake.builder=packer-ami-rehearsal"]
+    provisioners = [block("shell", inline=[q(REHEARSAL_BASE[row.spec.family])]), *ami_provisioners(row)]
+    return _docker_build(row, "rehearsal", changes, provisioners, rehearsal_image_tag(row))
+
+
+def rehearsal_image_tag(row: RowView) -> str:
+    return f"{render.IMAGE_REPO}:{row.name}-ami-rehearsal"
 
 
 def packer_image_tag(row: RowView) -> str:
@@ -208,14 +236,17 @@ def write(matrix: Matrix, row: RowView, target: str, config: str | None = None, 
     if target not in TARGETS:
         raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}")
     if row.spec.family == "windows":
+        if target != "ami":
+            raise UsageError(f"--target {target}: {row.name} has an AMI target only (no Windows container engine here)")
         return write_windows(matrix, row, log)
     config = config or next(iter(row.configurations))
     out = paths.build_dir() / "packer" / row.name / target
     context = render.render_row(matrix, row, render.ca_certs_from(None))
-    data = docker_template(row) if target == "docker" else ami_template(row, config)
+    templates = {"docker": docker_template, "ami": lambda r: ami_template(r, config), "ami-rehearsal": rehearsal_template}
+    data = templates[target](row)
     files = {f"{target}.pkr.hcl": data, "plugins.pkr.hcl": PLUGINS}
     render.write_context(context, out)  # the same scripts and packages.txt as the Dockerfile's
-    if target == "ami":
+    if target != "docker":
         _write_ami_files(out / "ami")
     for name, content in files.items():
         _write_hcl(out / name, content)
@@ -252,7 +283,9 @@ def _packer(args: list[str], cwd: Path, env: dict[str, str] | None = None, strea
         if stream:
             stream(line.rstrip())
     if process.wait() != 0:
-        reason = next((l for l in reversed(lines) if l.strip()), "no output")
+        # packer build names the failing build and its cause in an "errored" line
+        reason = next((l for l in lines if " errored after " in l), None) or next(
+            (l for l in reversed(lines) if l.strip()), "no output")
         raise PackerError(f"packer {args[0]} failed: {reason.strip()}")
     return "\n".join(lines)
 
@@ -318,6 +351,7 @@ def windows_template(row: RowView, config: str) -> dict[str, Any]:
                 # whose random password is never written down.
                 block("powershell", inline=[q(line) for line in WINDOWS_TASK]),
                 block("windows-restart"),
+                block("powershell", inline=[q(line) for line in WINDOWS_CLOSE_WINRM]),
             ],
             **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
         )],
@@ -325,6 +359,7 @@ def windows_template(row: RowView, config: str) -> dict[str, Any]:
 
 
 WINDOWS_TASK = [
+    "Add-Type -AssemblyName System.Web",  # Windows PowerShell does not load it by default
     "$password = [System.Web.Security.Membership]::GeneratePassword(32, 4)",
     "$secure = ConvertTo-SecureString $password -AsPlainText -Force",
     "New-LocalUser -Name buildbot -Password $secure -PasswordNeverExpires -AccountNeverExpires | Out-Null",
@@ -333,6 +368,15 @@ WINDOWS_TASK = [
     "$trigger = New-ScheduledTaskTrigger -AtStartup",
     "$settings = New-ScheduledTaskSettingsSet -RestartCount 999 -RestartInterval (New-TimeSpan -Minutes 1) -ExecutionTimeLimit ([TimeSpan]::Zero)",
     "Register-ScheduledTask -TaskName buildbot-worker -Action $action -Trigger $trigger -Settings $settings -User buildbot -Password $password -RunLevel Limited | Out-Null",
+]
+
+# Packer's WinRM listener must outlive the build (the restart included), not reach the
+# fleet's instances: their first boot removes it, and the task unregisters itself.
+WINDOWS_CLOSE_WINRM = [
+    ("$close = 'Get-ChildItem WSMan:/LocalHost/Listener | Where-Object Keys -Contains Transport=HTTPS | Remove-Item -Recurse -Force; "
+     "Remove-NetFirewallRule -DisplayName WinRM-HTTPS -ErrorAction SilentlyContinue; Unregister-ScheduledTask -TaskName fleetbake-close-winrm -Confirm:$false'"),
+    ("Register-ScheduledTask -TaskName fleetbake-close-winrm -Trigger (New-ScheduledTaskTrigger -AtStartup) -User SYSTEM -RunLevel Highest "
+     "-Action (New-ScheduledTaskAction -Execute 'powershell.exe' -Argument \"-NoProfile -Command $close\") | Out-Null"),
 ]
 
 

@@ -78,3 +78,27 @@ def wait_for_http(url: str, what: str, timeout: float = 30) -> None:
         except OSError:
             assert time.monotonic() < deadline, f"{what} did not start"
             time.sleep(0.3)
+
+
+AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+
+
+class MotoServer:
+    """moto's server on loopback: the only stand-in for AWS."""
+
+    def __init__(self, env: dict[str, str] | None = None):
+        import os
+        import shutil
+        import subprocess
+
+        port = free_port()
+        binary = shutil.which("moto_server", path=os.path.dirname(sys.executable))
+        self.process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], env={**os.environ, **(env or {})},
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.endpoint = f"http://127.0.0.1:{port}"
+        wait_for_http(f"{self.endpoint}/moto-api/", "moto_server")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=30)

@@ -4,7 +4,6 @@ import datetime as dt
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -12,13 +11,12 @@ import time
 import hcl2
 import pytest
 
-from conftest import ROOT, free_port, wait_for_http
+from conftest import AWS_ENV, ROOT, MotoServer
 from fleetbake import aws, matrix, packer, render
 from fleetbake.errors import FleetbakeError
 
-CASES = [("debian-12", "docker"), ("debian-12", "ami"), ("debian-13", "docker"), ("debian-13", "ami"), ("windows-2022", "ami")]
-AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-           "AWS_EC2_METADATA_DISABLED": "true"}
+CASES = [("debian-12", "docker"), ("debian-12", "ami"), ("debian-12", "ami-rehearsal"), ("debian-13", "docker"),
+         ("debian-13", "ami"), ("windows-2022", "ami")]
 
 
 @pytest.fixture(scope="module")
@@ -48,6 +46,49 @@ def test_templates_validate_on_packer_1_6_6_and_are_formatted(project, out, row,
     assert "required_plugins" not in template.read_text()
     plugins = hcl2.loads((template.parent / "plugins.pkr.hcl").read_text())
     assert "required_plugins" in plugins["packer"][0]
+
+
+# Modern Packer and its plugins cannot be installed here: check every argument we write against
+# the names the plugins' generated HCL2 specs accept (provenance in the fixture).
+MODERN = json.loads((ROOT / "tests" / "fixtures" / "packer_modern_schema.json").read_text())
+CORE_META = {"only", "except", "pause_before", "max_retries", "timeout", "override", "name", "keep_input_artifact"}
+
+
+def unknown_arguments(body: dict, schema: dict, where: str) -> list[str]:
+    problems = []
+    for key, value in body.items():
+        if key == "__is_block__" or key in CORE_META:
+            continue
+        if key in schema["blocks"]:
+            for item in value if isinstance(value, list) else [value]:
+                problems += unknown_arguments(item, schema["blocks"][key], f"{where}.{key}")
+        elif key not in schema["attributes"]:
+            problems.append(f"{where}.{key}")
+    return problems
+
+
+def template_arguments(data: dict) -> list[tuple[str, str, dict]]:
+    """(kind, type, body) for every source, provisioner and post-processor of a parsed template."""
+    found = [("source", kind.strip('"'), body) for source in data["source"]
+             for kind, named in source.items() for body in named.values()]
+    for build in data["build"]:
+        for kind in ("provisioner", "post-processor"):
+            found += [(kind, name.strip('"'), body) for item in build.get(kind, []) for name, body in item.items()]
+    return found
+
+
+@pytest.mark.parametrize("row, target", CASES)
+def test_every_argument_is_one_the_modern_plugins_accept(project, out, row, target):
+    template = packer.write(project, project.rows[row], target, log=lambda _: None)
+    problems = []
+    for kind, type_, body in template_arguments(hcl2.loads(template.read_text())):
+        assert type_ in MODERN[kind], f"{kind} {type_} is not in the fixture"
+        problems += unknown_arguments(body, MODERN[kind][type_], f"{kind}.{type_}")
+    assert problems == []
+    # The check itself bites: a misspelt or retired argument is reported.
+    assert unknown_arguments({"volume_typ": "gp3"}, MODERN["source"]["amazon-ebs"], "source") == ["source.volume_typ"]
+    assert unknown_arguments({"launch_block_device_mappings": [{"iop": 1}]}, MODERN["source"]["amazon-ebs"], "s") == [
+        "s.launch_block_device_mappings.iop"]
 
 
 def test_packer_1_6_6_rejects_required_plugins_so_it_lives_apart(project, out):
@@ -103,22 +144,16 @@ def moto(tmp_path_factory):
         "owner_id": "136693071363", "public": True, "virtualization_type": "hvm", "architecture": "x86_64",
         "state": "available", "platform": None, "image_type": "machine", "image_location": "debian-12",
         "sriov": "simple", "root_device_type": "ebs", "root_device_name": "/dev/xvda", "hypervisor": "xen"}]))
-    port = free_port()
-    server = subprocess.Popen([str(shutil.which("moto_server", path=os.path.dirname(sys.executable))), "-H", "127.0.0.1",
-                               "-p", str(port)], env={**os.environ, "MOTO_AMIS_PATH": str(amis)},
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    endpoint = f"http://127.0.0.1:{port}"
-    wait_for_http(f"{endpoint}/moto-api/", "moto_server")
+    server = MotoServer({"MOTO_AMIS_PATH": str(amis)})
     saved = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV)
-    yield endpoint
+    yield server.endpoint
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
         else:
             os.environ[key] = value
-    server.terminate()
-    server.wait(timeout=30)
+    server.stop()
 
 
 def test_ami_builds_end_to_end_against_moto_and_hands_off(project, out, moto):
@@ -228,3 +263,31 @@ def test_ami_boot_config_reads_user_data_and_ssm(moto, tmp_path, monkeypatch):
     assert "from-ssm" not in (tmp_path / "env").read_text()
     with pytest.raises(ValueError, match="WORKERNAME= and WORKERPASS="):
         config.parse("BUILDMASTER=m\n")
+
+
+def test_ami_boot_config_retries_imds_but_not_bad_user_data(monkeypatch, capsys):
+    config = load_worker_config()
+    calls = []
+
+    def unreachable(path):
+        calls.append(path)
+        raise OSError("connection refused")
+
+    monkeypatch.setattr(config, "imds", unreachable)
+    assert config.main(attempts=3, pause=0) == 1
+    assert len(calls) == 3 and "attempt 3/3: connection refused" in capsys.readouterr().err
+    calls.clear()
+    monkeypatch.setattr(config, "imds", lambda path: calls.append(path) or ("us-east-1" if "region" in path else "X=1\n"))
+    assert config.main(attempts=3, pause=0) == 1
+    assert len(calls) == 2, "incomplete user data is final: no retry"
+    assert "needs WORKERNAME=" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("row, target, reason", [("windows-2022", "docker", "has an AMI target only"),
+                                                 ("windows-2022", "ami-rehearsal", "has an AMI target only"),
+                                                 ("debian-12", "vagrant", "expected one of docker, ami, ami-rehearsal")])
+def test_targets_a_row_cannot_have_are_usage_errors(project, out, row, target, reason):
+    from fleetbake.errors import UsageError
+
+    with pytest.raises(UsageError, match=reason):
+        packer.write(project, project.rows[row], target, log=lambda _: None)

@@ -71,3 +71,12 @@ def wait_for_log(container, needle: str, timeout: float = 60) -> str:
 
 def unique_password() -> str:
     return f"pw-{uuid.uuid4().hex}"
+
+
+def wait_connected(api, name, connected=True, timeout=120):
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if api.connected(name) == connected:
+            return time.monotonic() - started
+        time.sleep(0.5)
+    raise AssertionError(f"{name} {'never connected' if connected else 'still connected'} after {timeout}s")

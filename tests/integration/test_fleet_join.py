@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 from fleetbake import master as master_mod
 from fleetbake.buildbot_api import FAILURE, SUCCESS, BuildbotApi
-from integration.conftest import unique_password, wait_for_log
+from integration.conftest import unique_password, wait_connected, wait_for_log
 
 PORTS = dict(pb_port=19989, www_port=18010, git_port=19418)
 SMOKE = "test_sys test_bz2"
@@ -46,15 +46,6 @@ def start_worker(run, image, master, name, password=None, use_file=False, **kwar
     else:
         env["WORKERPASS"] = password or master.workers[name]
     return run(image.image_id, network_mode="host", environment=env, volumes=volumes, **kwargs)
-
-
-def wait_connected(api, name, connected=True, timeout=120):
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if api.connected(name) == connected:
-            return time.monotonic() - started
-        time.sleep(0.5)
-    raise AssertionError(f"{name} {'never connected' if connected else 'still connected'} after {timeout}s")
 
 
 def build(api, builder, timeout=1500):

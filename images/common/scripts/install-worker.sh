@@ -16,6 +16,8 @@ done
 export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 
 python3 -m venv "$venv"
-"$venv/bin/pip" install --quiet "buildbot-worker==$version"
+# WORKER_PIP_EXTRAS: more packages for the worker's own venv (AMIs add boto3 for SSM).
+# shellcheck disable=SC2086 # a space-separated list on purpose
+"$venv/bin/pip" install --quiet "buildbot-worker==$version" ${WORKER_PIP_EXTRAS:-}
 ln -sf "$venv/bin/buildbot-worker" /usr/local/bin/buildbot-worker
 echo "install-worker: buildbot-worker $("$venv/bin/buildbot-worker" --version | awk '{print $NF}') in $venv"
