@@ -139,11 +139,16 @@ def test_ami_template_settings(project, out):
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
     amis = tmp_path_factory.mktemp("moto") / "amis.json"
-    amis.write_text(json.dumps([{
+    debian = {
         "ami_id": "ami-0debian1200000001", "name": "debian-12-amd64-20261101-2000", "description": "Debian 12",
         "owner_id": "136693071363", "public": True, "virtualization_type": "hvm", "architecture": "x86_64",
         "state": "available", "platform": None, "image_type": "machine", "image_location": "debian-12",
-        "sriov": "simple", "root_device_type": "ebs", "root_device_name": "/dev/xvda", "hypervisor": "xen"}]))
+        "sriov": "simple", "root_device_type": "ebs", "root_device_name": "/dev/xvda", "hypervisor": "xen"}
+    # Near misses the source_ami_filter must pass over: another owner, another architecture, another release.
+    decoys = [{**debian, "ami_id": "ami-0decoy0000000000a", "owner_id": "999999999999"},
+              {**debian, "ami_id": "ami-0decoy0000000000b", "name": "debian-12-arm64-20261101-2000", "architecture": "arm64"},
+              {**debian, "ami_id": "ami-0decoy0000000000c", "name": "debian-11-amd64-20261101-2000"}]
+    amis.write_text(json.dumps([*decoys, debian]))
     server = MotoServer({"MOTO_AMIS_PATH": str(amis)})
     saved = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV)
@@ -162,6 +167,7 @@ def test_ami_builds_end_to_end_against_moto_and_hands_off(project, out, moto):
     log = []
     packer.build(template, "fleetbake.amazon-ebs.bare", {"ec2_endpoint": moto, "inputs_hash": "abc123"}, log=log.append)
     assert any("AMIs were created" in line for line in log)
+    assert [line.split()[-1] for line in log if "Found Image ID" in line] == ["ami-0debian1200000001"]
     info = packer.handoff(template.parent, row, "us-east-1")
     assert info["instance_type"] == "m5.large" and info["region"] == "us-east-1" and info["ami_id"].startswith("ami-")
     assert json.loads((template.parent / "handoff.json").read_text()) == info
