@@ -194,7 +194,7 @@ def packer(c, target="docker", os="debian-12", matrix="matrix.yml", config=None,
         log(f"packer validate: {template.name} is valid")
     if build:
         variables = {"region": region, "profile": profile} if target == "ami" else {}
-        packer_mod.build(template, "fleetbake.amazon-ebs.worker" if target == "ami" else None, variables, log=log)
+        packer_mod.build(template, packer_mod.provisioned_source(row, target), variables, log=log)
         if target == "ami":
             info = packer_mod.handoff(template.parent, row, region)
             log("hand this to the fleet admins (also in " + str(template.parent / "handoff.json") + "):")

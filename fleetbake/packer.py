@@ -222,6 +222,13 @@ def rehearsal_image_tag(row: RowView) -> str:
     return f"{render.IMAGE_REPO}:{row.name}-ami-rehearsal"
 
 
+def provisioned_source(row: RowView, target: str) -> str | None:
+    """What `--build` runs: the AMI templates also hold a provisioning-free source for tests."""
+    if target != "ami":
+        return None
+    return "fleetbake.amazon-ebs." + ("windows" if row.spec.family == "windows" else "worker")
+
+
 def packer_image_tag(row: RowView) -> str:
     return f"{render.IMAGE_REPO}:{row.name}-packer"
 
@@ -238,7 +245,7 @@ def write(matrix: Matrix, row: RowView, target: str, config: str | None = None, 
     if row.spec.family == "windows":
         if target != "ami":
             raise UsageError(f"--target {target}: {row.name} has an AMI target only (no Windows container engine here)")
-        return write_windows(matrix, row, log)
+        return write_windows(matrix, row, config, log)
     config = config or next(iter(row.configurations))
     out = paths.build_dir() / "packer" / row.name / target
     context = render.render_row(matrix, row, render.ca_certs_from(None))
@@ -327,17 +334,19 @@ def windows_template(row: RowView, config: str) -> dict[str, Any]:
     ami = row.spec.ami
     if ami is None:
         raise UsageError(f"rows.{row.name}.ami is not set: the row has no AMI target")
-    source = dict(_ami_common(row, config, ami))
-    del source["skip_region_validation"]
+    common = _ami_common(row, config, ami)
     return {
         "variable": _ami_variables(ami),
-        "source": [block("amazon-ebs", "windows", communicator=q("winrm"), winrm_username=q("Administrator"),
-                         winrm_use_ssl=True, winrm_insecure=True, winrm_timeout=q("30m"),
-                         user_data_file=q("winrm-bootstrap.ps1"), **source)],
+        "source": [
+            block("amazon-ebs", "windows", communicator=q("winrm"), winrm_username=q("Administrator"),
+                  winrm_use_ssl=True, winrm_insecure=True, winrm_timeout=q("30m"),
+                  user_data_file=q("winrm-bootstrap.ps1"), **common),
+            block("amazon-ebs", "bare", communicator=q("none"), **common),  # the AWS side alone (the moto test)
+        ],
         "build": [block(
             name=q("fleetbake"),
-            sources=[q("source.amazon-ebs.windows")],
-            provisioner=[
+            sources=[q("source.amazon-ebs.windows"), q("source.amazon-ebs.bare")],
+            provisioner=_only([
                 block("file", source=q("scripts/"), destination=q("C:/fleetbake/provision/")),
                 block("file", source=q("packages.txt"), destination=q("C:/fleetbake/provision/packages.txt")),
                 block("file", source=q("ca-certificates/"), destination=q("C:/fleetbake/ca-certificates/")),
@@ -352,7 +361,7 @@ def windows_template(row: RowView, config: str) -> dict[str, Any]:
                 block("powershell", inline=[q(line) for line in WINDOWS_TASK]),
                 block("windows-restart"),
                 block("powershell", inline=[q(line) for line in WINDOWS_CLOSE_WINRM]),
-            ],
+            ], "amazon-ebs.windows"),
             **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
         )],
     }
@@ -380,12 +389,12 @@ WINDOWS_CLOSE_WINRM = [
 ]
 
 
-def write_windows(matrix: Matrix, row: RowView, log: Log) -> Path:
+def write_windows(matrix: Matrix, row: RowView, config: str | None, log: Log) -> Path:
     out = paths.build_dir() / "packer" / row.name / "ami"
     render.write_context(render.render_row(matrix, row, render.ca_certs_from(None)), out)
     shutil.copy(paths.IMAGES / "windows" / "start-worker.ps1", out / "start-worker.ps1")
     shutil.copy(paths.IMAGES / "windows" / "winrm-bootstrap.ps1", out / "winrm-bootstrap.ps1")
-    _write_hcl(out / "ami.pkr.hcl", windows_template(row, next(iter(row.configurations))))
+    _write_hcl(out / "ami.pkr.hcl", windows_template(row, config or next(iter(row.configurations))))
     _write_hcl(out / "plugins.pkr.hcl", PLUGINS)
     log(f"packer: wrote {out / 'ami.pkr.hcl'}")
     return out / "ami.pkr.hcl"

@@ -148,7 +148,9 @@ def moto(tmp_path_factory):
     decoys = [{**debian, "ami_id": "ami-0decoy0000000000a", "owner_id": "999999999999"},
               {**debian, "ami_id": "ami-0decoy0000000000b", "name": "debian-12-arm64-20261101-2000", "architecture": "arm64"},
               {**debian, "ami_id": "ami-0decoy0000000000c", "name": "debian-11-amd64-20261101-2000"}]
-    amis.write_text(json.dumps([*decoys, debian]))
+    windows = {**debian, "ami_id": "ami-0windows200000001", "name": "Windows_Server-2022-English-Full-Base-2026.11.12",
+               "owner_id": "801119661308", "platform": "windows", "root_device_name": "/dev/sda1"}
+    amis.write_text(json.dumps([*decoys, debian, windows]))
     server = MotoServer({"MOTO_AMIS_PATH": str(amis)})
     saved = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV)
@@ -179,6 +181,22 @@ def test_ami_builds_end_to_end_against_moto_and_hands_off(project, out, moto):
     assert image["Name"].startswith("fleetbake-debian-12-pydebug-20")
     assert not client.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]},
                                                   {"Name": "tag:fleetbake-row", "Values": ["debian-12"]}])["Reservations"]
+
+
+def test_windows_ami_builds_against_moto_and_hands_off(project, out, moto):
+    row = project.rows["windows-2022"]
+    template = packer.write(project, row, "ami", log=lambda _: None)
+    assert packer.provisioned_source(row, "ami") == "fleetbake.amazon-ebs.windows"
+    log = []
+    packer.build(template, "fleetbake.amazon-ebs.bare", {"ec2_endpoint": moto}, log=log.append)
+    assert [line.split()[-1] for line in log if "Found Image ID" in line] == ["ami-0windows200000001"]
+    info = packer.handoff(template.parent, row, "us-east-1")
+    assert info["instance_type"] == "m5.xlarge" and info["ami_id"].startswith("ami-")
+    [image] = aws.ec2("us-east-1", endpoint=moto).describe_images(ImageIds=[info["ami_id"]])["Images"]
+    assert image["Name"].startswith("fleetbake-windows-2022-pydebug-20")
+    disk = re.search(r'launch_block_device_mappings \{[^}]*device_name += "/dev/sda1"[^}]*volume_size += (\d+)',
+                     template.read_text())
+    assert disk and disk.group(1) == "60"  # moto does not size the volumes it snapshots
 
 
 def test_zombies_are_found_by_tag_and_key_pair(moto):
