@@ -122,21 +122,34 @@ def _docker_build(row: RowView, name: str, changes: list[str], provisioners: lis
 
 
 def ami_template(row: RowView, config: str) -> dict[str, Any]:
-    ami = row.spec.ami
-    if ami is None:
+    ami = _ami_spec(row)
+    return _ami_build(row, config, dict(ssh_username=q(ami.ssh_username), communicator=q("ssh")), ami_provisioners(row))
+
+
+def _ami_spec(row: RowView):
+    if row.spec.ami is None:
         raise UsageError(f"rows.{row.name}.ami is not set: the row has no AMI target")
+    return row.spec.ami
+
+
+def _provisioned_name(row: RowView) -> str:
+    return "windows" if row.spec.family == "windows" else "worker"
+
+
+def _ami_build(row: RowView, config: str, connect: dict[str, Any], provisioners: list[dict]) -> dict[str, Any]:
+    """Two amazon-ebs sources: the provisioned one `--build` runs, and a bare one with no
+    communicator and no provisioners, the AWS side alone (the moto test)."""
+    ami = _ami_spec(row)
     common = _ami_common(row, config, ami)
+    name = _provisioned_name(row)
     return {
         "variable": _ami_variables(ami),
-        "source": [
-            block("amazon-ebs", "worker", ssh_username=q(ami.ssh_username), communicator=q("ssh"), **common),
-            # No communicator and no provisioners: the AWS side alone (the moto test).
-            block("amazon-ebs", "bare", communicator=q("none"), **common),
-        ],
+        "source": [block("amazon-ebs", name, **connect, **common),
+                   block("amazon-ebs", "bare", communicator=q("none"), **common)],
         "build": [block(
             name=q("fleetbake"),
-            sources=[q("source.amazon-ebs.worker"), q("source.amazon-ebs.bare")],
-            provisioner=_only(ami_provisioners(row), "amazon-ebs.worker"),
+            sources=[q(f"source.amazon-ebs.{name}"), q("source.amazon-ebs.bare")],
+            provisioner=_only(provisioners, f"amazon-ebs.{name}"),
             **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
         )],
     }
@@ -210,8 +223,6 @@ REHEARSAL_BASE = {
 def rehearsal_template(row: RowView) -> dict[str, Any]:
     """The AMI's provisioners, verbatim, on a local container that boots systemd: try the
     AMI's provisioning and its boot-time units before paying for an EC2 build."""
-    if row.spec.family not in REHEARSAL_BASE:
-        raise UsageError(f"--target ami-rehearsal: {row.name} is a {row.spec.family} row; rehearsal runs Linux rows only")
     changes = ['ENTRYPOINT ["/sbin/init"]', 'CMD []', "ENV container=docker",
                f"LABEL io.fleetbake.row={row.name} io.fleetbake.builder=packer-ami-rehearsal"]
     provisioners = [block("shell", inline=[q(REHEARSAL_BASE[row.spec.family])]), *ami_provisioners(row)]
@@ -226,7 +237,7 @@ def provisioned_source(row: RowView, target: str) -> str | None:
     """What `--build` runs: the AMI templates also hold a provisioning-free source for tests."""
     if target != "ami":
         return None
-    return "fleetbake.amazon-ebs." + ("windows" if row.spec.family == "windows" else "worker")
+    return f"fleetbake.amazon-ebs.{_provisioned_name(row)}"
 
 
 def packer_image_tag(row: RowView) -> str:
@@ -242,20 +253,20 @@ PLUGINS = {"packer": [block(required_plugins={"docker": {"source": q("github.com
 def write(matrix: Matrix, row: RowView, target: str, config: str | None = None, log: Log = print) -> Path:
     if target not in TARGETS:
         raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}")
-    if row.spec.family == "windows":
-        if target != "ami":
-            raise UsageError(f"--target {target}: {row.name} has an AMI target only (no Windows container engine here)")
-        return write_windows(matrix, row, config, log)
+    windows = row.spec.family == "windows"
+    if windows and target != "ami":
+        raise UsageError(f"--target {target}: {row.name} has an AMI target only (no Windows container engine here)")
     config = config or next(iter(row.configurations))
+    templates = {"docker": docker_template, "ami-rehearsal": rehearsal_template,
+                 "ami": lambda r: (windows_template if windows else ami_template)(r, config)}
+    data = templates[target](row)  # before anything is written: a bad row leaves no half-written output
     out = paths.build_dir() / "packer" / row.name / target
-    context = render.render_row(matrix, row, render.ca_certs_from(None))
-    templates = {"docker": docker_template, "ami": lambda r: ami_template(r, config), "ami-rehearsal": rehearsal_template}
-    data = templates[target](row)
-    files = {f"{target}.pkr.hcl": data, "plugins.pkr.hcl": PLUGINS}
-    render.write_context(context, out)  # the same scripts and packages.txt as the Dockerfile's
-    if target != "docker":
-        _write_ami_files(out / "ami")
-    for name, content in files.items():
+    render.write_context(render.render_row(matrix, row, render.ca_certs_from(None)), out)  # the Dockerfile's scripts
+    if windows:
+        _copy_files(paths.IMAGES / "windows", ["start-worker.ps1", "winrm-bootstrap.ps1"], out)
+    elif target != "docker":
+        _copy_files(paths.IMAGES / "ami", sorted(f.name for f in (paths.IMAGES / "ami").iterdir()), out / "ami")
+    for name, content in {f"{target}.pkr.hcl": data, "plugins.pkr.hcl": PLUGINS}.items():
         _write_hcl(out / name, content)
     log(f"packer: wrote {out / f'{target}.pkr.hcl'}")
     return out / f"{target}.pkr.hcl"
@@ -267,15 +278,17 @@ def _write_hcl(path: Path, data: dict[str, Any]) -> None:
     head = "# Generated from matrix.yml by fleetbake (invoke packer): do not edit.\n"
     tmp = path.with_name(f".tmp.{path.name}")  # packer fmt wants the .pkr.hcl ending
     tmp.write_text(head + text)
-    _packer(["fmt", str(tmp)], cwd=path.parent)
-    os.replace(tmp, path)
+    try:
+        _packer(["fmt", str(tmp)], cwd=path.parent)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
-def _write_ami_files(directory: Path) -> None:
+def _copy_files(source: Path, names: list[str], directory: Path) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    for source in (paths.IMAGES / "ami").iterdir():
-        target = directory / source.name
-        shutil.copy(source, target)
+    for name in names:
+        shutil.copy(source / name, directory / name)
 
 
 def _packer(args: list[str], cwd: Path, env: dict[str, str] | None = None, stream: Log | None = None) -> str:
@@ -331,40 +344,24 @@ def handoff(template_dir: Path, row: RowView, region: str) -> dict[str, str]:
 
 def windows_template(row: RowView, config: str) -> dict[str, Any]:
     """Windows Server AMI: WinRM, the same PowerShell provisioning as the Windows Dockerfile, a boot task."""
-    ami = row.spec.ami
-    if ami is None:
-        raise UsageError(f"rows.{row.name}.ami is not set: the row has no AMI target")
-    common = _ami_common(row, config, ami)
-    return {
-        "variable": _ami_variables(ami),
-        "source": [
-            block("amazon-ebs", "windows", communicator=q("winrm"), winrm_username=q("Administrator"),
-                  winrm_use_ssl=True, winrm_insecure=True, winrm_timeout=q("30m"),
-                  user_data_file=q("winrm-bootstrap.ps1"), **common),
-            block("amazon-ebs", "bare", communicator=q("none"), **common),  # the AWS side alone (the moto test)
-        ],
-        "build": [block(
-            name=q("fleetbake"),
-            sources=[q("source.amazon-ebs.windows"), q("source.amazon-ebs.bare")],
-            provisioner=_only([
-                block("file", source=q("scripts/"), destination=q("C:/fleetbake/provision/")),
-                block("file", source=q("packages.txt"), destination=q("C:/fleetbake/provision/packages.txt")),
-                block("file", source=q("ca-certificates/"), destination=q("C:/fleetbake/ca-certificates/")),
-                block("file", sources=[q("entrypoint.ps1"), q("start-worker.ps1")], destination=q("C:/fleetbake/")),
-                block("powershell", inline=[
-                    q("C:/fleetbake/provision/Install-BuildTools.ps1 -PackagesFile C:/fleetbake/provision/packages.txt"),
-                    q("C:/fleetbake/provision/Install-CaCertificates.ps1 -Path C:/fleetbake/ca-certificates"),
-                    q(f"C:/fleetbake/provision/Install-Worker.ps1 -WorkerVersion {row.spec.worker_version}"),
-                ]),
-                # The devguide's Scheduled Task "when the computer starts up", as a standard user
-                # whose random password is never written down.
-                block("powershell", inline=[q(line) for line in WINDOWS_TASK]),
-                block("windows-restart"),
-                block("powershell", inline=[q(line) for line in WINDOWS_CLOSE_WINRM]),
-            ], "amazon-ebs.windows"),
-            **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
-        )],
-    }
+    connect = dict(communicator=q("winrm"), winrm_username=q("Administrator"), winrm_use_ssl=True, winrm_insecure=True,
+                   winrm_timeout=q("30m"), user_data_file=q("winrm-bootstrap.ps1"))
+    return _ami_build(row, config, connect, [
+        block("file", source=q("scripts/"), destination=q("C:/fleetbake/provision/")),
+        block("file", source=q("packages.txt"), destination=q("C:/fleetbake/provision/packages.txt")),
+        block("file", source=q("ca-certificates/"), destination=q("C:/fleetbake/ca-certificates/")),
+        block("file", sources=[q("entrypoint.ps1"), q("start-worker.ps1")], destination=q("C:/fleetbake/")),
+        block("powershell", inline=[
+            q("C:/fleetbake/provision/Install-BuildTools.ps1 -PackagesFile C:/fleetbake/provision/packages.txt"),
+            q("C:/fleetbake/provision/Install-CaCertificates.ps1 -Path C:/fleetbake/ca-certificates"),
+            q(f"C:/fleetbake/provision/Install-Worker.ps1 -WorkerVersion {row.spec.worker_version}"),
+        ]),
+        # The devguide's Scheduled Task "when the computer starts up", as a standard user
+        # whose random password is never written down.
+        block("powershell", inline=[q(line) for line in WINDOWS_TASK]),
+        block("windows-restart"),
+        block("powershell", inline=[q(line) for line in WINDOWS_CLOSE_WINRM]),
+    ])
 
 
 WINDOWS_TASK = [
@@ -387,14 +384,3 @@ WINDOWS_CLOSE_WINRM = [
     ("Register-ScheduledTask -TaskName fleetbake-close-winrm -Trigger (New-ScheduledTaskTrigger -AtStartup) -User SYSTEM -RunLevel Highest "
      "-Action (New-ScheduledTaskAction -Execute 'powershell.exe' -Argument \"-NoProfile -Command $close\") | Out-Null"),
 ]
-
-
-def write_windows(matrix: Matrix, row: RowView, config: str | None, log: Log) -> Path:
-    out = paths.build_dir() / "packer" / row.name / "ami"
-    render.write_context(render.render_row(matrix, row, render.ca_certs_from(None)), out)
-    shutil.copy(paths.IMAGES / "windows" / "start-worker.ps1", out / "start-worker.ps1")
-    shutil.copy(paths.IMAGES / "windows" / "winrm-bootstrap.ps1", out / "winrm-bootstrap.ps1")
-    _write_hcl(out / "ami.pkr.hcl", windows_template(row, config or next(iter(row.configurations))))
-    _write_hcl(out / "plugins.pkr.hcl", PLUGINS)
-    log(f"packer: wrote {out / 'ami.pkr.hcl'}")
-    return out / "ami.pkr.hcl"
