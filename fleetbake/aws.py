@@ -103,10 +103,14 @@ def zombies(
                 [{"Name": f"tag:{k}", "Values": [v]} for k, v in tags.items()])] if tags else []
     if key_names:
         queries.append((f"key pair {'/'.join(key_names)}", [{"Name": "key-name", "Values": key_names}]))
+    paginator = client.get_paginator("describe_instances")
+
+    def all_pages(**kwargs):  # paginate() is lazy: the requests, and their errors, come with list()
+        return list(paginator.paginate(**kwargs))
+
     for why, filters in queries:
         filters = [*filters, {"Name": "instance-state-name", "Values": ["pending", "running", "stopping", "stopped"]}]
-        pages = _call("DescribeInstances", region, client.get_paginator("describe_instances").paginate, Filters=filters)
-        for page in _call("DescribeInstances", region, lambda: list(pages)):
+        for page in _call("DescribeInstances", region, all_pages, Filters=filters):
             for reservation in page["Reservations"]:
                 for item in reservation["Instances"]:
                     launched = item["LaunchTime"]
