@@ -136,6 +136,20 @@ def context_digest(context: Context) -> str:
     return digest.hexdigest()
 
 
+def write_file(target: Path, content: bytes, mode: int) -> None:
+    """Atomically: readers see the old file or the new one, never half of it."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
 def write_context(context: Context, out_dir: Path) -> list[str]:
     """Write atomically; drop files a previous render left that are no longer part of it.
 
@@ -149,16 +163,7 @@ def write_context(context: Context, out_dir: Path) -> list[str]:
         mode = 0o755 if item.executable else 0o644
         if target.is_file() and target.read_bytes() == item.content and (target.stat().st_mode & 0o777) == mode:
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(item.content)
-            os.chmod(tmp, mode)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_file(target, item.content, mode)
         changed.append(name)
     for existing in sorted(out_dir.rglob("*"), reverse=True):
         rel = existing.relative_to(out_dir).as_posix()

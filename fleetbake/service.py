@@ -10,10 +10,8 @@ No secret is ever written: the files point at a password file.
 
 from __future__ import annotations
 
-import os
 import plistlib
 import re
-import tempfile
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from pathlib import Path
 import jinja2
 
 from . import paths
+from . import render as render_mod
 from .errors import UsageError
 
 TASK_NS = "http://schemas.microsoft.com/windows/2004/02/mit/task"
@@ -144,13 +143,7 @@ def scheduled_task(s: Settings) -> bytes:
 def write(s: Settings, out_dir: Path | None = None) -> dict[str, Path]:
     out = Path(out_dir) if out_dir else paths.build_dir() / "service" / s.platform
     files = render(s)  # all of it first: bad input leaves nothing half-written
-    out.mkdir(parents=True, exist_ok=True)
-    written = {}
     for name, content in files.items():
-        fd, tmp = tempfile.mkstemp(dir=out, prefix=f".{name}.")
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.chmod(tmp, 0o755 if name.endswith(".sh") else 0o644)
-        os.replace(tmp, out / name)
-        written[name] = out / name
-    return written
+        # File by file, not render.write_context: --out may hold files of the owner's own.
+        render_mod.write_file(out / name, content, 0o755 if name.endswith(".sh") else 0o644)
+    return {name: out / name for name in files}
