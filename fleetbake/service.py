@@ -10,6 +10,7 @@ No secret is ever written: the files point at a password file.
 
 from __future__ import annotations
 
+import argparse
 import plistlib
 import re
 import xml.etree.ElementTree as ET
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import jinja2
 
-from . import paths
+from . import paths, preflight
 from . import render as render_mod
 from .errors import UsageError
 
@@ -56,8 +57,11 @@ def settings(platform: str, name: str, master: str = "buildbot-api.python.org:90
         raise UsageError(f"--name {name!r}: the worker name may only contain letters, digits, '.', '_' and '-'")
     if not re.fullmatch(r"[a-z_][a-z0-9_-]*", user):
         raise UsageError(f"--user {user!r}: not a user name")
-    host, _, port = master.rpartition(":") if ":" in master else (master, "", "9020")
-    if not re.fullmatch(r"[A-Za-z0-9.-]+", host) or not port.isdigit() or not 0 < int(port) < 65536:
+    try:
+        host, port = preflight.parse_hostport(master)
+    except argparse.ArgumentTypeError:
+        host, port = "", 0
+    if not re.fullmatch(r"[A-Za-z0-9.-]+", host):
         raise UsageError(f"--master {master!r}: expected HOST[:PORT]")
     if "\n" in admin or len(admin) > 200:
         raise UsageError("--admin: one line, at most 200 characters")
@@ -66,7 +70,7 @@ def settings(platform: str, name: str, master: str = "buildbot-api.python.org:90
     for key, value in chosen.items():
         if not SAFE_PATH.fullmatch(value):
             raise UsageError(f"--{key.replace('_', '-')} {value!r}: not a plain path")
-    return Settings(platform, name, host, int(port), admin, user, **chosen)
+    return Settings(platform, name, host, port, admin, user, **chosen)
 
 
 def _templates() -> jinja2.Environment:
