@@ -122,7 +122,7 @@ def master(c, worker=None, stop=False, cpython=None, matrix="matrix.yml", pb_por
     if stop:
         master_mod.stop(log=log)
         return
-    row = _load(matrix).rows["debian-12"]
+    row = _load(matrix).one("debian-12")
     info = master_mod.start(master_mod.parse_workers(worker), cpython or row.spec.cpython,
                             int(pb_port), int(www_port), int(git_port), log=log)
     log(f"web UI and REST API: {info.url}")
@@ -187,7 +187,7 @@ def packer(c, target="docker", os="debian-12", matrix="matrix.yml", config=None,
     from fleetbake import packer as packer_mod
 
     m = _load(matrix)
-    row = m.select(os)[0]
+    row = m.one(os)
     template = packer_mod.write(m, row, target, config, log=log)
     if validate:
         packer_mod.validate(template)
@@ -270,5 +270,5 @@ def bench(c, os="debian-12", matrix="matrix.yml", skip_cold=False):
     from fleetbake import bench as bench_mod
 
     m = _load(matrix)
-    bench_mod.run(m, m.select(os)[0], skip_cold=skip_cold, log=log)
+    bench_mod.run(m, m.one(os), skip_cold=skip_cold, log=log)
 

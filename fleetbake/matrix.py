@@ -152,6 +152,12 @@ class Matrix:
             )
         return [self.rows[os_name]]
 
+    def one(self, os_name: str) -> RowView:
+        """The named row, for tasks that work on a single one."""
+        if os_name in (None, "all"):
+            raise MatrixError(self.path, None, "--os", f"this task takes one row, not 'all' (known: {', '.join(self.rows)})")
+        return self.select(os_name)[0]
+
     def configurations(self, row: RowView, config: str | None) -> list[str]:
         if config in (None, "all"):
             return list(row.configurations)

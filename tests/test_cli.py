@@ -46,3 +46,14 @@ def test_render_check_catches_drift(tmp_path, write_matrix):
     dockerfile.write_text(dockerfile.read_text() + "# hand edit\n")
     result = invoke("render", "--check", "--matrix", path, env=env)
     assert result.returncode == 1 and "build/debian-12/: differs: Dockerfile" in result.stdout
+
+
+def test_single_row_tasks_refuse_all_and_a_matrix_without_the_row(tmp_path, write_matrix):
+    env = {"FLEETBAKE_BUILD_DIR": str(tmp_path / "b")}
+    result = invoke("packer", "--os", "all", env=env)
+    assert result.returncode == 2 and result.stderr.startswith("error: matrix.yml: --os: this task takes one row, not 'all'")
+    # `invoke master` uses the debian-12 row; a matrix without it is a one-line error, not a KeyError.
+    no_debian12 = write_matrix(MINIMAL.replace("debian-12:", "debian-13:"))
+    result = invoke("master", "--matrix", str(no_debian12), env=env)
+    assert result.returncode == 2 and "unknown row 'debian-12'" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "b").exists()
