@@ -67,7 +67,7 @@ def variable(name: str, type_: str, default: Any = None, description: str = "", 
 def linux_provisioners(row: RowView, sudo: bool, pip_extras: str = "") -> list[dict]:
     """The Dockerfile's steps, as Packer provisioners calling the very same scripts."""
     execute = {"execute_command": q(SUDO)} if sudo else {}
-    package_step = {"debian": "configure-apt.sh", "fedora": "configure-dnf.sh"}[row.spec.family]
+    configure = render.FAMILIES[row.spec.family].configure
     return [
         block("shell", inline=[q(f"mkdir -p {PROVISION} /opt/fleetbake/ca-certificates"),
                                q(f"chmod 0777 {PROVISION} /opt/fleetbake /opt/fleetbake/ca-certificates")], **execute),
@@ -82,7 +82,7 @@ def linux_provisioners(row: RowView, sudo: bool, pip_extras: str = "") -> list[d
                               q(f"WORKER_PIP_EXTRAS={pip_extras}")],
             inline=[
                 q(f"chmod 0755 {PROVISION}/*.sh /opt/fleetbake/entrypoint.py"),
-                q(f"{PROVISION}/{package_step}"),
+                q(f"{PROVISION}/{configure}"),
                 q(f"{PROVISION}/install-packages.sh {PROVISION}/packages.txt"),
                 q(f"{PROVISION}/install-ca.sh /opt/fleetbake/ca-certificates"),
                 q(f"{PROVISION}/create-user.sh"),

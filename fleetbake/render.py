@@ -27,24 +27,30 @@ PREFLIGHT = Path(__file__).with_name("preflight.py")  # the same checks as `invo
 
 @dataclass(frozen=True)
 class Family:
-    """What a family's build context holds besides the Dockerfile and packages.txt."""
+    """A family's Dockerfile template, and what its build context holds besides packages.txt."""
 
+    dockerfile: str  # template, relative to images/
     runtime_packages: tuple[str, ...]  # what the image needs at run time, beyond the row's
     scripts: tuple[str, ...]  # provisioning scripts, relative to images/
     runtime_files: tuple[Path, ...]  # copied to the context's top level
+    configure: str = ""  # the package manager's set-up script (Linux), run before install-packages.sh
 
 
 LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/install-worker.sh")
 LINUX_RUNTIME = (paths.IMAGES / "common" / "entrypoint.py", paths.IMAGES / "common" / "buildbot.tac", PREFLIGHT)
+
+
+def _linux(name: str, configure: str, runtime_packages: tuple[str, ...]) -> Family:
+    scripts = (f"{name}/scripts/{configure}", f"{name}/scripts/install-packages.sh", *LINUX_SCRIPTS)
+    return Family("common/Dockerfile.j2", runtime_packages, scripts, LINUX_RUNTIME, configure)
+
+
 FAMILIES = {
-    "debian": Family(("ca-certificates", "python3-venv", "tini"),
-                     ("debian/scripts/configure-apt.sh", "debian/scripts/install-packages.sh", *LINUX_SCRIPTS),
-                     LINUX_RUNTIME),
-    "fedora": Family(("ca-certificates", "python3", "tini", "util-linux", "shadow-utils"),
-                     ("fedora/scripts/configure-dnf.sh", "fedora/scripts/install-packages.sh", *LINUX_SCRIPTS),
-                     LINUX_RUNTIME),
-    "windows": Family((), ("windows/scripts/Install-BuildTools.ps1", "windows/scripts/Install-CaCertificates.ps1",
-                           "windows/scripts/Install-Worker.ps1"), (paths.IMAGES / "windows" / "entrypoint.ps1",)),
+    "debian": _linux("debian", "configure-apt.sh", ("ca-certificates", "python3-venv", "tini")),
+    "fedora": _linux("fedora", "configure-dnf.sh", ("ca-certificates", "python3", "tini", "util-linux", "shadow-utils")),
+    "windows": Family("windows/Dockerfile.j2", (), ("windows/scripts/Install-BuildTools.ps1",
+                      "windows/scripts/Install-CaCertificates.ps1", "windows/scripts/Install-Worker.ps1"),
+                      (paths.IMAGES / "windows" / "entrypoint.ps1",)),
 }
 PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.DOTALL)
 
@@ -93,13 +99,13 @@ def render_row(matrix: Matrix, row: RowView, ca_certs: list[bytes] | None = None
     family = FAMILIES[row.spec.family]
     head = header(matrix, row)
     env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader([str(paths.IMAGES / row.spec.family), str(paths.IMAGES)]),
+        loader=jinja2.FileSystemLoader(str(paths.IMAGES)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
-    dockerfile = env.get_template("Dockerfile.j2").render(
-        header=head, row=row, provision=PROVISION_DIR, image=image_tag(row)
+    dockerfile = env.get_template(family.dockerfile).render(
+        header=head, row=row, family=family, provision=PROVISION_DIR, image=image_tag(row)
     )
     context: Context = {"Dockerfile": RenderedFile(dockerfile.encode())}
 
