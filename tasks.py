@@ -1,7 +1,7 @@
 """Invoke tasks: thin wrappers that parse options and call the fleetbake package.
 
     invoke matrix [--json]              rows and configurations
-    invoke render [--os ROW|all]        build contexts under build/<row>/
+    invoke render [--os ROW|all]        build contexts under build/contexts/<row>/
     invoke base --os ROW                pull or bootstrap the row's base image
     invoke build --os ROW|all           render, then build (skips when nothing changed)
     invoke verify --os ROW [--config NAME|all] [--cpython SRC]
@@ -41,11 +41,11 @@ def matrix(c, matrix="matrix.yml", json=False):
     print(m.to_json() if json else m.table())
 
 
-@task(help={**MATRIX_HELP, "os": "row name or 'all'", "check": "fail if build/<row>/ differs from a fresh render",
+@task(help={**MATRIX_HELP, "os": "row name or 'all'", "check": "fail if build/contexts/<row>/ differs from a fresh render",
             "ca_bundle": "PEM bundle of extra CA certificates to trust in the image"})
 @friendly
 def render(c, os="all", matrix="matrix.yml", check=False, ca_bundle=None):
-    """Render Docker build contexts into build/<row>/."""
+    """Render Docker build contexts into build/contexts/<row>/."""
     from fleetbake import render as render_mod
 
     m = _load(matrix)
@@ -54,7 +54,7 @@ def render(c, os="all", matrix="matrix.yml", check=False, ca_bundle=None):
         render_mod.check(m, rows, ca_bundle, log=log)
     else:
         for name in render_mod.render(m, rows, ca_bundle):
-            log(f"rendered build/{name}/")
+            log(f"rendered build/contexts/{name}/")
 
 
 @task(help={**MATRIX_HELP, "os": "row name or 'all'", "refresh": "pull or bootstrap again even if present"})

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import io
 import subprocess
 import time
 from dataclasses import dataclass
@@ -89,8 +90,8 @@ def build_row(
 ) -> BuildResult:
     started = time.monotonic()
     context = render.render_row(matrix, row, ca_certs)
-    out_dir = paths.build_dir() / row.name
-    render.write_context(context, out_dir)
+    out_dir = paths.context_dir(row.name)
+    render.write_context(context, out_dir)  # for people to read; the build reads the context itself
     engine_os = engine.client().version().get("Os", "linux")
     if (row.spec.family == "windows") != (engine_os == "windows"):
         raise CannotBuildHere(f"cannot build here: {row.name} needs a {'Windows' if row.spec.family == 'windows' else 'Linux'} "
@@ -108,20 +109,20 @@ def build_row(
         return BuildResult(row.name, existing, [row_tag, tag], inputs, True, time.monotonic() - started)
 
     log(f"{row.name}: building {tag} from {out_dir}")
-    image_id = _stream_build(row, str(out_dir), tag, labels(row, inputs, base_id), nocache=force or refresh, log=log)
+    image_id = _stream_build(row, render.context_tar(context), tag, labels(row, inputs, base_id), nocache=force or refresh, log=log)
     api.tag(image_id, *row_tag.split(":"))
     seconds = time.monotonic() - started
     log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s, tagged {row_tag} and {tag}")
     return BuildResult(row.name, image_id, [row_tag, tag], inputs, False, seconds)
 
 
-def _stream_build(row: RowView, path: str, tag: str, image_labels: dict[str, str], nocache: bool, log: Log) -> str:
+def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict[str, str], nocache: bool, log: Log) -> str:
     step = "before the first step"
     image_id = None
     started = time.monotonic()
     try:
         stream = engine.client().api.build(
-            path=path, tag=tag, labels=image_labels, decode=True, rm=True, forcerm=True, nocache=nocache, pull=False
+            fileobj=io.BytesIO(context_tar), custom_context=True, tag=tag, labels=image_labels, decode=True, rm=True, forcerm=True, nocache=nocache, pull=False
         )
         for entry in stream:
             if "stream" in entry:

@@ -34,3 +34,9 @@ def image_id(name: str) -> str | None:
         return client().images.get(name).id
     except docker.errors.ImageNotFound:
         return None
+
+
+def image_env(image: str) -> dict[str, str]:
+    """The environment an image's config declares (its ENV lines)."""
+    config = client().images.get(image).attrs.get("Config") or {}
+    return dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)

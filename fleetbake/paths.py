@@ -11,7 +11,19 @@ def build_dir() -> Path:
     return Path(os.environ.get("FLEETBAKE_BUILD_DIR", ROOT / "build"))
 
 
+# Each kind of output has a folder of its own under build/, so that no matrix row
+# name can land on another kind's files (reports, the master's secrets, ...).
+def contexts_dir() -> Path:
+    """Rendered build contexts, one folder per matrix row."""
+    return build_dir() / "contexts"
+
+
+def context_dir(row: str) -> Path:
+    return contexts_dir() / row
+
+
 def reports_dir() -> Path:
+    """Verification records, one folder per image ID."""
     return build_dir() / "reports"
 
 

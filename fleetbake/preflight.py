@@ -15,6 +15,11 @@ import socket
 import sys
 from dataclasses import dataclass
 
+try:  # the package on the host; beside this file in the image (/opt/fleetbake/)
+    from .hostport import parse_hostport
+except ImportError:
+    from hostport import parse_hostport
+
 OK, WARN, FAIL = "ok", "warn", "fail"
 # The devguide's table of outbound ports used by the worker and the test suite.
 DEVGUIDE_PORTS = [
@@ -108,18 +113,16 @@ def report(results: list[Result]) -> tuple[str, int]:
     return "\n".join(lines), 1 if any(r.status == FAIL for r in results) else 0
 
 
-def parse_hostport(value: str, default_port: int = 9020) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep:
-        return value, default_port
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise argparse.ArgumentTypeError(f"{value!r} is not host:port")
-    return host.strip("[]"), int(port)
+def master_address(value: str) -> tuple[str, int]:
+    try:
+        return parse_hostport(value, 9020)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="preflight", description=__doc__.splitlines()[0])
-    parser.add_argument("--master", type=parse_hostport, default=("buildbot-api.python.org", 9020))
+    parser.add_argument("--master", type=master_address, default=("buildbot-api.python.org", 9020))
     parser.add_argument("--buildarea", default="/buildarea" if os.path.isdir("/buildarea") else ".")
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args(argv)

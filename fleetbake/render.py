@@ -1,4 +1,4 @@
-"""Render a matrix row into a self-contained Docker build context under build/<row>/.
+"""Render a matrix row into a self-contained Docker build context under build/contexts/<row>/.
 
 Templates and provisioning scripts live in images/<family>/ and images/common/.
 Output is deterministic (same inputs, same bytes) and written only after the
@@ -8,8 +8,10 @@ whole context rendered, one atomic rename per file.
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 import re
+import tarfile
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,7 @@ from .matrix import Matrix, RowView
 IMAGE_REPO = "fleetbake/worker"
 PROVISION_DIR = "/opt/fleetbake/provision"
 PREFLIGHT = Path(__file__).with_name("preflight.py")  # the same checks as `invoke preflight`
+HOSTPORT = Path(__file__).with_name("hostport.py")  # the one host:port parser, for entrypoint and preflight
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,7 @@ class Family:
 
 
 LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/install-worker.sh")
-LINUX_RUNTIME = (paths.IMAGES / "common" / "entrypoint.py", paths.IMAGES / "common" / "buildbot.tac", PREFLIGHT)
+LINUX_RUNTIME = (paths.IMAGES / "common" / "entrypoint.py", paths.IMAGES / "common" / "buildbot.tac", PREFLIGHT, HOSTPORT)
 
 
 def _linux(name: str, configure: str, runtime_packages: tuple[str, ...]) -> Family:
@@ -156,10 +159,22 @@ def write_file(target: Path, content: bytes, mode: int) -> None:
         raise
 
 
-def write_context(context: Context, out_dir: Path) -> list[str]:
-    """Write atomically; drop files a previous render left that are no longer part of it.
+MANIFEST = ".fleetbake-rendered"  # what render wrote into a folder: the only files it may delete
 
-    Returns the names whose content changed.
+
+def _manifest(out_dir: Path) -> list[str]:
+    try:
+        names = (out_dir / MANIFEST).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError):
+        return []
+    # Only plain relative names: a hand-edited manifest must not reach outside the folder.
+    return [n for n in names if n and not n.startswith("/") and ".." not in n.split("/")]
+
+
+def write_context(context: Context, out_dir: Path) -> list[str]:
+    """Write atomically; drop files that an earlier render wrote and this one no longer does.
+
+    Files render did not write (the user's own) are never touched. Returns the names that changed.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
     changed = []
@@ -171,14 +186,20 @@ def write_context(context: Context, out_dir: Path) -> list[str]:
             continue
         write_file(target, item.content, mode)
         changed.append(name)
-    for existing in sorted(out_dir.rglob("*"), reverse=True):
-        rel = existing.relative_to(out_dir).as_posix()
-        if existing.is_file() and rel not in context:
-            existing.unlink()
-            changed.append(rel)
-        elif existing.is_dir() and not any(existing.iterdir()):
-            existing.rmdir()
+    for stale in _manifest(out_dir):
+        target = out_dir / stale
+        if stale not in context and target.is_file() and not target.is_symlink():
+            target.unlink()
+            changed.append(stale)
+            _prune_empty(target.parent, out_dir)
+    write_file(out_dir / MANIFEST, "".join(f"{name}\n" for name in sorted(context)).encode(), 0o644)
     return changed
+
+
+def _prune_empty(directory: Path, top: Path) -> None:
+    while directory != top and directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+        directory = directory.parent
 
 
 def diff_context(context: Context, out_dir: Path) -> list[str]:
@@ -191,9 +212,21 @@ def diff_context(context: Context, out_dir: Path) -> list[str]:
     if out_dir.is_dir():
         drift += sorted(
             p.relative_to(out_dir).as_posix() for p in out_dir.rglob("*") if p.is_file() and
-            p.relative_to(out_dir).as_posix() not in context
+            p.relative_to(out_dir).as_posix() not in context and p.name != MANIFEST
         )
     return drift
+
+
+def context_tar(context: Context) -> bytes:
+    """The build context as a tar, exactly what was hashed: stray files in the folder never reach the build."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for name in sorted(context):
+            item = context[name]
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(item.content), 0o755 if item.executable else 0o644, 0
+            archive.addfile(info, io.BytesIO(item.content))
+    return buffer.getvalue()
 
 
 def ca_certs_from(option: str | None) -> list[bytes] | None:
@@ -209,21 +242,21 @@ def render(matrix: Matrix, rows: list[RowView], ca_bundle: str | None = None, ou
     """Render every row in memory first, so bad input leaves all previous output untouched."""
     certs = ca_certs_from(ca_bundle)
     contexts = {row.name: render_row(matrix, row, certs) for row in rows}
-    root = out_root or paths.build_dir()
+    root = out_root or paths.contexts_dir()
     for name, context in contexts.items():
         write_context(context, root / name)
     return contexts
 
 
 def check(matrix: Matrix, rows: list[RowView], ca_bundle: str | None = None, out_root: Path | None = None, log=print) -> None:
-    """The drift check: re-render in memory and compare with build/<row>/."""
+    """The drift check: re-render in memory and compare with build/contexts/<row>/."""
     certs = ca_certs_from(ca_bundle)
-    root = out_root or paths.build_dir()
+    root = out_root or paths.contexts_dir()
     drifted = {}
     for row in rows:
         drift = diff_context(render_row(matrix, row, certs), root / row.name)
         if drift:
             drifted[row.name] = drift
-        log(f"build/{row.name}/: {'differs: ' + ', '.join(drift) if drift else 'up to date'}")
+        log(f"{root / row.name}/: {'differs: ' + ', '.join(drift) if drift else 'up to date'}")
     if drifted:
         raise FleetbakeError(f"generated files differ from a fresh render in: {', '.join(drifted)} (run `invoke render`)")

@@ -10,7 +10,6 @@ No secret is ever written: the files point at a password file.
 
 from __future__ import annotations
 
-import argparse
 import plistlib
 import re
 import xml.etree.ElementTree as ET
@@ -19,9 +18,12 @@ from pathlib import Path
 
 import jinja2
 
-from . import paths, preflight
+from . import paths
 from . import render as render_mod
 from .errors import UsageError
+from .hostport import parse_hostport
+
+DEFAULT_PORT = 9020  # the fleet master's
 
 TASK_NS = "http://schemas.microsoft.com/windows/2004/02/mit/task"
 DEFAULTS = {
@@ -53,16 +55,14 @@ def settings(platform: str, name: str, master: str = "buildbot-api.python.org:90
              password_file: str | None = None) -> Settings:
     if platform not in DEFAULTS:
         raise UsageError(f"--platform {platform!r}: expected one of {', '.join(DEFAULTS)}")
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", name or ""):
-        raise UsageError(f"--name {name!r}: the worker name may only contain letters, digits, '.', '_' and '-'")
+    if not re.fullmatch(r"[A-Za-z_-][A-Za-z0-9_-]{0,49}", name or ""):  # Buildbot's rule for worker names
+        raise UsageError(f"--name {name!r}: Buildbot takes at most 50 letters, digits, '_' and '-', not starting with a digit")
     if not re.fullmatch(r"[a-z_][a-z0-9_-]*", user):
         raise UsageError(f"--user {user!r}: not a user name")
     try:
-        host, port = preflight.parse_hostport(master)
-    except argparse.ArgumentTypeError:
-        host, port = "", 0
-    if not re.fullmatch(r"[A-Za-z0-9.-]+", host):
-        raise UsageError(f"--master {master!r}: expected HOST[:PORT]")
+        host, port = parse_hostport(master, DEFAULT_PORT)
+    except ValueError as exc:
+        raise UsageError(f"--master {exc}") from None
     if "\n" in admin or len(admin) > 200:
         raise UsageError("--admin: one line, at most 200 characters")
     chosen = {**DEFAULTS[platform], **{k: v for k, v in

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from . import __version__, cpython, engine, paths, render
+from .modules import OPTIONAL_MODULES
 from .errors import CannotBuildHere, UsageError
 from .matrix import Configuration, Matrix, RowView
 
@@ -43,12 +44,6 @@ MISSING_HEADERS = (
     "Failed to build these modules:",
     "Following modules built successfully but were removed because they could not be imported:",
 )
-# Imported by the built interpreter: the optional extension modules a worker must build.
-REQUIRED_MODULES = [
-    "_ssl", "_hashlib", "_sqlite3", "zlib", "_bz2", "_lzma", "_ctypes", "readline", "_curses",
-    "_curses_panel", "_dbm", "_gdbm", "_tkinter", "_uuid", "_zoneinfo", "_decimal", "pyexpat",
-    "_elementtree", "_multiprocessing", "_posixshmem", "_ctypes_test", "_testcapi",
-]
 
 
 @dataclass
@@ -67,6 +62,7 @@ class ConfigResult:
     reason: str
     steps: list[StepResult] = field(default_factory=list)
     missing_modules: list[str] = field(default_factory=list)
+    missing_ok: dict[str, str] = field(default_factory=dict)  # unbuilt, as the row allows, with its reason
     tests: dict[str, int] = field(default_factory=dict)
     record: Path | None = None
 
@@ -88,8 +84,13 @@ def smoke_command(config: Configuration, source: cpython.Source, jobs: int) -> l
     ]
 
 
-def plan(config: Configuration, source: cpython.Source, jobs: int) -> list[tuple[str, list[str]]]:
-    """The fleet's UnixBuild sequence for one configuration, as (step, argv) pairs."""
+def plan(config: Configuration, source: cpython.Source, jobs: int,
+         missing_ok: dict[str, str] | None = None) -> list[tuple[str, list[str]]]:
+    """The fleet's UnixBuild sequence for one configuration, as (step, argv) pairs.
+
+    `missing_ok`: the row's optional modules that may stay unbuilt; they are not imported.
+    """
+    modules = [m for m in OPTIONAL_MODULES if m not in (missing_ok or {})]
     name = source.path.name
     if source.is_tarball:
         unpack = f"mkdir -p {WORK} && tar -xf {SOURCE_MOUNT}/{shlex.quote(name)} -C {WORK} --strip-components=1"
@@ -100,7 +101,7 @@ def plan(config: Configuration, source: cpython.Source, jobs: int) -> list[tuple
         ("configure", ["./configure", f"--prefix={WORK}/target", *config.configure]),
         ("make", ["make", f"-j{jobs}", "all"]),
         ("pythoninfo", ["make", "pythoninfo"]),
-        ("modules", ["./python", "-c", "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]", *REQUIRED_MODULES]),
+        ("modules", ["./python", "-c", "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]", *modules]),
     ]
     if config.install:
         steps += [("install", ["sh", "-c", f"make install && chmod -R a-w {WORK}/target"])]
@@ -139,6 +140,26 @@ def _image(row: RowView, ref: str | None = None) -> tuple[str, str]:
     if image is None:
         raise UsageError(f"image {tag} is not built here: run `invoke build --os {row.name}` first")
     return tag, image
+
+
+def build_user(image_id: str) -> str:
+    """The image's own build user (its FLEETBAKE_USER): Docker resolves the name in the image's /etc/passwd."""
+    user = engine.image_env(image_id).get("FLEETBAKE_USER")
+    if not user:
+        raise UsageError(f"image {image_id[:19]} names no build user (FLEETBAKE_USER): not a fleetbake worker image")
+    return user
+
+
+# The sandbox every verification runs in; bench runs its baseline under the same limits.
+SANDBOX = dict(
+    cap_drop=["ALL"],
+    security_opt=["no-new-privileges"],
+    read_only=True,
+    network_mode="none",
+    mem_limit="8g",
+    pids_limit=4096,
+)
+TMPFS = {"/tmp": "rw,exec,nosuid,nodev,size=4g"}
 
 
 def report_dir(image_id: str) -> Path:
@@ -181,7 +202,7 @@ def _verify_config(
         log(f"verify {row.name}/{name}: FAIL: {result.reason}")
         return _write_record(result, config, source, started, out_dir, None)
 
-    steps = plan(config, source, jobs)
+    steps = plan(config, source, jobs, row.spec.missing_ok)
     env = {"BUILDBOT": "1", "TERM": "xterm", **config.env}
     log_path = out_dir / f"{name}.log"
     junit = None
@@ -198,7 +219,9 @@ def _verify_config(
                                       lambda line: (log(f"{prefix} {line}"), log_file.write(line + "\n")))
             result.steps.append(StepResult(step, exit_code, round(time.monotonic() - begun, 1)))
             if step == "make":
-                result.missing_modules = [m for m in missing_modules(output) if m not in row.spec.missing_ok]
+                missing = missing_modules(output)
+                result.missing_ok = {m: row.spec.missing_ok[m] for m in missing if m in row.spec.missing_ok}
+                result.missing_modules = [m for m in missing if m not in row.spec.missing_ok]
             if step == "tests":
                 junit = _copy_out(container, f"{WORK}/test-results.xml")
                 if junit:
@@ -223,18 +246,9 @@ class _container:
     def __init__(self, row: RowView, image_id: str, source: cpython.Source):
         self.container = DockerContainer(image_id, command=["sleep", "infinity"])
         self.container.with_volume_mapping(str(source.path), f"{SOURCE_MOUNT}/{source.path.name}", "ro")
-        # with_tmpfs_mount passes its "size" through as the mount options.
-        self.container.with_tmpfs_mount("/tmp", "rw,exec,nosuid,nodev,size=4g")
-        self.container.with_kwargs(
-            user=f"{row.spec.uid}:{row.spec.uid}",
-            cap_drop=["ALL"],
-            security_opt=["no-new-privileges"],
-            read_only=True,
-            network_mode="none",
-            mem_limit="8g",
-            pids_limit=4096,
-            labels={VERIFY_LABEL: row.name},
-        )
+        for target, options in TMPFS.items():  # with_tmpfs_mount passes its "size" through as the mount options
+            self.container.with_tmpfs_mount(target, options)
+        self.container.with_kwargs(user=build_user(image_id), labels={VERIFY_LABEL: row.name}, **SANDBOX)
 
     def __enter__(self) -> DockerContainer:
         self.container.start()
@@ -295,6 +309,7 @@ def _write_record(
         "reason": result.reason,
         "steps": [vars(step) for step in result.steps],
         "missing_modules": result.missing_modules,
+        "missing_ok": result.missing_ok,
         "tests": result.tests,
         "junit": f"{name}.junit.xml" if junit else None,
         "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -321,6 +336,8 @@ def summary_table(results: list[ConfigResult]) -> str:
     for r in results:
         tests = r.tests
         detail = r.reason if not r.passed else f"{tests.get('tests', 0)} tests, {tests.get('skipped', 0)} skipped"
+        if r.missing_ok:
+            detail += f"; not built, as the row allows: {', '.join(r.missing_ok)}"
         rows.append(
             (
                 f"{r.row}/{r.configuration}",

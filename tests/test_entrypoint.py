@@ -37,7 +37,15 @@ def test_master_overrides(entrypoint, env, expected):
         ({"BUILDMASTER": "m:9989", "BUILDMASTER_PORT": "1"}, "disagree on the port"),
         ({"BUILDMASTER_PORT": "http"}, "not a whole number"),
         ({"BUILDMASTER_PORT": "70000"}, "out of range"),
+        ({"BUILDMASTER_PORT": "0x2334"}, "not a whole number"),
         ({"BUILDMASTER": "m; rm -rf /"}, "not a host name"),
+        ({"BUILDMASTER": "m:0"}, "port '0' is not a number from 1 to 65535"),
+        ({"BUILDMASTER": ":9989"}, "empty host"),
+        ({"BUILDMASTER": "m:"}, "empty port"),
+        ({"BUILDMASTER": "2001:db8::1"}, "needs brackets"),
+        ({"BUILDMASTER": "2001:db8::1:9020"}, "needs brackets"),
+        ({"BUILDMASTER": "[not-v6]:9020"}, "not an IPv6 address"),
+        ({"BUILDMASTER": "300.1.1.1"}, "not an IPv4 address"),
     ],
 )
 def test_bad_master_settings(entrypoint, env, message):
@@ -57,12 +65,27 @@ def test_settings_use_the_fleet_values(entrypoint):
     "env, message",
     [
         ({}, "WORKERNAME is not set"),
-        ({"WORKERNAME": "bad name"}, "may only contain"),
+        ({"WORKERNAME": "bad name"}, "Buildbot takes at most 50"),
+        ({"WORKERNAME": "owner.debian"}, "Buildbot takes at most 50"),  # the master's identifier rule has no dots
+        ({"WORKERNAME": "1owner"}, "not starting with a digit"),
+        ({"WORKERNAME": "w" * 51}, "at most 50"),
         ({"WORKERNAME": "w", "KEEPALIVE": "soon"}, "KEEPALIVE='soon' is not a whole number"),
+        ({"WORKERNAME": "w", "KEEPALIVE": "600"}, "KEEPALIVE=600: use 10 to 60 seconds"),
+        ({"WORKERNAME": "w", "KEEPALIVE": "0"}, "KEEPALIVE=0: use 10 to 60"),
+        ({"WORKERNAME": "w", "MAXRETRIES": "0"}, "out of range"),
+        ({"WORKERNAME": "w", "MAXRETRIES": "-1"}, "not a whole number"),
         ({"WORKERNAME": "w", "UMASK": "999"}, "not an octal mask"),
+        ({"WORKERNAME": "w", "UMASK": "0o1777"}, "not an octal mask"),
+        ({"WORKERNAME": "w", "UMASK": "077"}, None),
+        ({"WORKERNAME": "w", "UMASK": "277"}, "masks the owner's own bits"),
+        ({"WORKERNAME": "w", "WORKER_ADMIN": "a\nb"}, "WORKER_ADMIN: one line"),
+        ({"WORKERNAME": "w", "WORKER_HOST_INFO": "x" * 3000}, "WORKER_HOST_INFO: at most 2048 bytes"),
     ],
 )
 def test_bad_settings(entrypoint, env, message):
+    if message is None:  # the boundary that is still fine
+        entrypoint.settings(env)
+        return
     with pytest.raises(entrypoint.ConfigError, match=message):
         entrypoint.settings(env)
 
@@ -82,6 +105,9 @@ def test_password_from_env_or_file(entrypoint, tmp_path):
         ({"WORKERPASS": ""}, "no password"),
         ({"WORKERPASS": "a", "WORKERPASS_FILE": "/x"}, "not both"),
         ({"WORKERPASS_FILE": "/nonexistent/pass"}, "No such file"),
+        ({"WORKERPASS": "a\rb"}, "single line"),
+        ({"WORKERPASS": "a\0b"}, "without NUL"),
+        ({"WORKERPASS": "x" * 1025}, "1025 bytes; at most 1024"),
     ],
 )
 def test_password_errors(entrypoint, env, message):
@@ -161,3 +187,74 @@ def test_missing_settings_exit_2_with_one_line_before_anything_starts(env, needl
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("fleetbake-worker: error: ") and needle in lines[0]
+
+
+def test_settings_and_password_cross_the_pipe_intact_and_never_block(entrypoint):
+    cfg = entrypoint.settings({"WORKERNAME": "w", "BUILDMASTER": "[::1]:9989", "MAXRETRIES": "none",
+                               "WORKER_HOST_INFO": "h" * 2048, "WORKER_ADMIN": "A" * 200})
+    payload = entrypoint.pipe_payload(cfg, b"p" * 1024)
+    assert len(payload) <= entrypoint.PIPE_LIMIT <= 4096  # one atomic write into an empty pipe
+    assert entrypoint.read_payload(payload) == (cfg, b"p" * 1024)
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)  # would raise BlockingIOError instead of blocking
+    os.write(write_end, payload)
+    os.close(write_end)
+    os.close(read_end)
+
+
+def test_a_payload_over_the_pipe_limit_is_refused(entrypoint, monkeypatch):
+    monkeypatch.setattr(entrypoint, "PIPE_LIMIT", 100)
+    cfg = entrypoint.settings({"WORKERNAME": "w"})
+    with pytest.raises(entrypoint.ConfigError, match="fit the worker's pipe"):
+        entrypoint.pipe_payload(cfg, b"p" * 90)
+
+
+def test_health_is_connected_only_from_a_trusted_state_file(entrypoint, tmp_path, capsys):
+    folder = tmp_path / "fleetbake"
+    entrypoint.own_health_dir(str(folder))
+    assert (folder.stat().st_mode & 0o777) == 0o755
+    health = str(folder / "health")
+    assert entrypoint.health(health) == 1  # nothing recorded yet
+    entrypoint.write_health("connected 127.0.0.1:9989", health)
+    assert entrypoint.health(health) == 0
+    entrypoint.write_health("disconnected from 127.0.0.1:9989", health)
+    assert entrypoint.health(health) == 1
+    assert "worker: disconnected" in capsys.readouterr().out
+
+
+def test_a_group_writable_or_foreign_health_folder_is_moved_aside(entrypoint, tmp_path):
+    folder = tmp_path / "fleetbake"
+    folder.mkdir()
+    folder.chmod(0o777)  # anyone could have planted a state file in it
+    (folder / "health").write_text("connected forged\n")
+    entrypoint.own_health_dir(str(folder))
+    assert (folder.stat().st_mode & 0o777) == 0o755 and not (folder / "health").exists()
+    assert [p.name.split("-")[0] for p in tmp_path.iterdir() if p.name != "fleetbake"] == ["fleetbake.untrusted"]
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "elsewhere")
+    entrypoint.own_health_dir(str(link))
+    assert link.is_dir() and not link.is_symlink()
+
+
+def test_a_failed_state_write_leaves_no_stale_state(entrypoint, tmp_path):
+    folder = tmp_path / "fleetbake"
+    entrypoint.own_health_dir(str(folder))
+    health = folder / "health"
+    entrypoint.write_health("connected m:1", str(health))
+    (folder / f"health.{os.getpid()}").mkdir()  # the new state cannot be written (as with a full /tmp)
+    entrypoint.write_health("disconnected from m:1", str(health))
+    assert entrypoint.health(str(health)) == 1  # the old "connected" did not survive
+
+
+def test_the_buildarea_is_never_taken_over(entrypoint, tmp_path):
+    area = tmp_path / "area"
+    area.mkdir()
+    entrypoint.prepare_buildarea(str(area), ME)  # ours: fine
+    nobody = pwd.getpwnam("nobody")
+    with pytest.raises(entrypoint.ConfigError, match=r"belongs to uid .* never takes over .* chown -R"):
+        entrypoint.prepare_buildarea(str(area), nobody)
+    assert area.stat().st_uid == ME.pw_uid  # nothing was chowned
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    with pytest.raises(entrypoint.ConfigError, match="not a directory"):
+        entrypoint.prepare_buildarea(str(plain), ME)

@@ -89,4 +89,4 @@ def test_preflight_fails_on_an_unreachable_master_and_small_disk(tmp_path):
     assert f"fail  master 127.0.0.1:{closed}" in text
     assert preflight.check_disk(str(tmp_path), minimum_gb=10**6).status == "fail"
     assert preflight.check_cpus(minimum=10**6).status == "fail"
-    assert preflight.parse_hostport("m.example.org") == ("m.example.org", 9020)
+    assert preflight.master_address("m.example.org") == ("m.example.org", 9020)

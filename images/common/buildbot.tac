@@ -1,6 +1,7 @@
 # buildbot.tac for fleetbake worker images: run by twistd as the build user.
-# Settings come from the environment (see entrypoint.py); the password comes
-# from a pipe that the root entrypoint filled, never from a file or a variable.
+# Settings and password come from a pipe that the root entrypoint filled (parsed
+# once, there), never from a file or a variable; the connection state goes back
+# to the root supervisor through another pipe, for the HEALTHCHECK.
 import ctypes
 import importlib.metadata
 import os
@@ -16,17 +17,28 @@ from twisted.python import log  # noqa: E402
 
 PR_SET_DUMPABLE = 4
 # Non-dumpable first: /proc/<pid>/{mem,environ,fd} become root-only, so a build
-# step running as this same uid cannot read the password out of this process.
+# step running as this same uid cannot read the password out of this process
+# nor write into its status pipe.
 if ctypes.CDLL(None, use_errno=True).prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
     raise SystemExit("fleetbake-worker: error: prctl(PR_SET_DUMPABLE) failed")
 
 fd = int(os.environ.pop(entrypoint.PASSWORD_FD_VAR))
 with os.fdopen(fd, "rb") as pipe:
-    passwd = pipe.read()
+    cfg, passwd = entrypoint.read_payload(pipe.read())
+status_fd = int(os.environ.pop(entrypoint.STATUS_FD_VAR))
+os.set_inheritable(status_fd, False)  # build steps must not inherit it
+status_pipe = os.fdopen(status_fd, "w", buffering=1, encoding="utf-8")
 
-cfg = entrypoint.settings(dict(os.environ))
+
+def report(state):
+    try:
+        status_pipe.write(state + "\n")
+    except OSError:  # the supervisor is gone: nothing left to tell
+        pass
+
+
 basedir = cfg.basedir
-worker_version = importlib.metadata.version("buildbot-worker")
+worker_version = importlib.metadata.version("buildbot-worker")  # `hostinfo` reads the same metadata
 
 info_dir = os.path.join(basedir, "info")
 os.makedirs(info_dir, exist_ok=True)
@@ -34,7 +46,7 @@ admin = cfg.admin or "(not set: run the container with -e WORKER_ADMIN='Your Nam
 host = cfg.host_info or entrypoint.host_info(os.environ.get("FLEETBAKE_IMAGE", ""), worker_version)
 for name, text in (("admin", admin), ("host", host)):
     with open(os.path.join(info_dir, name), "w", encoding="utf-8") as handle:
-        handle.write(text.rstrip("\n") + "\n")
+        handle.write(entrypoint.with_newline(text))
 
 log.msg(
     f"fleetbake: worker {cfg.name} -> {cfg.master_host}:{cfg.master_port}, keepalive {cfg.keepalive}s, "
@@ -59,16 +71,15 @@ worker = Worker(
 worker.setServiceParent(application)
 del passwd
 
-# The HEALTHCHECK reads this: connected means logged in to the master, not just running.
-entrypoint.write_health("starting")
+# The HEALTHCHECK reads what this reports: connected means logged in to the master, not just running.
 _got_perspective = worker.bf.gotPerspective
 
 
 def _on_login(perspective):
     _got_perspective(perspective)
-    entrypoint.write_health(f"connected {cfg.master_host}:{cfg.master_port}")
-    perspective.broker.notifyOnDisconnect(lambda: entrypoint.write_health(f"disconnected from {cfg.master_host}:{cfg.master_port}"))
+    report(f"connected {cfg.master_host}:{cfg.master_port}")
+    perspective.broker.notifyOnDisconnect(lambda: report(f"disconnected from {cfg.master_host}:{cfg.master_port}"))
 
 
 worker.bf.gotPerspective = _on_login
-reactor.addSystemEventTrigger("before", "shutdown", lambda: entrypoint.write_health("stopping"))
+reactor.addSystemEventTrigger("before", "shutdown", lambda: report("stopping"))

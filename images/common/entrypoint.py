@@ -1,12 +1,16 @@
 #!/usr/bin/python3
 """Entrypoint of fleetbake worker images (stdlib only: it runs on the image's python3).
 
-PID 1 is tini, as root. This script starts as root too, just long enough to:
-read the password (WORKERPASS or WORKERPASS_FILE), strip it from the
-environment, put it in a pipe, make /buildarea the build user's, and drop to
-that user for good with setpriv (no capabilities, no-new-privs). twistd then
-runs buildbot.tac, which marks itself non-dumpable before reading the pipe, so
-no build step can find the password in /proc, in a file or in its environment.
+PID 1 is tini, as root. This script starts as root too. It parses every
+setting once, reads the password (WORKERPASS or WORKERPASS_FILE), strips it
+from the environment and puts settings and password in a pipe; then it forks.
+The child drops to the build user for good with setpriv (no capabilities,
+no-new-privs) and execs twistd, whose buildbot.tac marks itself non-dumpable
+before reading the pipe, so no build step can find the password in /proc, in a
+file or in its environment. The parent stays root as a small supervisor: it
+forwards signals, and writes the worker's connection state, which the worker
+reports through a second pipe, into a root-owned file that the HEALTHCHECK
+reads and no build step can write.
 
 `docker run IMAGE`            joins the fleet (the default `worker` command)
 `docker run IMAGE hostinfo`   prints what info/host would say
@@ -18,15 +22,25 @@ no build step can find the password in /proc, in a file or in its environment.
 from __future__ import annotations
 
 import fnmatch
+import glob
+import json
 import os
 import platform
 import pwd
 import re
+import select
 import shutil
+import signal
 import stat
 import subprocess
 import sys
-from dataclasses import dataclass
+import time
+from dataclasses import asdict, dataclass
+
+try:  # beside this file in the image (/opt/fleetbake/); the package in a checkout
+    import hostport
+except ImportError:
+    from fleetbake import hostport
 
 PROG = "fleetbake-worker"
 DEFAULT_MASTER = "buildbot-api.python.org"
@@ -35,11 +49,20 @@ BUILDAREA = "/buildarea"
 TAC = "/opt/fleetbake/buildbot.tac"
 TWISTD = "/opt/buildbot-worker/bin/twistd"
 PREFLIGHT = "/opt/fleetbake/preflight.py"
-PASSWORD_FD_VAR = "WORKERPASS_FD"
+PASSWORD_FD_VAR = "WORKERPASS_FD"  # settings and password, from the entrypoint to buildbot.tac
+STATUS_FD_VAR = "FLEETBAKE_STATUS_FD"  # connection state, from buildbot.tac to the supervisor
 # Control variables the entrypoint consumes; builds never see the secret ones.
-SECRET_VARS = ("WORKERPASS", "WORKERPASS_FILE", PASSWORD_FD_VAR)
+SECRET_VARS = ("WORKERPASS", "WORKERPASS_FILE", PASSWORD_FD_VAR, STATUS_FD_VAR)
 CAP_SETPCAP = 8
-HEALTH_FILE = "/tmp/fleetbake-worker.health"
+# Root-owned folder and file: the build user can neither write nor replace them.
+HEALTH_DIR = "/tmp/fleetbake"
+HEALTH_FILE = f"{HEALTH_DIR}/health"
+HEALTH_STATES = ("starting", "connected", "disconnected", "stopping", "stopped")
+# Everything goes into the pipe before the child starts, so it must fit in one
+# atomic pipe write (PIPE_BUF): the write can then never block.
+PIPE_LIMIT = 4096
+PASSWORD_LIMIT = 1024
+KEEPALIVE_RANGE = (10, 60)  # the fleet master's interval is 60 s; longer idle gaps drop connections
 
 
 class ConfigError(Exception):
@@ -63,61 +86,66 @@ def _int(env: dict[str, str], name: str, default: int | None, low: int, high: in
     raw = env.get(name, "").strip()
     if not raw:
         return default
-    try:
-        value = int(raw, 0)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not a whole number") from None
+    if not re.fullmatch(r"[0-9]{1,9}", raw):
+        raise ConfigError(f"{name}={raw!r} is not a whole number")
+    value = int(raw)
     if not low <= value <= high:
         raise ConfigError(f"{name}={value} is out of range ({low} to {high})")
     return value
 
 
 def parse_master(env: dict[str, str]) -> tuple[str, int]:
-    """BUILDMASTER is `host` or `host:port`; BUILDMASTER_PORT sets the port alone."""
+    """BUILDMASTER is `host`, `host:port` or `[v6]:port`; BUILDMASTER_PORT sets the port alone."""
     raw = env.get("BUILDMASTER", "").strip() or DEFAULT_MASTER
-    host, port = raw, None
-    match = re.fullmatch(r"\[?([^\[\]]+?)\]?:([0-9]+)", raw)
-    if match and (raw.startswith("[") or raw.count(":") == 1):
-        host, port = match.group(1), int(match.group(2))
-    if not re.fullmatch(r"[A-Za-z0-9._:-]+", host):
-        raise ConfigError(f"BUILDMASTER={raw!r} is not a host name or host:port")
+    try:
+        host, port = hostport.parse_hostport(raw, None)
+    except ValueError as exc:
+        raise ConfigError(f"BUILDMASTER {exc}") from None
     env_port = _int(env, "BUILDMASTER_PORT", None, 1, 65535)
     if port is not None and env_port is not None and port != env_port:
         raise ConfigError(f"BUILDMASTER={raw!r} and BUILDMASTER_PORT={env_port} disagree on the port")
-    port = port or env_port or DEFAULT_PORT
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"BUILDMASTER={raw!r} has an invalid port")
-    return host, port
+    return host, port or env_port or DEFAULT_PORT
 
 
 def settings(env: dict[str, str]) -> WorkerSettings:
+    """Every setting, parsed and checked once, before anything starts."""
     name = env.get("WORKERNAME", "").strip()
     if not name:
         raise ConfigError("WORKERNAME is not set: pass -e WORKERNAME=<the name the fleet admins gave you>")
-    if not re.fullmatch(r"[A-Za-z0-9._-]+", name):
-        raise ConfigError(f"WORKERNAME={name!r} may only contain letters, digits, '.', '_' and '-'")
+    # Buildbot's identifier rule for worker names (ASCII part): the master refuses anything else.
+    if not re.fullmatch(r"[A-Za-z_-][A-Za-z0-9_-]{0,49}", name):
+        raise ConfigError(f"WORKERNAME={name!r}: Buildbot takes at most 50 letters, digits, '_' and '-', "
+                          "not starting with a digit")
     host, port = parse_master(env)
-    umask_raw = env.get("UMASK", "").strip() or "0o022"
-    try:
-        umask = int(umask_raw, 8) if not umask_raw.startswith("0o") else int(umask_raw, 0)
-    except ValueError:
-        raise ConfigError(f"UMASK={umask_raw!r} is not an octal mask") from None
-    if not 0 <= umask <= 0o777:
-        raise ConfigError(f"UMASK={umask_raw!r} is out of range")
+    umask_raw = env.get("UMASK", "").strip() or "022"
+    if not re.fullmatch(r"(0o?)?[0-7]{1,3}", umask_raw):
+        raise ConfigError(f"UMASK={umask_raw!r} is not an octal mask such as 022")
+    umask = int(umask_raw.replace("0o", ""), 8)
+    if umask & 0o700:
+        raise ConfigError(f"UMASK={umask_raw!r} masks the owner's own bits: build steps could not use the files they create")
+    low, high = KEEPALIVE_RANGE
+    keepalive = _int(env, "KEEPALIVE", 60, 0, 10**6)
+    if not low <= keepalive <= high:
+        raise ConfigError(f"KEEPALIVE={keepalive}: use {low} to {high} seconds; the fleet master's interval is 60 s, "
+                          "a longer gap (or 0, no keepalives) gets idle connections dropped and steps lost")
+    retries_raw = env.get("MAXRETRIES", "").strip().lower()
+    admin = env.get("WORKER_ADMIN", "").strip()
+    if "\n" in admin or len(admin) > 200:
+        raise ConfigError("WORKER_ADMIN: one line, at most 200 characters (e.g. 'Your Name <you@example.org>')")
+    host_info = env.get("WORKER_HOST_INFO") or None
+    if host_info is not None and len(host_info.encode()) > 2048:
+        raise ConfigError("WORKER_HOST_INFO: at most 2048 bytes")
     return WorkerSettings(
         name=name,
         master_host=host,
         master_port=port,
-        # 60 s is the fleet master's value; create-worker's 600 s causes disconnects.
-        keepalive=_int(env, "KEEPALIVE", 60, 0, 3600),
+        keepalive=keepalive,
         # Give up after this many failed connects, so that the restart policy
         # gives a fresh process (None: retry for ever).
-        maxretries=None
-        if env.get("MAXRETRIES", "").strip().lower() in ("none", "unlimited")
-        else _int(env, "MAXRETRIES", 10, 1, 100000),
+        maxretries=None if retries_raw in ("none", "unlimited") else _int(env, "MAXRETRIES", 10, 1, 100000),
         umask=umask,
-        admin=env.get("WORKER_ADMIN", "").strip(),
-        host_info=env.get("WORKER_HOST_INFO") or None,
+        admin=admin,
+        host_info=host_info,
     )
 
 
@@ -143,9 +171,25 @@ def read_password(env: dict[str, str], build_uid: int | None) -> bytes:
         secret = (inline or "").encode()
     if not secret:
         raise ConfigError("no password: pass -e WORKERPASS=... or mount a file and set WORKERPASS_FILE")
-    if b"\n" in secret:
-        raise ConfigError("the password must be a single line")
+    if b"\n" in secret or b"\r" in secret or b"\0" in secret:
+        raise ConfigError("the password must be a single line without NUL bytes")
+    if len(secret) > PASSWORD_LIMIT:
+        raise ConfigError(f"the password is {len(secret)} bytes; at most {PASSWORD_LIMIT} are accepted")
     return secret
+
+
+def pipe_payload(cfg: WorkerSettings, password: bytes) -> bytes:
+    """What buildbot.tac reads: one JSON line of settings, then the password."""
+    payload = json.dumps(asdict(cfg), separators=(",", ":")).encode() + b"\n" + password
+    if len(payload) > PIPE_LIMIT:
+        raise ConfigError(f"settings and password take {len(payload)} bytes; at most {PIPE_LIMIT} fit the worker's pipe "
+                          "(shorten WORKER_HOST_INFO or WORKER_ADMIN)")
+    return payload
+
+
+def read_payload(data: bytes) -> tuple[WorkerSettings, bytes]:
+    head, _, password = data.partition(b"\n")
+    return WorkerSettings(**json.loads(head)), password
 
 
 def _readable_by(info: os.stat_result, uid: int) -> bool:
@@ -220,6 +264,18 @@ def host_info(image: str = "", worker_version: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
+def installed_worker_version(venv: str = os.path.dirname(os.path.dirname(TWISTD))) -> str:
+    """buildbot-worker's version in the worker's venv, from its metadata (this Python may not be the venv's)."""
+    for lib in sorted(glob.glob(os.path.join(venv, "lib", "python3*", "site-packages"))):
+        for meta in glob.glob(os.path.join(lib, "buildbot_worker-*.dist-info")):
+            return os.path.basename(meta)[len("buildbot_worker-"):-len(".dist-info")]
+    return ""
+
+
+def with_newline(text: str) -> str:
+    return text.rstrip("\n") + "\n"
+
+
 def _os_release(path: str = "/etc/os-release") -> dict[str, str]:
     values = {}
     try:
@@ -265,20 +321,19 @@ def _command_version(argv: list[str]) -> str | None:
 
 
 def prepare_buildarea(path: str, user: pwd.struct_passwd) -> None:
-    """Make the volume the build user's (a bind mount may arrive root-owned)."""
-    os.makedirs(path, exist_ok=True)
-    if os.stat(path).st_uid == user.pw_uid:
-        return
+    """The buildarea must already be the build user's: the worker never takes over a tree it did not create."""
     try:
-        for root, dirs, files in os.walk(path):
-            os.lchown(root, user.pw_uid, user.pw_gid)
-            for name in dirs + files:
-                os.lchown(os.path.join(root, name), user.pw_uid, user.pw_gid)
-    except PermissionError:
+        info = os.lstat(path)
+    except OSError as exc:
+        raise ConfigError(f"{path}: {exc.strerror}") from None
+    if not stat.S_ISDIR(info.st_mode):
+        raise ConfigError(f"{path} is not a directory")
+    if info.st_uid != user.pw_uid or not info.st_mode & stat.S_IWUSR:
         raise ConfigError(
-            f"{path} is not owned by {user.pw_name} and cannot be chowned: "
-            f"add --cap-add CHOWN, or chown the volume to uid {user.pw_uid}"
-        ) from None
+            f"{path} belongs to uid {info.st_uid}, not to the build user {user.pw_name} (uid {user.pw_uid}), and the "
+            f"worker never takes over a directory it did not create: use a named volume (-v cpython-buildarea:{path}) "
+            f"or, for a host directory, chown -R {user.pw_uid}:{user.pw_gid} it first"
+        )
 
 
 def build_user(env: dict[str, str]) -> pwd.struct_passwd:
@@ -295,8 +350,8 @@ def twistd_argv() -> list[str]:
     return [TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", f"--python={TAC}"]
 
 
-def start_worker(env: dict[str, str]) -> None:
-    settings(env)  # fail fast, before anything starts
+def start_worker(env: dict[str, str]) -> int:
+    cfg = settings(env)  # fail fast, before anything starts
     if os.getuid() == 0:
         user = build_user(env)
         password = read_password(env, user.pw_uid)
@@ -306,15 +361,75 @@ def start_worker(env: dict[str, str]) -> None:
         user = pwd.getpwuid(os.getuid())
         password = read_password(env, None)
         prefix = []
-        _warn("started as a non-root user: build steps can read this process's environment; start as root")
-    read_end, write_end = os.pipe()
-    os.write(write_end, password)  # far below the pipe buffer: never blocks
-    os.close(write_end)
-    os.set_inheritable(read_end, True)
+        _warn("started as a non-root user: build steps can read this process's environment and forge its health")
+    payload = pipe_payload(cfg, password)
+    try:
+        own_health_dir()
+    except OSError as exc:
+        raise ConfigError(f"{HEALTH_DIR}: {exc.strerror}: the worker needs a writable /tmp "
+                          "(with --read-only, add --tmpfs /tmp:rw,exec,nosuid,nodev,size=4g)") from None
+    secret_read, secret_write = os.pipe()
+    os.write(secret_write, payload)  # at most PIPE_BUF bytes into an empty pipe: never blocks
+    os.close(secret_write)
+    del password, payload
+    status_read, status_write = os.pipe()
     child_env = worker_environment(env, user)
-    child_env[PASSWORD_FD_VAR] = str(read_end)
+    child_env[PASSWORD_FD_VAR] = str(secret_read)
+    child_env[STATUS_FD_VAR] = str(status_write)
     argv = prefix + twistd_argv()
-    os.execvpe(argv[0], argv, child_env)
+    write_health("starting")
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.close(status_read)
+            os.set_inheritable(secret_read, True)
+            os.set_inheritable(status_write, True)
+            os.execvpe(argv[0], argv, child_env)
+        finally:
+            os._exit(127)
+    os.close(secret_read)
+    os.close(status_write)
+    return supervise(pid, status_read)
+
+
+def supervise(pid: int, status_fd: int) -> int:
+    """Forward signals to the worker and record what it reports, until it exits; return its exit status."""
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, lambda received, _frame: _forward(pid, received))
+    pending = b""
+    open_pipe = True
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if not open_pipe:
+            time.sleep(0.5)
+            continue
+        ready, _, _ = select.select([status_fd], [], [], 1.0)
+        if not ready:
+            continue
+        chunk = os.read(status_fd, 4096)
+        if not chunk:
+            open_pipe = False
+            continue
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            state = line.decode("utf-8", "replace").strip()
+            if state.split(" ", 1)[0] in HEALTH_STATES:
+                write_health(state)
+        pending = pending[-4096:]
+    code = os.waitstatus_to_exitcode(status)
+    code = 128 - code if code < 0 else code
+    write_health(f"stopped (exit {code})")
+    return code
+
+
+def _forward(pid: int, signum: int) -> None:
+    try:
+        os.kill(pid, signum)
+    except ProcessLookupError:
+        pass
 
 
 def run_command(env: dict[str, str], argv: list[str]) -> None:
@@ -330,22 +445,50 @@ def run_command(env: dict[str, str], argv: list[str]) -> None:
         raise ConfigError(f"command not found: {argv[0]}") from None
 
 
+def own_health_dir(path: str = HEALTH_DIR) -> None:
+    """A folder only this (root) process can write; whatever stands in its place is moved aside."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        info = None
+    if info is not None and not (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()
+                                 and not info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)):
+        os.rename(path, f"{path}.untrusted-{os.getpid()}-{time.monotonic_ns()}")
+        info = None
+    if info is None:
+        os.mkdir(path, 0o755)
+        os.chmod(path, 0o755)
+
+
 def write_health(state: str, path: str = HEALTH_FILE) -> None:
-    """Atomically record the worker's connection state (world-readable: the check runs as root without caps)."""
+    """Atomically record the worker's connection state; when that fails, leave no stale state behind."""
     tmp = f"{path}.{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(state + "\n")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(state + "\n")
+        os.chmod(tmp, 0o644)2
+        os.replace(tmp, path)
+    except OSError:
+        for stale in (tmp, path):
+            try:
+                os.unlink(stale)
+            except OSError:
+                pass
 
 
 def health(path: str = HEALTH_FILE) -> int:
-    """Exit status for HEALTHCHECK: 0 only when logged in to the master."""
+    """Exit status for HEALTHCHECK: 0 only when logged in to the master, as recorded by the root supervisor."""
+    state = "not started"
     try:
-        with open(path, encoding="utf-8") as handle:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, encoding="utf-8") as handle:
+            info, folder = os.fstat(handle.fileno()), os.lstat(os.path.dirname(path))
             state = handle.read().strip()
+        if os.getuid() == 0 and (info.st_uid != 0 or folder.st_uid != 0 or not stat.S_ISDIR(folder.st_mode)):
+            state = f"untrusted health file (owned by uid {info.st_uid}): {state}"
     except OSError:
-        state = "not started"
+        pass
     print(f"worker: {state}")
     return 0 if state.startswith("connected") else 1
 
@@ -358,14 +501,17 @@ def main(argv: list[str]) -> int:
     env = dict(os.environ)
     try:
         if not argv or argv[0] == "worker":
-            start_worker(env)
+            return start_worker(env)
         elif argv[0] == "preflight":
             host, port = parse_master(env)
-            run_command(env, [sys.executable, PREFLIGHT, f"--master={host}:{port}", *argv[1:]])
+            address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+            run_command(env, [sys.executable, PREFLIGHT, f"--master={address}", *argv[1:]])
         elif argv[0] == "health":
             return health()
-        elif argv[0] == "hostinfo":
-            sys.stdout.write(host_info(env.get("FLEETBAKE_IMAGE", "")))
+        elif argv[0] == "hostinfo":  # what info/host will say, WORKER_HOST_INFO included
+            cfg = settings({"WORKERNAME": "hostinfo", **env})
+            sys.stdout.write(with_newline(cfg.host_info) if cfg.host_info
+                             else host_info(env.get("FLEETBAKE_IMAGE", ""), installed_worker_version()))
         else:
             run_command(env, argv)
     except ConfigError as exc:

@@ -1,6 +1,7 @@
 """The runtime contract of the debian-12 image, against a real Docker engine."""
 
 import json
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -12,7 +13,7 @@ HUNT = (Path(__file__).parents[2] / "fleetbake" / "hunt.py").read_text()
 # The README's recommended hardening, minus the restart policy.
 HARDENED = dict(
     cap_drop=["ALL"],
-    cap_add=["CHOWN", "SETUID", "SETGID", "KILL"],  # KILL: tini (root) signals the build user's twistd
+    cap_add=["SETUID", "SETGID", "KILL"],  # KILL: the root supervisor signals the build user's twistd
     security_opt=["no-new-privileges"],
     read_only=True,
     tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=512m"},
@@ -29,6 +30,12 @@ def sh(container, command, user="root"):
     return code, out.decode(errors="replace")
 
 
+def build_user(client, image):
+    """The image's build user, as the image itself declares it."""
+    env = dict(e.split("=", 1) for e in client.images.get(image.image_id).attrs["Config"]["Env"])
+    return env["FLEETBAKE_USER"]
+
+
 def twistd_pid(container):
     code, out = sh(container, ["python3", "-c", (
         "import os\n"
@@ -38,11 +45,16 @@ def twistd_pid(container):
     return out.split()[0]
 
 
+def children(pid):
+    return Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+
+
 def host_environ(client, container):
-    """The environment of the container's twistd (tini's child), read from the host."""
+    """The environment of the container's twistd (tini's grandchild, under the supervisor), read from the host."""
     tini = client.api.inspect_container(container.id)["State"]["Pid"]
-    child = Path(f"/proc/{tini}/task/{tini}/children").read_text().split()[0]
-    return Path(f"/proc/{child}/environ").read_bytes().decode(errors="replace")
+    [supervisor] = children(tini)
+    [twistd] = children(supervisor)
+    return Path(f"/proc/{twistd}/environ").read_bytes().decode(errors="replace")
 
 
 def proc_status(container, pid):
@@ -52,7 +64,7 @@ def proc_status(container, pid):
 
 def hunt(container, password):
     """As the build user, with an empty environment: what a build step sees."""
-    code, out = sh(container, ["env", "-i", "/usr/bin/python3", "-c", HUNT, password[::-1]], user="1000:1000")
+    code, out = sh(container, ["env", "-i", "/usr/bin/python3", "-c", HUNT, password[::-1]], user="buildbot")
     assert code in (0, 1), out
     return out
 
@@ -101,7 +113,8 @@ def test_worker_contract_with_the_hardened_run_line(client, image, run, project)
     assert comm.strip() == "tini"
     pid = twistd_pid(container)
     status = proc_status(container, pid)
-    assert status["Uid"].split()[:2] == ["1000", "1000"]
+    _, uid = sh(container, ["id", "-u", build_user(client, image)])
+    assert status["Uid"].split()[:2] == [uid.strip()] * 2
     assert status["NoNewPrivs"].strip() == "1"
     assert int(status["CapEff"], 16) == 0 and int(status["CapPrm"], 16) == 0 and int(status["CapInh"], 16) == 0
 
@@ -111,8 +124,8 @@ def test_worker_contract_with_the_hardened_run_line(client, image, run, project)
     assert password not in environ and "WORKERPASS=" not in environ and "WORKERPASS_FILE" not in environ
     assert "BUILDBOT_TESTOPTS=-x test_gdb" in environ
 
-    _, admin = sh(container, ["cat", "/buildarea/info/admin"], user="1000:1000")
-    _, host = sh(container, ["cat", "/buildarea/info/host"], user="1000:1000")
+    _, admin = sh(container, ["cat", "/buildarea/info/admin"], user=build_user(client, image))
+    _, host = sh(container, ["cat", "/buildarea/info/host"], user=build_user(client, image))
     assert admin.strip() == "Jane Owner <jane@example.org>"
     assert "Debian GNU/Linux 12" in host and "buildbot-worker: 4.3.0" in host and "CPU: " in host
     assert "fleetbake/worker:debian-12" in host
@@ -121,6 +134,8 @@ def test_worker_contract_with_the_hardened_run_line(client, image, run, project)
     assert found.startswith("NOTHING"), found
     assert f"/proc/{pid}/environ" in found and f"/proc/{pid}/mem" in found  # non-dumpable
     assert "/proc/1/environ" in found  # tini is root
+    supervisor = children(client.api.inspect_container(container.id)["State"]["Pid"])[0]
+    assert "WORKERPASS" in Path(f"/proc/{supervisor}/environ").read_text()  # root's, as tini's: the hunt could not read it
     assert password not in container.logs().decode()
 
 
@@ -183,20 +198,65 @@ def test_sigkill_then_restart_joins_again(client, image, run):
     assert logs.count("Starting Worker") == 2 and "Another twistd server" not in logs
 
 
-def test_a_root_owned_bind_mount_is_handed_to_the_build_user(client, image, run, tmp_path):
+def test_a_bind_mount_the_image_did_not_create_is_refused_not_taken_over(client, image, run, tmp_path):
+    """Even with CHOWN granted, the worker never chowns a host tree: one line, exit 2, ownership unchanged."""
+    area = tmp_path / "srv"
+    (area / "data").mkdir(parents=True)
+    (area / "data" / "precious").write_text("the host's own file")
+    container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()},
+                    volumes={str(area): {"bind": "/buildarea", "mode": "rw"}},
+                    **{**HARDENED, "cap_add": ["CHOWN", *HARDENED["cap_add"]]})
+    assert container.wait(timeout=60)["StatusCode"] == 2
+    lines = container.logs().decode().strip().splitlines()
+    assert len(lines) == 1 and "/buildarea belongs to uid 0, not to the build user buildbot" in lines[0], lines
+    assert "named volume" in lines[0] and "chown -R" in lines[0]
+    for path in (area, area / "data", area / "data" / "precious"):
+        assert path.stat().st_uid == 0, path
+
+
+def test_a_bind_mount_the_owner_handed_over_is_used(client, image, run, tmp_path):
+    _, uid = sh(run(image.image_id, command=["sleep", "30"]), ["id", "-u", build_user(client, image)])
     area = tmp_path / "buildarea"
     area.mkdir()
+    os.chown(area, int(uid), int(uid))  # what the refusal tells the owner to do
     container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()},
                     volumes={str(area): {"bind": "/buildarea", "mode": "rw"}}, **HARDENED)
     wait_for_log(container, "Starting Worker")
-    assert area.stat().st_uid == 1000
     assert (area / "info" / "admin").read_text().startswith("Jane Owner")
+
+
+def test_a_build_step_cannot_forge_health(client, image, run):
+    """The worker is not connected (nothing listens on port 9); the build user tries every way to say otherwise."""
+    container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()}, **HARDENED)
+    wait_for_log(container, "Scheduling retry")
+    user = build_user(client, image)
+    assert container.exec_run(["/opt/fleetbake/entrypoint.py", "health"]).exit_code == 1
+    forge = (
+        "import glob, os\n"
+        "for path in ['/tmp/fleetbake/health', '/tmp/fleetbake/health.new', '/tmp/fleetbake-worker.health',\n"
+        "             *glob.glob('/proc/[0-9]*/fd/*')]:\n"
+        "    try:\n"
+        "        with open(path, 'w') as f: f.write('connected forged\\n')\n"
+        "        print('WROTE', path)\n"
+        "    except OSError as e: print('DENIED', path, e.strerror)\n"
+        "for op in (lambda: os.rename('/tmp/fleetbake', '/tmp/gone'), lambda: os.rmdir('/tmp/fleetbake'),\n"
+        "           lambda: os.symlink('/tmp/mine', '/tmp/fleetbake/health')):\n"
+        "    try: op(); print('CHANGED /tmp/fleetbake')\n"
+        "    except OSError as e: print('DENIED', e.strerror)\n"
+    )
+    _, out = sh(container, ["python3", "-c", forge], user=user)
+    assert "DENIED /tmp/fleetbake/health Permission denied" in out, out
+    assert "CHANGED" not in out, out
+    assert not [line for line in out.splitlines() if line.startswith("WROTE") and "/proc/" in line
+                and not line.endswith(("/fd/0", "/fd/1", "/fd/2"))], out  # only its own descriptors
+    code, state = container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])
+    assert code == 1 and b"forged" not in state, state
 
 
 def test_plain_docker_build_of_the_rendered_context_works(image):
     from fleetbake import paths
 
-    result = subprocess.run(["docker", "build", "-q", str(paths.build_dir() / "debian-12")],
+    result = subprocess.run(["docker", "build", "-q", str(paths.context_dir("debian-12"))],
                             capture_output=True, text=True, timeout=1800, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.strip().startswith("sha256:")
@@ -224,3 +284,25 @@ def test_preflight_runs_inside_the_image(client, image):
     finally:
         container.remove(force=True)
     assert "fail  master 127.0.0.1:1" in out and "ok    cpus" in out and "at /buildarea" in out
+
+
+def test_hostinfo_says_what_info_host_will_say(client, image, run):
+    printed = client.containers.run(image.image_id, ["hostinfo"], remove=True).decode()
+    assert "OS: Debian GNU/Linux 12" in printed and "CPU: " in printed and "buildbot-worker: 4.3.0" in printed
+    container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()}, **HARDENED)
+    wait_for_log(container, "Starting Worker")
+    _, written = sh(container, ["cat", "/buildarea/info/host"], user=build_user(client, image))
+    # Identical but for the memory line: the hardened run has a container limit.
+    strip = lambda text: [line for line in text.splitlines() if not line.startswith("Memory:")]  # noqa: E731
+    assert strip(written) == strip(printed)
+
+
+def test_worker_host_info_replaces_the_generated_text(client, image, run):
+    custom = "Rack 4, donated by Example Corp\nAMD EPYC, ECC memory"
+    printed = client.containers.run(image.image_id, ["hostinfo"], environment={"WORKER_HOST_INFO": custom},
+                                    remove=True).decode()
+    assert printed == custom + "\n"
+    container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password(),
+                                                 "WORKER_HOST_INFO": custom}, **HARDENED)
+    wait_for_log(container, "Starting Worker")
+    assert sh(container, ["cat", "/buildarea/info/host"], user=build_user(client, image))[1] == custom + "\n"
