@@ -467,7 +467,6 @@ def write_health(state: str, path: str = HEALTH_FILE) -> None:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(state + "\n")
-        os.chmod(tmp, 0o644)2
         os.replace(tmp, path)
     except OSError:
         for stale in (tmp, path):
