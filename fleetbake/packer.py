@@ -67,14 +67,15 @@ def variable(name: str, type_: str, default: Any = None, description: str = "", 
 def linux_provisioners(row: RowView, sudo: bool, pip_extras: str = "") -> list[dict]:
     """The Dockerfile's steps, as Packer provisioners calling the very same scripts."""
     execute = {"execute_command": q(SUDO)} if sudo else {}
-    configure = render.FAMILIES[row.spec.family].configure
+    family = render.FAMILIES[row.spec.family]
+    runtime = [q(source.name) for source in family.runtime_files]  # what the Dockerfile copies to /opt/fleetbake/
     return [
         block("shell", inline=[q(f"mkdir -p {PROVISION} /opt/fleetbake/ca-certificates"),
                                q(f"chmod 0777 {PROVISION} /opt/fleetbake /opt/fleetbake/ca-certificates")], **execute),
         block("file", source=q("scripts/"), destination=q(PROVISION)),
         block("file", source=q("packages.txt"), destination=q(f"{PROVISION}/packages.txt")),
         block("file", source=q("ca-certificates/"), destination=q("/opt/fleetbake/ca-certificates")),
-        block("file", sources=[q("entrypoint.py"), q("buildbot.tac"), q("preflight.py")], destination=q("/opt/fleetbake/")),
+        block("file", sources=runtime, destination=q("/opt/fleetbake/")),
         block(
             "shell",
             environment_vars=[q(f"WORKER_USER={row.spec.user}"), q(f"WORKER_UID={row.spec.uid}"),
@@ -82,7 +83,7 @@ def linux_provisioners(row: RowView, sudo: bool, pip_extras: str = "") -> list[d
                               q(f"WORKER_PIP_EXTRAS={pip_extras}")],
             inline=[
                 q(f"chmod 0755 {PROVISION}/*.sh /opt/fleetbake/entrypoint.py"),
-                q(f"{PROVISION}/{configure}"),
+                q(f"{PROVISION}/{family.configure}"),
                 q(f"{PROVISION}/install-packages.sh {PROVISION}/packages.txt"),
                 q(f"{PROVISION}/install-ca.sh /opt/fleetbake/ca-certificates"),
                 q(f"{PROVISION}/create-user.sh"),
@@ -123,7 +124,9 @@ def _docker_build(row: RowView, name: str, changes: list[str], provisioners: lis
 
 def ami_template(row: RowView, config: str) -> dict[str, Any]:
     ami = _ami_spec(row)
-    return _ami_build(row, config, dict(ssh_username=q(ami.ssh_username), communicator=q("ssh")), ami_provisioners(row))
+    connect = dict(communicator=q("ssh"), ssh_username=q(ami.ssh_username), ssh_timeout=expr("var.ssh_timeout"))
+    timeout = variable("ssh_timeout", "string", "5m", "how long to wait for SSH on the build instance")
+    return _ami_build(row, config, connect, timeout, ami_provisioners(row))
 
 
 def _ami_spec(row: RowView):
@@ -136,20 +139,17 @@ def _provisioned_name(row: RowView) -> str:
     return "windows" if row.spec.family == "windows" else "worker"
 
 
-def _ami_build(row: RowView, config: str, connect: dict[str, Any], provisioners: list[dict]) -> dict[str, Any]:
-    """Two amazon-ebs sources: the provisioned one `--build` runs, and a bare one with no
-    communicator and no provisioners, the AWS side alone (the moto test)."""
+def _ami_build(row: RowView, config: str, connect: dict[str, Any], timeout: dict, provisioners: list[dict]) -> dict[str, Any]:
+    """One amazon-ebs source, provisioned over its communicator (`connect`, whose timeout is a variable)."""
     ami = _ami_spec(row)
-    common = _ami_common(row, config, ami)
     name = _provisioned_name(row)
     return {
-        "variable": _ami_variables(ami),
-        "source": [block("amazon-ebs", name, **connect, **common),
-                   block("amazon-ebs", "bare", communicator=q("none"), **common)],
+        "variable": [*_ami_variables(ami), timeout],
+        "source": [block("amazon-ebs", name, **connect, **_ami_common(row, config, ami))],
         "build": [block(
             name=q("fleetbake"),
-            sources=[q(f"source.amazon-ebs.{name}"), q("source.amazon-ebs.bare")],
-            provisioner=_only(provisioners, f"amazon-ebs.{name}"),
+            sources=[q(f"source.amazon-ebs.{name}")],
+            provisioner=provisioners,
             **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
         )],
     }
@@ -187,13 +187,6 @@ def _ami_common(row: RowView, config: str, ami) -> dict[str, Any]:
         custom_endpoint_ec2=expr("var.ec2_endpoint"),
         skip_region_validation=expr('var.ec2_endpoint != ""'),
     )
-
-
-def _only(provisioners: list[dict], source: str) -> list[dict]:
-    for provisioner in provisioners:
-        for body in provisioner.values():
-            body["only"] = [q(source)]
-    return provisioners
 
 
 def ami_provisioners(row: RowView) -> list[dict]:
@@ -234,7 +227,8 @@ def rehearsal_image_tag(row: RowView) -> str:
 
 
 def provisioned_source(row: RowView, target: str) -> str | None:
-    """What `--build` runs: the AMI templates also hold a provisioning-free source for tests."""
+    """`-only` for `--build`: the AMI template's one source, named as Packer 1.6.6 matches it
+    (`<build>.<type>.<name>`; a bare `amazon-ebs.<name>` silently matches nothing)."""
     if target != "ami":
         return None
     return f"fleetbake.amazon-ebs.{_provisioned_name(row)}"
@@ -262,10 +256,9 @@ def write(matrix: Matrix, row: RowView, target: str, config: str | None = None, 
     data = templates[target](row)  # before anything is written: a bad row leaves no half-written output
     out = paths.build_dir() / "packer" / row.name / target
     render.write_context(render.render_row(matrix, row, render.ca_certs_from(None)), out)  # the Dockerfile's scripts
-    if windows:
-        _copy_files(paths.IMAGES / "windows", ["start-worker.ps1", "winrm-bootstrap.ps1"], out)
-    elif target != "docker":
-        _copy_files(paths.IMAGES / "ami", sorted(f.name for f in (paths.IMAGES / "ami").iterdir()), out / "ami")
+    ami_files = paths.IMAGES / ("windows/ami" if windows else "ami")
+    if target != "docker":
+        _copy_files(ami_files, sorted(f.name for f in ami_files.iterdir()), out / "ami")
     for name, content in {f"{target}.pkr.hcl": data, "plugins.pkr.hcl": PLUGINS}.items():
         _write_hcl(out / name, content)
     log(f"packer: wrote {out / f'{target}.pkr.hcl'}")
@@ -331,7 +324,10 @@ def build(template: Path, only: str | None = None, variables: dict[str, str] | N
 
 def handoff(template_dir: Path, row: RowView, region: str) -> dict[str, str]:
     """What the devguide says the admins need: instance size, region, AMI ID."""
-    manifest = json.loads((template_dir / "manifest.json").read_text())
+    try:
+        manifest = json.loads((template_dir / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise PackerError(f"packer build left no {template_dir / 'manifest.json'}: no AMI was made") from None
     artifact = manifest["builds"][-1]["artifact_id"]  # "us-east-1:ami-0123..."
     match = re.fullmatch(r"([a-z0-9-]+):(ami-[0-9a-f]+)", artifact)
     if not match:
@@ -343,44 +339,24 @@ def handoff(template_dir: Path, row: RowView, region: str) -> dict[str, str]:
 
 
 def windows_template(row: RowView, config: str) -> dict[str, Any]:
-    """Windows Server AMI: WinRM, the same PowerShell provisioning as the Windows Dockerfile, a boot task."""
+    """Windows Server AMI: WinRM, the same PowerShell provisioning as the Windows Dockerfile, then
+    images/windows/ami/Install-AmiWorker.ps1: the buildbot user, its firewall rule, the boot tasks."""
     connect = dict(communicator=q("winrm"), winrm_username=q("Administrator"), winrm_use_ssl=True, winrm_insecure=True,
-                   winrm_timeout=q("30m"), user_data_file=q("winrm-bootstrap.ps1"))
-    return _ami_build(row, config, connect, [
+                   winrm_timeout=expr("var.winrm_timeout"), user_data_file=q("ami/winrm-bootstrap.ps1"))
+    timeout = variable("winrm_timeout", "string", "30m", "how long to wait for WinRM on the build instance")
+    return _ami_build(row, config, connect, timeout, [
         block("file", source=q("scripts/"), destination=q("C:/fleetbake/provision/")),
         block("file", source=q("packages.txt"), destination=q("C:/fleetbake/provision/packages.txt")),
         block("file", source=q("ca-certificates/"), destination=q("C:/fleetbake/ca-certificates/")),
-        block("file", sources=[q("entrypoint.ps1"), q("start-worker.ps1")], destination=q("C:/fleetbake/")),
+        block("file", sources=[q(source.name) for source in render.FAMILIES["windows"].runtime_files],
+              destination=q("C:/fleetbake/")),
+        block("file", source=q("ami/"), destination=q("C:/fleetbake/ami/")),
         block("powershell", inline=[
             q("C:/fleetbake/provision/Install-BuildTools.ps1 -PackagesFile C:/fleetbake/provision/packages.txt"),
             q("C:/fleetbake/provision/Install-CaCertificates.ps1 -Path C:/fleetbake/ca-certificates"),
             q(f"C:/fleetbake/provision/Install-Worker.ps1 -WorkerVersion {row.spec.worker_version}"),
         ]),
-        # The devguide's Scheduled Task "when the computer starts up", as a standard user
-        # whose random password is never written down.
-        block("powershell", inline=[q(line) for line in WINDOWS_TASK]),
         block("windows-restart"),
-        block("powershell", inline=[q(line) for line in WINDOWS_CLOSE_WINRM]),
+        # Last: it registers the task that closes Packer's WinRM listener at the fleet instance's first boot.
+        block("powershell", inline=[q("C:/fleetbake/ami/Install-AmiWorker.ps1")]),
     ])
-
-
-WINDOWS_TASK = [
-    "Add-Type -AssemblyName System.Web",  # Windows PowerShell does not load it by default
-    "$password = [System.Web.Security.Membership]::GeneratePassword(32, 4)",
-    "$secure = ConvertTo-SecureString $password -AsPlainText -Force",
-    "New-LocalUser -Name buildbot -Password $secure -PasswordNeverExpires -AccountNeverExpires | Out-Null",
-    "icacls C:/buildarea /grant 'buildbot:(OI)(CI)M' | Out-Null",
-    "$action = New-ScheduledTaskAction -Execute 'powershell.exe' -Argument '-NoProfile -ExecutionPolicy Bypass -File C:/fleetbake/start-worker.ps1' -WorkingDirectory 'C:/buildarea'",
-    "$trigger = New-ScheduledTaskTrigger -AtStartup",
-    "$settings = New-ScheduledTaskSettingsSet -RestartCount 999 -RestartInterval (New-TimeSpan -Minutes 1) -ExecutionTimeLimit ([TimeSpan]::Zero)",
-    "Register-ScheduledTask -TaskName buildbot-worker -Action $action -Trigger $trigger -Settings $settings -User buildbot -Password $password -RunLevel Limited | Out-Null",
-]
-
-# Packer's WinRM listener must outlive the build (the restart included), not reach the
-# fleet's instances: their first boot removes it, and the task unregisters itself.
-WINDOWS_CLOSE_WINRM = [
-    ("$close = 'Get-ChildItem WSMan:/LocalHost/Listener | Where-Object Keys -Contains Transport=HTTPS | Remove-Item -Recurse -Force; "
-     "Remove-NetFirewallRule -DisplayName WinRM-HTTPS -ErrorAction SilentlyContinue; Unregister-ScheduledTask -TaskName fleetbake-close-winrm -Confirm:$false'"),
-    ("Register-ScheduledTask -TaskName fleetbake-close-winrm -Trigger (New-ScheduledTaskTrigger -AtStartup) -User SYSTEM -RunLevel Highest "
-     "-Action (New-ScheduledTaskAction -Execute 'powershell.exe' -Argument \"-NoProfile -Command $close\") | Out-Null"),
-]

@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import hcl2
 import pytest
@@ -136,6 +137,15 @@ def test_ami_template_settings(project, out):
         assert secret_word not in text
 
 
+class Moto(str):
+    """moto's endpoint on loopback, and the AMIs it was seeded with (Debian's, decoys, Windows)."""
+
+    def __new__(cls, endpoint: str, amis: Path):
+        self = super().__new__(cls, endpoint)
+        self.amis = amis
+        return self
+
+
 @pytest.fixture(scope="module")
 def moto(tmp_path_factory):
     amis = tmp_path_factory.mktemp("moto") / "amis.json"
@@ -154,7 +164,7 @@ def moto(tmp_path_factory):
     server = MotoServer({"MOTO_AMIS_PATH": str(amis)})
     saved = {k: os.environ.get(k) for k in AWS_ENV}
     os.environ.update(AWS_ENV)
-    yield server.endpoint
+    yield Moto(server.endpoint, amis)
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)
@@ -163,40 +173,177 @@ def moto(tmp_path_factory):
     server.stop()
 
 
-def test_ami_builds_end_to_end_against_moto_and_hands_off(project, out, moto):
+def _loopback_up() -> None:
+    """ioctl(SIOCSIFFLAGS, IFF_UP) on lo: a fresh network namespace has it down."""
+    import fcntl
+    import socket
+    import struct
+
+    with socket.socket() as sock:
+        request = struct.pack("16sH", b"lo", 0)
+        flags = struct.unpack("16sH", fcntl.ioctl(sock, 0x8913, request)[:18])[1]  # SIOCGIFFLAGS
+        fcntl.ioctl(sock, 0x8914, struct.pack("16sH", b"lo", flags | 1))  # SIOCSIFFLAGS
+
+
+def _moto_windows_password_as_aws_makes_it() -> None:
+    """AWS encrypts a Windows instance's Administrator password with its key pair's public key
+    (RSA, PKCS#1 v1.5, base64); moto returns random text, which Packer rightly cannot decrypt."""
+    import base64
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import padding
+    from moto.ec2.models.windows import WindowsBackend
+
+    def get_password_data(self, instance_id: str) -> str:
+        instance = self.get_instance(instance_id)
+        if instance.platform != "windows":
+            return ""
+        key = serialization.load_pem_private_key(self.key_pairs[instance.key_name].material, None)
+        return base64.b64encode(key.public_key().encrypt(b"moto-administrator-password", padding.PKCS1v15())).decode()
+
+    WindowsBackend.get_password_data = get_password_data
+
+
+def _recorded_requests(path: Path) -> list[dict[str, str]]:
+    """The EC2 API calls Packer made, as moto's recorder wrote them (form-encoded query API)."""
+    import base64
+    from urllib.parse import parse_qsl
+
+    calls = []
+    for line in (path.read_text() if path.exists() else "").splitlines():  # no file: Packer called nothing
+        entry = json.loads(line)
+        body = base64.b64decode(entry["body"]).decode() if entry["body_encoded"] else (entry["body"] or "")
+        calls.append(dict(parse_qsl(body)))
+    return [call for call in calls if "Action" in call]
+
+
+def _run_in_netns(spec_path: str) -> None:
+    """Inside `unshare --net`: moto and Packer alone on a loopback-only network. The instances moto
+    "launches" get made-up addresses, which here are unreachable: nothing leaves the machine."""
+    spec = json.loads(Path(spec_path).read_text())
+    _loopback_up()
+    recording = Path(spec["out"]).with_suffix(".requests")
+    os.environ.update(AWS_ENV, MOTO_AMIS_PATH=spec["amis"], MOTO_ENABLE_RECORDING="true",
+                      MOTO_RECORDER_FILEPATH=str(recording))
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from conftest import free_port
+
+    _moto_windows_password_as_aws_makes_it()
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    log, error = [], None
+    started = time.monotonic()
+    try:
+        packer.build(Path(spec["template"]), spec["only"], {**spec["variables"], "ec2_endpoint": endpoint}, log=log.append)
+    except packer.PackerError as exc:
+        error = str(exc)
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{endpoint}/moto-api/recorder/stop-recording", method="POST"))
+    client = boto3.client("ec2", region_name="us-east-1", endpoint_url=endpoint)  # what Packer left behind
+    state = {"instances": [i for r in client.describe_instances()["Reservations"] for i in r["Instances"]],
+             "key_pairs": [k["KeyName"] for k in client.describe_key_pairs()["KeyPairs"]],
+             "security_groups": [g["GroupName"] for g in client.describe_security_groups()["SecurityGroups"]],
+             "images": [i["ImageId"] for i in client.describe_images(Owners=["self"])["Images"]]}
+    server.stop()
+    result = {"log": log, "error": error, "seconds": time.monotonic() - started,
+              "requests": _recorded_requests(recording), "state": state}
+    Path(spec["out"]).write_text(json.dumps(result, default=str))
+
+
+def build_against_moto(template: Path, only: str, variables: dict[str, str], amis: Path) -> dict:
+    """`packer build` of the real template, as `invoke packer --build` runs it, against moto."""
+    spec = template.parent / "netns-spec.json"
+    out = template.parent / "netns-result.json"
+    spec.write_text(json.dumps({"template": str(template), "only": only, "variables": variables,
+                                "amis": str(amis), "out": str(out)}))
+    result = subprocess.run(["unshare", "--net", sys.executable, __file__, str(spec)], capture_output=True, text=True,
+                            timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(out.read_text())
+
+
+def calls(result: dict, action: str) -> list[dict[str, str]]:
+    return [call for call in result["requests"] if call["Action"] == action]
+
+
+def test_linux_ami_build_gets_as_far_as_ssh_against_moto(project, out, moto):
     row = project.rows["debian-12"]
     template = packer.write(project, row, "ami", "pydebug", log=lambda _: None)
-    log = []
-    packer.build(template, "fleetbake.amazon-ebs.bare", {"ec2_endpoint": moto, "inputs_hash": "abc123"}, log=log.append)
-    assert any("AMIs were created" in line for line in log)
-    assert [line.split()[-1] for line in log if "Found Image ID" in line] == ["ami-0debian1200000001"]
-    info = packer.handoff(template.parent, row, "us-east-1")
-    assert info["instance_type"] == "m5.large" and info["region"] == "us-east-1" and info["ami_id"].startswith("ami-")
-    assert json.loads((template.parent / "handoff.json").read_text()) == info
-    client = aws.ec2("us-east-1", endpoint=moto)
-    [image] = client.describe_images(ImageIds=[info["ami_id"]])["Images"]
-    tags = {t["Key"]: t["Value"] for t in image["Tags"]}
-    assert tags["fleetbake-row"] == "debian-12" and tags["fleetbake-configuration"] == "pydebug"
-    assert tags["fleetbake-inputs-hash"] == "abc123" and tags["fleetbake-date"] == dt.date.today().isoformat()
-    assert image["Name"].startswith("fleetbake-debian-12-pydebug-20")
-    assert not client.describe_instances(Filters=[{"Name": "instance-state-name", "Values": ["running"]},
-                                                  {"Name": "tag:fleetbake-row", "Values": ["debian-12"]}])["Reservations"]
+    only = packer.provisioned_source(row, "ami")  # the very selection `invoke packer --build` passes
+    result = build_against_moto(template, only, {"inputs_hash": "abc123", "ssh_timeout": "15s"}, moto.amis)
+    log = "\n".join(result["log"])
+    # The build ran (-only matched the source) and the source AMI filter passed over every decoy.
+    assert "fleetbake.amazon-ebs.worker: Found Image ID: ami-0debian1200000001" in log
+    [lookup] = [call for call in calls(result, "DescribeImages") if "Owner.1" in call]
+    filters = {lookup[f"Filter.{n}.Name"]: lookup[f"Filter.{n}.Value.1"] for n in range(1, 5)}
+    assert lookup["Owner.1"] == "136693071363" and filters == {
+        "name": "debian-12-amd64-*", "architecture": "x86_64", "virtualization-type": "hvm", "root-device-type": "ebs"}
+    [key] = calls(result, "CreateKeyPair")
+    [group] = calls(result, "CreateSecurityGroup")
+    assert [c["IpPermissions.1.FromPort"] for c in calls(result, "AuthorizeSecurityGroupIngress")] == ["22"]
+    [launch] = calls(result, "RunInstances")
+    assert launch["ImageId"] == "ami-0debian1200000001" and launch["InstanceType"] == "m5.large"
+    assert launch["KeyName"] == key["KeyName"]
+    disk = {k.removeprefix("BlockDeviceMapping.1."): v for k, v in launch.items() if k.startswith("BlockDeviceMapping.1.")}
+    assert disk == {"DeviceName": "/dev/xvda", "Ebs.VolumeSize": "30", "Ebs.VolumeType": "gp3", "Ebs.Iops": "3000",
+                    "Ebs.Throughput": "125", "Ebs.DeleteOnTermination": "true"}
+    [instance] = result["state"]["instances"]
+    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+    assert tags["fleetbake"] == "true" and tags["fleetbake-row"] == "debian-12"
+    assert [g["GroupName"] for g in instance["SecurityGroups"]] == [group["GroupName"]]
+    # Then SSH, which no moto instance answers: the build stops at the timeout we passed, and cleans up.
+    assert "Waiting for SSH to become available..." in log
+    assert re.fullmatch(r"packer build failed: Build 'fleetbake.amazon-ebs.worker' errored after .*: Timeout waiting for SSH\.",
+                        result["error"])
+    assert 15 <= result["seconds"] < 120
+    assert instance["State"]["Name"] == "terminated"
+    assert result["state"]["key_pairs"] == [] and group["GroupName"] not in result["state"]["security_groups"]
+    assert result["state"]["images"] == [] and not calls(result, "CreateImage")
+    assert not (template.parent / "manifest.json").exists()
+    with pytest.raises(packer.PackerError, match="left no .*manifest.json: no AMI was made"):
+        packer.handoff(template.parent, row, "us-east-1")
 
 
-def test_windows_ami_builds_against_moto_and_hands_off(project, out, moto):
+def test_windows_ami_build_gets_as_far_as_winrm_against_moto(project, out, moto):
     row = project.rows["windows-2022"]
     template = packer.write(project, row, "ami", log=lambda _: None)
-    assert packer.provisioned_source(row, "ami") == "fleetbake.amazon-ebs.windows"
-    log = []
-    packer.build(template, "fleetbake.amazon-ebs.bare", {"ec2_endpoint": moto}, log=log.append)
-    assert [line.split()[-1] for line in log if "Found Image ID" in line] == ["ami-0windows200000001"]
-    info = packer.handoff(template.parent, row, "us-east-1")
-    assert info["instance_type"] == "m5.xlarge" and info["ami_id"].startswith("ami-")
-    [image] = aws.ec2("us-east-1", endpoint=moto).describe_images(ImageIds=[info["ami_id"]])["Images"]
-    assert image["Name"].startswith("fleetbake-windows-2022-pydebug-20")
-    disk = re.search(r'launch_block_device_mappings \{[^}]*device_name += "/dev/sda1"[^}]*volume_size += (\d+)',
-                     template.read_text())
-    assert disk and disk.group(1) == "60"  # moto does not size the volumes it snapshots
+    only = packer.provisioned_source(row, "ami")
+    assert only == "fleetbake.amazon-ebs.windows"
+    result = build_against_moto(template, only, {"winrm_timeout": "15s"}, moto.amis)
+    log = "\n".join(result["log"])
+    assert "fleetbake.amazon-ebs.windows: Found Image ID: ami-0windows200000001" in log
+    [launch] = calls(result, "RunInstances")
+    assert launch["ImageId"] == "ami-0windows200000001" and launch["InstanceType"] == "m5.xlarge"
+    assert (launch["BlockDeviceMapping.1.DeviceName"], launch["BlockDeviceMapping.1.Ebs.VolumeSize"]) == ("/dev/sda1", "60")
+    import base64
+
+    user_data = base64.b64decode(launch["UserData"]).decode()
+    assert user_data == (ROOT / "images/windows/ami/winrm-bootstrap.ps1").read_text()
+    assert [c["IpPermissions.1.FromPort"] for c in calls(result, "AuthorizeSecurityGroupIngress")] == ["5986"]
+    # The Administrator password, decrypted with the temporary key pair, then WinRM, which nothing answers.
+    assert calls(result, "GetPasswordData") and "Password retrieved!" in log
+    assert "Waiting for WinRM to become available..." in log
+    assert result["error"].endswith("Timeout waiting for WinRM.")
+    [instance] = result["state"]["instances"]
+    assert instance["State"]["Name"] == "terminated" and result["state"]["key_pairs"] == []
+
+
+def test_handoff_reads_the_manifest_packer_writes(project, out):
+    """The manifest post-processor's format (Packer 1.6.6, strip_path): a successful build's last entry."""
+    row = project.rows["debian-12"]
+    template = packer.write(project, row, "ami", "pydebug", log=lambda _: None)
+    build = {"name": "worker", "builder_type": "amazon-ebs", "build_time": 1764300000, "files": None,
+             "artifact_id": "us-west-2:ami-0123456789abcdef0", "packer_run_uuid": "6f4c", "custom_data": None}
+    (template.parent / "manifest.json").write_text(json.dumps({"builds": [build], "last_run_uuid": "6f4c"}))
+    info = packer.handoff(template.parent, row, "us-west-2")
+    assert info == {"instance_type": "m5.large", "region": "us-west-2", "ami_id": "ami-0123456789abcdef0",
+                    "worker_row": "debian-12"}
+    assert json.loads((template.parent / "handoff.json").read_text()) == info
 
 
 def test_zombies_are_found_by_tag_and_key_pair(moto):
@@ -315,3 +462,127 @@ def test_targets_a_row_cannot_have_are_usage_errors(project, out, row, target, r
 
     with pytest.raises(UsageError, match=reason):
         packer.write(project, project.rows[row], target, log=lambda _: None)
+
+
+# --- the Windows AMI: which step reads the secret, as far as it can be checked without Windows ---------
+
+WINDOWS_AMI = ROOT / "images" / "windows" / "ami"
+
+
+def powershell_source(path: Path) -> bytes:
+    """A .ps1 file; EC2 user data wraps its script in <powershell> tags, which are not PowerShell."""
+    text = path.read_text()
+    return re.sub(r"^\s*</?powershell>\s*$", "", text, flags=re.MULTILINE).encode()
+
+
+def powershell_parser():
+    ts = pytest.importorskip("tree_sitter")
+    grammar = pytest.importorskip("tree_sitter_powershell")
+    return ts.Parser(ts.Language(grammar.language()))
+
+
+def parse_errors(tree) -> list[str]:
+    found, stack = [], [tree.root_node]
+    while stack:
+        node = stack.pop()
+        if node.type == "ERROR" or node.is_missing:
+            found.append(f"line {node.start_point[0] + 1}: {node.text.decode(errors='replace')[:60]!r}")
+        elif node.has_error:
+            stack.extend(node.children)
+    return found
+
+
+def commands(path: Path) -> list[tuple[str, dict[str, str]]]:
+    """(command, {-parameter: argument text}) for every command in a script, from its syntax tree."""
+    tree = powershell_parser().parse(powershell_source(path))
+    found, stack = [], [tree.root_node]
+    while stack:
+        node = stack.pop()
+        stack.extend(reversed(node.children))
+        named = [c.text.decode() for c in node.children if c.type == "command_name"]
+        if node.type != "command" or not named:
+            continue  # `& path` invocations have no command_name: not needed here
+        name = named[0]
+        parameters, current = {}, None
+        for element in (c for e in node.children if e.type == "command_elements" for c in e.children):
+            if element.type == "command_argument_sep":
+                continue
+            if element.type == "command_parameter":
+                current = element.text.decode().lower()
+                parameters[current] = ""
+            elif current is not None:
+                parameters[current] = element.text.decode()
+                current = None
+        found.append((name, parameters))
+    return found
+
+
+def test_every_powershell_file_parses():
+    parser = powershell_parser()
+    scripts = sorted((ROOT / "images" / "windows").rglob("*.ps1"))
+    assert len(scripts) >= 8
+    assert {path.name: parse_errors(parser.parse(powershell_source(path))) for path in scripts} == {
+        path.name: [] for path in scripts}
+    # The check bites: an unclosed block and a stray closing tag are errors.
+    assert parse_errors(parser.parse(b"if ($x) {\n  Write-Output 1\n"))
+    assert parse_errors(parser.parse(b"</powershell>\n"))
+
+
+def test_windows_ami_reads_the_secret_in_a_system_step_and_walls_off_the_build_user(project, out):
+    template = packer.write(project, project.rows["windows-2022"], "ami", log=lambda _: None)
+    build = hcl2.loads(template.read_text())["build"][0]
+    provisioners = [(kind.strip('"'), body) for item in build["provisioner"] for kind, body in item.items()]
+    assert ("file", '"ami/"', '"C:/fleetbake/ami/"') in [(k, b.get("source"), b.get("destination")) for k, b in provisioners]
+    assert provisioners[-1] == ("powershell", {**provisioners[-1][1], "inline": ['"C:/fleetbake/ami/Install-AmiWorker.ps1"']})
+    for path in WINDOWS_AMI.iterdir():
+        assert (template.parent / "ami" / path.name).read_bytes() == path.read_bytes(), path.name
+
+    install = commands(WINDOWS_AMI / "Install-AmiWorker.ps1")
+    tasks = {args["-taskname"]: args for name, args in install if name == "Register-ScheduledTask"}
+    config, worker = tasks["fleetbake-worker-config"], tasks["buildbot-worker"]
+    assert config["-user"] == "SYSTEM" and "-AtStartup" in config["-trigger"]
+    assert "worker-config.ps1" in next(args["-argument"] for name, args in install
+                                       if name == "New-ScheduledTaskAction" and "worker-config" in args.get("-argument", ""))
+    assert worker["-user"] == "buildbot" and worker["-runlevel"] == "Limited"
+    assert "-trigger" not in worker, "only the SYSTEM step starts the worker, once the password is in place"
+    [rule] = [args for name, args in install if name == "New-NetFirewallRule"]
+    assert (rule["-direction"], rule["-action"]) == ("Outbound", "Block")
+    assert "'169.254.169.254'" in rule["-remoteaddress"] and "'fd00:ec2::254'" in rule["-remoteaddress"]
+    assert rule["-localuser"] == '"O:LSD:(A;;CC;;;$sid)"' and "-protocol" not in rule
+    assert ("$sid", "(Get-LocalUser -Name buildbot).SID.Value") in re.findall(
+        r"^(\$sid) = (.+)$", (WINDOWS_AMI / "Install-AmiWorker.ps1").read_text(), re.MULTILINE)
+
+    # The metadata service and SSM are read by the SYSTEM step only; it refuses to run without the rule.
+    system_step = (WINDOWS_AMI / "worker-config.ps1").read_text()
+    assert "http://169.254.169.254/latest/api/token" in system_step and "Get-SSMParameter" in system_step
+    assert any(name == "Get-NetFirewallRule" and args["-name"] == "fleetbake-block-imds-buildbot"
+               for name, args in commands(WINDOWS_AMI / "worker-config.ps1"))
+    for user_side in (WINDOWS_AMI / "start-worker.ps1", ROOT / "images" / "windows" / "entrypoint.ps1"):
+        text = user_side.read_text()
+        assert "169.254.169.254" not in text and "SSM" not in text and "user-data" not in text, user_side.name
+    # The buildbot user's step reads the password file once and deletes it before the worker starts.
+    assert ("Remove-Item", {"-force": "$secret"}) in commands(WINDOWS_AMI / "start-worker.ps1")
+    assert re.search(r"Remove-Item -Force \$secret\b.*\n& C:/fleetbake/entrypoint\.ps1",
+                     (WINDOWS_AMI / "start-worker.ps1").read_text())
+
+
+def test_linux_runtime_files_are_the_dockerfiles(project, out, monkeypatch):
+    row = project.rows["debian-12"]
+    names = [source.name for source in render.FAMILIES["debian"].runtime_files]
+
+    def runtime_sources() -> list[str]:
+        return next(body["sources"] for item in packer.linux_provisioners(row, sudo=False) for kind, body in item.items()
+                    if kind == '"file"' and body.get("destination") == '"/opt/fleetbake/"')
+
+    assert runtime_sources() == [f'"{name}"' for name in names]
+    template = packer.write(project, row, "ami", log=lambda _: None)
+    assert all((template.parent / name).is_file() for name in names)
+    # A file added to the family reaches Packer too.
+    extra = render.Family(**{**render.FAMILIES["debian"].__dict__,
+                             "runtime_files": (*render.FAMILIES["debian"].runtime_files, ROOT / "images/common/extra.py")})
+    monkeypatch.setitem(render.FAMILIES, "debian", extra)
+    assert runtime_sources()[-1] == '"extra.py"'
+
+
+if __name__ == "__main__":  # build_against_moto runs this file inside `unshare --net`
+    _run_in_netns(sys.argv[1])

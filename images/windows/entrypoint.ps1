@@ -38,7 +38,7 @@ if ($env:WORKER_HOST_INFO) {
     Set-Content -Path (Join-Path $basedir 'info\host') -Value @(
         "OS: $($os.Caption) $($os.Version) ($env:FLEETBAKE_IMAGE)",
         "CPU: $([Environment]::ProcessorCount) x $($cpu.Name)",
-        "Memory: $([math]::Round($os.TotalVisibleMemorySize / 1MB, 1)) GiB",
+        "Memory: $([math]::Round($os.TotalVisibleMemorySize / 1mb, 1)) GiB",
         "buildbot-worker: $version"
     )
 }
@@ -65,7 +65,9 @@ def on_login(perspective):
     perspective.broker.notifyOnDisconnect(lambda: open(health, 'w').write('disconnected'))
 worker.bf.gotPerspective = on_login
 "@
-Set-Content -Path (Join-Path $env:TEMP 'buildbot.tac') -Value $tac
+$tacPath = Join-Path $env:TEMP 'buildbot.tac'
+Set-Content -Path $tacPath -Value $tac
 Set-Content -Path $health -Value 'starting'
-& C:\buildbot-worker\Scripts\twistd.exe --nodaemon --pidfile= --logfile=- --python=(Join-Path $env:TEMP 'buildbot.tac')
+# One quoted string per argument: a bare --python=(...) would reach twistd as two arguments.
+& C:\buildbot-worker\Scripts\twistd.exe '--nodaemon' '--pidfile=' '--logfile=-' "--python=$tacPath"
 exit $LASTEXITCODE
