@@ -1,12 +1,15 @@
 import os
 import re
+from pathlib import Path
 
 import pytest
 
 from conftest import MINIMAL, ROOT
-from fleetbake import matrix, paths, render
+from fleetbake import matrix, render
+from fleetbake.errors import UsageError
+from test_cli import invoke
+from update_golden import GOLDEN, TEMPLATED
 
-GOLDEN = ROOT / "tests" / "golden"
 CERT = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 
 
@@ -15,39 +18,43 @@ def project():
     return matrix.load(ROOT / "matrix.yml")
 
 
-# The files the templates generate; the rest are copies of images/ with a header line.
-TEMPLATED = ("Dockerfile", "packages.txt")
-
-
-@pytest.mark.parametrize("row", ["debian-12", "debian-13", "ubuntu-24.04", "fedora-44", "fedora-45", "windows-2022"])
+@pytest.mark.parametrize("row", list(matrix.load(ROOT / "matrix.yml").rows))
 def test_render_matches_golden_files(project, row, no_ca):
-    """Regenerate with FLEETBAKE_UPDATE_GOLDEN=1 after an intended change, and review the diff."""
+    """The goldens are only read here: after an intended change run tests/update_golden.py and review the diff."""
     context = render.render_row(project, project.rows[row])
-    templated = {name: context[name] for name in TEMPLATED}
-    golden = GOLDEN / row
-    if os.environ.get("FLEETBAKE_UPDATE_GOLDEN"):
-        render.write_context(templated, golden)
-    assert render.diff_context(templated, golden) == []
+    for name in TEMPLATED:
+        golden = GOLDEN / row / name
+        assert golden.is_file(), f"no {golden.relative_to(ROOT)}: run tests/update_golden.py"
+        assert context[name].content == golden.read_bytes(), f"{row}/{name} differs from {golden.relative_to(ROOT)}"
+
+
+def test_every_golden_is_a_matrix_row_and_holds_only_templated_files(project):
+    assert sorted(p.name for p in GOLDEN.iterdir()) == sorted(project.rows)
+    for row in GOLDEN.iterdir():
+        assert sorted(p.name for p in row.iterdir()) == sorted(TEMPLATED), row
 
 
 def test_copied_files_are_the_sources_plus_the_header(project, no_ca):
-    context = render.render_row(project, project.rows["debian-12"])
-    copied = [name for name in context if name.startswith("scripts/") or name.endswith((".py", ".tac"))]
-    assert len(copied) == 8
-    for name in copied:
-        base = name.split("/")[-1]
-        origin = ROOT / "fleetbake" / base if base == "preflight.py" else next((ROOT / "images").rglob(base))
+    row = project.rows["debian-12"]
+    family = render.FAMILIES[row.spec.family]
+    origins = {f"scripts/{Path(name).name}": ROOT / "images" / name for name in family.scripts}
+    origins.update({source.name: source for source in family.runtime_files})
+    context = render.render_row(project, row)
+    assert set(origins) <= set(context) and len(origins) >= 8
+    for name, origin in origins.items():
         source = origin.read_text().splitlines()
         rendered = context[name].content.decode().splitlines()
         position = 1 if rendered[0].startswith("#!") else 0
         assert rendered[position].startswith("# Generated from matrix.yml")
         assert rendered[:position] + rendered[position + 1 :] == source, name
+        assert context[name].executable == (name.startswith("scripts/") or name.endswith(".py")), name
 
 
-def test_render_is_deterministic_and_every_file_says_generated(project, build_dir, no_ca):
+def test_render_is_deterministic_and_every_file_says_generated(project, tmp_path, no_ca):
     rows = project.select("all")
-    first = render.render(project, rows)
-    second = render.render(project, rows)
+    out = tmp_path / "contexts"
+    first = render.render(project, rows, out_root=out)
+    second = render.render(project, rows, out_root=out)
     assert {k: render.context_digest(v) for k, v in first.items()} == {
         k: render.context_digest(v) for k, v in second.items()
     }
@@ -56,8 +63,8 @@ def test_render_is_deterministic_and_every_file_says_generated(project, build_di
             lines = item.content.decode().splitlines()
             head = lines[1] if lines[0].startswith("#!") else lines[0]
             assert "Generated from matrix.yml" in head and "do not edit" in head, f"{name}/{path}"
-        assert (build_dir / name / "Dockerfile").is_file()
-        scripts = list((build_dir / name / "scripts").iterdir())
+            assert (out / name / path).read_bytes() == item.content
+        scripts = list((out / name / "scripts").iterdir())
         assert scripts and all(os.access(script, os.X_OK) for script in scripts)
 
 
@@ -101,26 +108,68 @@ def test_ca_bundle_errors_are_clear(tmp_path, monkeypatch):
     assert render.ca_certs_from(None) is None  # an empty FLEETBAKE_CA_BUNDLE turns it off
 
 
-def test_rewrite_drops_stale_files_and_drift_check_finds_edits(project, build_dir, no_ca):
+def test_rewrite_drops_stale_files_and_drift_check_finds_edits(project, tmp_path, no_ca):
     row = project.rows["debian-12"]
-    out = build_dir / row.name
-    render.render(project, [row])
-    (out / "ca-certificates" / "stale.crt").write_text("old")
+    root = tmp_path / "contexts"
+    two, one = tmp_path / "two.pem", tmp_path / "one.pem"
+    two.write_bytes(CERT + CERT.replace(b"fake", b"other"))
+    one.write_bytes(CERT)
+    out = root / row.name
+    render.render(project, [row], str(two), out_root=root)
+    assert (out / "ca-certificates" / "fleetbake-extra-002.crt").is_file()
     (out / "Dockerfile").write_text((out / "Dockerfile").read_text() + "RUN echo hand-edit\n")
     with pytest.raises(render.FleetbakeError, match="differ from a fresh render in: debian-12"):
-        render.check(project, [row], log=lambda _: None)
-    changed = render.write_context(render.render_row(project, row), out)
-    assert sorted(changed) == ["Dockerfile", "ca-certificates/stale.crt"]
-    render.check(project, [row], log=lambda _: None)
+        render.check(project, [row], str(one), out_root=root, log=lambda _: None)
+    changed = render.write_context(render.render_row(project, row, render.ca_certs_from(str(one))), out)
+    assert sorted(changed) == ["Dockerfile", "ca-certificates/fleetbake-extra-002.crt"]
+    assert not (out / "ca-certificates" / "fleetbake-extra-002.crt").exists()
+    render.check(project, [row], str(one), out_root=root, log=lambda _: None)
 
 
-def test_bad_matrix_leaves_previous_output_untouched(write_matrix, build_dir, no_ca):
-    good = matrix.load(write_matrix(MINIMAL))
-    render.render(good, good.select("all"))
-    before = {p: p.read_bytes() for p in build_dir.rglob("*") if p.is_file()}
-    bad = write_matrix(MINIMAL.replace("[build-essential]", "[build-essential, 'x&&y']"))
-    with pytest.raises(matrix.MatrixError):
-        render.render(matrix.load(bad), [])
-    assert {p: p.read_bytes() for p in build_dir.rglob("*") if p.is_file()} == before
-    assert not [p for p in build_dir.rglob(".*") if p.is_file()], "temporary files left behind"
-    assert paths.build_dir() == build_dir
+def snapshot(top: Path) -> dict[str, tuple[bytes, int]]:
+    """Every file under top (dot files too: a left-over temporary file shows), with its bytes and mode."""
+    return {p.relative_to(top).as_posix(): (p.read_bytes(), p.stat().st_mode) for p in sorted(top.rglob("*")) if p.is_file()}
+
+
+def test_bad_input_through_the_cli_leaves_the_previous_render_untouched(tmp_path, write_matrix):
+    out = tmp_path / "b"
+    env = {"FLEETBAKE_BUILD_DIR": str(out), "FLEETBAKE_CA_BUNDLE": ""}
+    good = write_matrix(MINIMAL, "good.yml")
+    proxy = tmp_path / "proxy.pem"
+    proxy.write_bytes(CERT)
+    first = invoke("render", "--matrix", str(good), "--ca-bundle", str(proxy), env=env)
+    assert first.returncode == 0, first.stderr
+    before = snapshot(out)
+    assert [n for n in before if n.endswith("/Dockerfile")] and [n for n in before if n.endswith(".crt")], before.keys()
+
+    bad_matrix = write_matrix(MINIMAL.replace("[build-essential]", "[build-essential, 'x&&y']"), "bad.yml")
+    empty = tmp_path / "empty.pem"
+    empty.write_text("no certificate here\n")
+    cases = [
+        (["--matrix", str(bad_matrix)],
+         f"error: {bad_matrix}:9: rows.debian-12.packages[1]: 'x&&y' is not a safe package name (allowed: "),
+        (["--matrix", str(good), "--ca-bundle", str(empty)], f"error: CA bundle {empty}: no PEM certificates found"),
+        (["--matrix", str(good), "--ca-bundle", str(tmp_path / "gone.pem")], f"error: CA bundle {tmp_path / 'gone.pem'}: cannot read: "),
+        (["--matrix", str(good), "--os", "gentoo-1"], f"error: {good}: --os: unknown row 'gentoo-1' (known: debian-12)"),
+    ]
+    for args, message in cases:
+        result = invoke("render", *args, env=env)
+        assert result.returncode == 2, (args, result.stdout, result.stderr)
+        assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message), (args, result.stderr)
+        assert "Traceback" not in result.stderr + result.stdout
+        assert snapshot(out) == before, f"render {' '.join(args)} changed the previous output"
+
+
+def test_a_bad_ca_bundle_after_a_good_render_changes_nothing(project, build_dir, tmp_path):
+    proxy = tmp_path / "proxy.pem"
+    proxy.write_bytes(CERT)
+    rows = project.select("all")
+    contexts = render.render(project, rows, str(proxy))
+    assert all("ca-certificates/fleetbake-extra-001.crt" in context for context in contexts.values())
+    before = snapshot(build_dir)
+    assert len([n for n in before if n.endswith("/Dockerfile")]) == len(rows)
+    empty = tmp_path / "empty.pem"
+    empty.write_text("-----BEGIN CERTIFICATE-----\ntruncated\n")
+    with pytest.raises(UsageError, match=f"CA bundle {empty}: no PEM certificates found"):
+        render.render(project, rows, str(empty))
+    assert snapshot(build_dir) == before

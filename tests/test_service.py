@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from fleetbake import service
-from fleetbake.errors import UsageError
+from test_cli import invoke
 
 
 @pytest.fixture
@@ -78,15 +78,39 @@ def test_the_tac_reads_the_password_file_and_holds_no_secret(tmp_path, platform)
         assert b"WORKERPASS=" not in content
 
 
-@pytest.mark.parametrize("args, message", [
-    (("solaris", "w"), "--platform 'solaris'"),
-    (("linux", "bad name"), "--name 'bad name'"),
-    (("linux", "w", "m:port"), "--master 'm:port'"),
-    (("linux", "w", "m", "a\nb"), "--admin: one line"),
-    (("linux", "w", "m", "", "Root"), "--user 'Root'"),
-    (("linux", "w", "m", "", "buildbot", "/tmp/x'; rm -rf /"), "--buildarea"),
+def snapshot(top):
+    return {p.relative_to(top).as_posix(): (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
+            for p in sorted(top.rglob("*")) if p.is_file()}
+
+
+GOOD = ["--platform", "linux", "--name", "owner-debian12-x86_64", "--admin", "Jane <j@x.org>"]
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"--platform": "solaris"}, "error: --platform 'solaris': expected one of linux, macos, windows"),
+    ({"--name": "bad name"}, "error: --name 'bad name': "),
+    ({"--master": "m:port"}, "error: --master 'm:port': "),
+    ({"--admin": "a\nb"}, "error: --admin: one line, at most 200 characters"),
+    ({"--user": "Root"}, "error: --user 'Root': not a user name"),
+    ({"--buildarea": "/tmp/x'; rm -rf /"}, "error: --buildarea \"/tmp/x'; rm -rf /\": not a plain path"),
+    ({"--password-file": "/etc/pw\n"}, "error: --password-file '/etc/pw\\n': not a plain path"),
 ])
-def test_bad_settings_are_refused(args, message, tmp_path):
-    with pytest.raises(UsageError, match=message.replace("(", r"\(").replace("'", "'")):
-        service.settings(*args)
-    assert not list(tmp_path.iterdir())
+def test_bad_settings_are_refused_and_the_previous_files_kept(change, message, tmp_path):
+    """`invoke service --out DIR` into a directory holding a previous good run and the owner's own file."""
+    out = tmp_path / "service"
+    first = invoke("service", *GOOD, "--out", str(out), env={"FLEETBAKE_BUILD_DIR": str(tmp_path / "b")})
+    assert first.returncode == 0, first.stderr
+    assert sorted(p.name for p in out.iterdir()) == ["buildbot-worker.service", "buildbot.tac", "crontab"]
+    (out / "buildbot-worker.service").write_text((out / "buildbot-worker.service").read_text() + "# owner's tweak\n")
+    (out / "workerpass.README").write_text("the password lives in /etc/buildbot-worker/workerpass\n")
+    before = snapshot(out)
+
+    options = dict(zip(GOOD[::2], GOOD[1::2]))
+    options.update(change)
+    args = [item for pair in options.items() for item in pair]
+    result = invoke("service", *args, "--out", str(out), env={"FLEETBAKE_BUILD_DIR": str(tmp_path / "b")})
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert result.stderr.splitlines() == [result.stderr.rstrip("\n")] and result.stderr.startswith(message), result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+    assert snapshot(out) == before
+    assert not (tmp_path / "b").exists()
