@@ -85,3 +85,13 @@ def test_nightly_builds_every_row_of_the_matrix_on_its_runner():
     assert [r["os"] for r in rows] == list(matrix.load(ROOT / "matrix.yml").rows)
     assert {r["runner"] for r in rows} <= {"ubuntu-24.04", "windows-2022"}
     assert {r["runner"] for r in rows if r["family"] == "windows"} == {"windows-2022"}
+
+
+def test_the_bench_baseline_passes_hadolint_like_our_own_images():
+    """invoke bench measures against a careful Dockerfile: the same threshold, one reasoned exception."""
+    baseline = ROOT / "bench" / "baseline.Dockerfile"
+    ignored = [rule for line in baseline.read_text().splitlines() if line.startswith("# hadolint ignore=")
+               for rule in line.split("=", 1)[1].split(",")]
+    assert ignored == ["DL3008"]  # unpinned apt versions: the upgrade step makes pins pointless
+    result = run([tool("hadolint"), "--failure-threshold", "warning", str(baseline)])
+    assert result.returncode == 0, result.stdout + result.stderr

@@ -1,0 +1,283 @@
+"""invoke bench without Docker: statistics, order, verdicts, the report, and the baseline's inputs."""
+
+import datetime as dt
+import io
+import re
+import tarfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT
+from fleetbake import bench, build, cpython, matrix, render, verify
+from fleetbake.errors import FleetbakeError, UsageError
+
+
+@pytest.fixture
+def project():
+    return matrix.load(ROOT / "matrix.yml")
+
+
+@pytest.fixture
+def row(project):
+    return project.one("debian-12")
+
+
+def tarball_source():
+    return cpython.Source("debian:trixie/python3.13", Path("/cache/python3.13_3.13.5.orig.tar.xz"), "3.13.5")
+
+
+# --- statistics and order -------------------------------------------------------------------
+
+
+def test_median_and_spread_of_odd_and_even_counts():
+    odd = bench.Stats((50.0, 10.0, 20.0))
+    assert (odd.median, odd.low, odd.high) == (20.0, 10.0, 50.0)
+    even = bench.Stats((4.0, 1.0, 3.0, 2.0))
+    assert (even.median, even.low, even.high) == (2.5, 1.0, 4.0)
+    assert bench.spread(odd, "s") == "20.0 s (10.0–50.0)"
+    assert bench.spread(bench.Stats((1206e6 / 1e6,)), "MB") == "1206 MB (1206–1206)"
+    with pytest.raises(ValueError):
+        bench.Stats(())
+
+
+def test_the_ratio_is_the_ratio_of_medians_not_the_median_of_ratios():
+    ours, theirs = bench.Stats((10.0, 20.0, 90.0)), bench.Stats((40.0, 10.0, 100.0))
+    # pairwise ratios 0.25, 2.0, 0.9: their median would be 0.9
+    assert bench.ratio_of_medians(ours, theirs) == pytest.approx(0.5)
+    figure = bench.Figure("(a) cold build", "s", ours, theirs, 1.10)
+    assert figure.measured == pytest.approx(0.5)
+
+
+def test_pairs_alternate_fleetbake_first():
+    assert bench.alternation(3) == [(1, "fleetbake"), (1, "baseline"), (2, "fleetbake"), (2, "baseline"),
+                                    (3, "fleetbake"), (3, "baseline")]
+    with pytest.raises(UsageError, match="--pairs 0"):
+        bench.alternation(0)
+
+
+def test_measure_pairs_runs_the_sides_in_alternation_and_keeps_them_apart():
+    calls = []
+
+    def side(name, value):
+        def measure(n):
+            calls.append((n, name))
+            return {"seconds": value + n}
+        return measure
+
+    runs = bench.measure_pairs(3, {"fleetbake": side("fleetbake", 10), "baseline": side("baseline", 20)},
+                               log=lambda line: None, what="test")
+    assert calls == bench.alternation(3)
+    assert [r["seconds"] for r in runs["fleetbake"]] == [11, 12, 13]
+    assert [r["seconds"] for r in runs["baseline"]] == [21, 22, 23]
+    assert bench.stats_of(runs["baseline"], "seconds", 2).values == (10.5, 11, 11.5)
+
+
+# --- verdicts and the report ----------------------------------------------------------------
+
+
+def test_verdicts_say_met_or_by_how_much_missed():
+    base = bench.Stats((100.0, 100.0, 100.0))
+    met = bench.Figure("(a) cold build", "s", bench.Stats((105.0, 110.0, 120.0)), base, 1.10)
+    assert met.met and met.verdict() == "met (1.100 <= 1.1)"
+    missed = bench.Figure("(d) verify pydebug", "s", bench.Stats((112.0, 113.0, 111.0)), base, 1.05)
+    assert not missed.met
+    assert missed.verdict() == "missed by 0.070, 6.7% over the target (1.120 > 1.05)"
+    noop = bench.Figure("(b) no-op build", "s", bench.Stats((1.2, 1.3, 1.25)), None, 1.0)
+    assert not noop.met and noop.target_text() == "<= 1 s"
+    assert noop.verdict() == "missed by 0.250 s, 25.0% over the target (1.250 s > 1 s)"
+    assert bench.Figure("(c) image size", "MB", bench.Stats((99.0,)), bench.Stats((100.0,)), 1.00).met
+
+
+MACHINE = bench.Machine("AMD EPYC 7B13", 2, 23.5, "6.1.0-30-amd64", "20.10.24+dfsg1", "28.2.2", "overlay2")
+
+
+def make_report(row, figures, revision=bench.Revision("abc123", ()), pairs=3, skipped=()):
+    return bench.report(
+        figures, row=row, command="invoke bench --os debian-12 --pairs 3",
+        when=dt.datetime(2026, 11, 27, 18, 16, tzinfo=dt.timezone.utc), revision=revision, machine=MACHINE,
+        base_id="sha256:c4bffd4445bc", pairs=pairs, skipped=list(skipped), certs=51, packages=60,
+    )
+
+
+def test_the_report_records_revision_machine_command_date_and_each_verdict(row):
+    base = bench.Stats((100.0, 90.0, 110.0))
+    figures = [
+        bench.Figure("(a) cold build", "s", bench.Stats((105.0, 100.0, 101.0)), base, 1.10),
+        bench.Figure("(b) no-op build", "s", bench.Stats((0.4, 0.5, 0.45)), None, 1.0),
+        bench.Figure("(d) verify pydebug", "s", bench.Stats((120.0, 118.0, 125.0)), base, 1.05),
+    ]
+    text = make_report(row, figures)
+    assert "- Command: `invoke bench --os debian-12 --pairs 3`" in text
+    assert "- Date: 2026-11-27 18:16 UTC" in text
+    assert "- Revision: `abc123` (clean tree)" in text
+    assert ("- Machine: AMD EPYC 7B13, 2 cores, 23.5 GiB RAM, kernel 6.1.0-30-amd64, "
+            "Docker engine 20.10.24+dfsg1 (overlay2), docker CLI 28.2.2") in text
+    assert "- Base: `debian:12`, image `sha256:c4bffd4445bc`" in text
+    assert "| (a) cold build | 101.0 s (100.0–105.0) | 100.0 s (90.0–110.0) | 1.01 | <= 1.10 x baseline | met |" in text
+    assert "| (b) no-op build | 0.45 s (0.40–0.50) | – | – | <= 1 s | met |" in text
+    assert "| (d) verify pydebug | 120.0 s (118.0–125.0) | 100.0 s (90.0–110.0) | 1.20 | <= 1.05 x baseline | MISSED |" in text
+    assert "- (d) verify pydebug: missed by 0.150, 14.3% over the target (1.200 > 1.05). Why:" in text
+    assert "- (a) cold build: met (1.010 <= 1.1)." in text
+    assert "Preliminary" not in text
+    # One paragraph per baseline, with the row's own values.
+    assert "`FROM debian:12`" in text and "60 packages" in text and "`buildbot-worker==4.3.0`" in text
+    assert "raw `docker run`" in text and "`--cap-drop ALL`" in text and "no baseline" in text
+
+
+def test_a_dirty_tree_a_short_run_or_a_skipped_part_is_marked(row):
+    figure = bench.Figure("(b) no-op build", "s", bench.Stats((0.4,)), None, 1.0)
+    dirty = bench.Revision("abc123", (" M fleetbake/bench.py", "?? notes.txt"))
+    text = make_report(row, [figure], revision=dirty, pairs=1, skipped=["(d) verify pydebug"])
+    assert "- Revision: `abc123` (dirty tree: 2 changed or untracked files: fleetbake/bench.py, notes.txt)" in text
+    assert "**Preliminary, not for publication**: only 1 pair(s), fewer than 3; (d) verify pydebug not measured." in text
+    assert "- (d) verify pydebug: not measured in this run." in text
+    assert "**Preliminary, not for publication**: only 2 pair(s), fewer than 3." in make_report(row, [figure], pairs=2)
+
+
+def test_command_line_drops_the_virtualenv_path():
+    assert bench.command_line(["/work/main/.venv/bin/invoke", "bench", "--pairs", "3"]) == "invoke bench --pairs 3"
+    assert bench.command_line(["invoke", "bench", "--os", "debian 12"]) == "invoke bench --os 'debian 12'"
+
+
+# --- the baseline follows the row -----------------------------------------------------------
+
+
+def dockerfile_args():
+    return re.findall(r"^ARG ([A-Z_]+)", bench.BASELINE_DOCKERFILE.read_text(), re.MULTILINE)
+
+
+def test_the_baseline_installs_exactly_the_packages_fleetbake_renders(project, row):
+    rendered = render.render_row(project, row)["packages.txt"].content.decode()
+    listed = [line.strip() for line in rendered.splitlines() if line.strip() and not line.startswith("#")]
+    args = bench.baseline_build_args(project, row)
+    assert args["PACKAGES"].split() == listed
+    assert set(listed) == {*render.FAMILIES["debian"].runtime_packages, *row.all_packages}
+    assert args["BUILDBOT_WORKER_VERSION"] == row.spec.worker_version == "4.3.0"
+    assert (args["WORKER_USER"], args["WORKER_UID"]) == (row.spec.user, str(row.spec.uid))
+    # The Dockerfile takes every argument bench passes (and no other), and names no package itself.
+    assert set(dockerfile_args()) == {*args, "DEBIAN_FRONTEND"}
+    dockerfile = bench.BASELINE_DOCKERFILE.read_text()
+    installs = [words.split() for words in re.findall(r"apt-get install([^\\&\n]*)", dockerfile)]
+    assert installs == [["-y", "--no-install-recommends", "$PACKAGES"]]
+
+
+def test_a_changed_package_list_reaches_the_baseline(write_matrix):
+    text = (ROOT / "matrix.yml").read_text()
+    changed = text.replace("      - build-essential\n", "      - build-essential\n      - fleetbake-bench-probe\n", 1)
+    assert changed != text
+    m = matrix.load(write_matrix(changed))
+    assert "fleetbake-bench-probe" in bench.baseline_build_args(m, m.one("debian-12"))["PACKAGES"].split()
+
+
+def test_the_baseline_context_carries_each_extra_ca_in_its_own_file():
+    certs = [b"-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n",
+             b"-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n"]
+    with tarfile.open(fileobj=io.BytesIO(bench.baseline_context(certs))) as archive:
+        files = {m.name: archive.extractfile(m).read() for m in archive}
+    assert files["Dockerfile"] == bench.BASELINE_DOCKERFILE.read_bytes()
+    assert [files["extra-ca/extra-001.crt"], files["extra-ca/extra-002.crt"]] == certs
+    with tarfile.open(fileobj=io.BytesIO(bench.baseline_context(None))) as archive:
+        assert sorted(archive.getnames()) == ["Dockerfile", "extra-ca/README.txt"]  # COPY extra-ca/ still works
+
+
+# --- (d): the raw run is verify's sandbox -----------------------------------------------------
+
+
+def test_the_raw_run_has_verify_sandbox_user_source_and_commands(row, monkeypatch):
+    monkeypatch.setattr(cpython.Source, "is_tarball", property(lambda self: True))
+    source = tarball_source()
+    argv = bench.raw_run_argv(row, "sha256:abc", "buildbot", source, 2)
+    assert argv[:5] == ["docker", "run", "--rm", "--user", "buildbot"]
+    joined = " ".join(argv)
+    for flag in ("--cap-drop ALL", "--security-opt no-new-privileges", "--read-only", "--network none",
+                 "--memory 8g", "--pids-limit 4096", "--tmpfs /tmp:rw,exec,nosuid,nodev,size=4g",
+                 "-e BUILDBOT=1", "-e TERM=xterm",
+                 "-v /cache/python3.13_3.13.5.orig.tar.xz:/src/python3.13_3.13.5.orig.tar.xz:ro"):
+        assert flag in joined
+    assert argv[-4:-1] == ["sha256:abc", "sh", "-c"]
+    steps = verify.plan(row.configurations["pydebug"], source, 2, row.spec.missing_ok)
+    script = argv[-1]
+    assert script.startswith("cd /buildarea && sh -c ")
+    for _, step in steps:
+        assert f"cd /buildarea/cpython && {__import__('shlex').join(step)}" in script or step[0] == "sh"
+
+
+def test_every_sandbox_setting_of_verify_becomes_a_docker_run_flag():
+    flags = bench.sandbox_flags(verify.SANDBOX, verify.TMPFS)
+    assert flags.count("--cap-drop") == len(verify.SANDBOX["cap_drop"])
+    assert len([f for f in flags if f.startswith("--")]) >= len(verify.SANDBOX) + len(verify.TMPFS)
+    assert bench.sandbox_flags({"read_only": False}, {"/tmp": ""}) == ["--tmpfs", "/tmp"]
+    with pytest.raises(bench.BenchError, match="sets devices, which bench cannot pass"):
+        bench.sandbox_flags({**verify.SANDBOX, "devices": ["/dev/fuse"]}, {})
+
+
+def test_the_raw_run_gets_the_environment_verify_gives_its_steps(row, build_dir, monkeypatch):
+    """Run verify's step loop with Docker faked out and compare the environment of every exec."""
+    seen = []
+
+    @contextmanager
+    def fake_container(*args):
+        class Wrapped:
+            id = "cid"
+
+        class Container:
+            def get_wrapped_container(self):
+                return Wrapped()
+
+        yield Container()
+
+    class FakeClient:
+        api = object()
+
+    def fake_exec(api, cid, argv, env, workdir, emit):
+        seen.append(env)
+        return 0, ""
+
+    monkeypatch.setattr(verify, "_container", fake_container)
+    monkeypatch.setattr(verify.engine, "client", lambda: FakeClient())
+    monkeypatch.setattr(verify, "_exec", fake_exec)
+    monkeypatch.setattr(verify, "_copy_out", lambda container, path: None)
+    monkeypatch.setattr(cpython.Source, "is_tarball", property(lambda self: True))
+    for name in ("pydebug", "asan"):  # asan has an env of its own
+        seen.clear()
+        config = row.configurations[name]
+        result = verify._verify_config(row, name, config, "sha256:abc", tarball_source(), 2, lambda line: None)
+        assert result.passed and seen
+        assert all(env == bench.step_env(config) for env in seen)
+
+
+# --- fleetbake's cold build leaves fleetbake/worker:<row> alone ---------------------------------
+
+
+def test_the_cold_build_is_tagged_for_the_bench_only(project, row, build_dir, monkeypatch):
+    built = {}
+
+    def fake_stream_build(row_, context_tar, tag, labels, nocache, log):
+        built.update(tag=tag, nocache=nocache, labels=labels, context=context_tar)
+        return "sha256:new"
+
+    monkeypatch.setattr(build, "_stream_build", fake_stream_build)
+    monkeypatch.setattr(bench.base, "ensure_base", lambda row_, log: "sha256:base")
+    monkeypatch.setattr(bench.engine, "client", lambda: pytest.fail("the cold build must not touch the engine's tags"))
+    assert bench.build_ours(project, row, None, bench.ours_tag(row), log=lambda line: None) == "sha256:new"
+    assert built["tag"] == "fleetbake-bench/ours:debian-12" and built["nocache"] is True
+    context = render.render_row(project, row, None)
+    assert built["context"] == render.context_tar(context)  # what `invoke build` would build, byte for byte
+    assert built["labels"][f"{build.LABEL_PREFIX}.inputs-hash"] == build.inputs_hash(context, "sha256:base")
+    assert render.image_tag(row) not in (bench.ours_tag(row), bench.baseline_tag(row))
+
+
+def test_a_failed_side_fails_the_bench_with_one_line(row, build_dir, monkeypatch):
+    monkeypatch.setattr(bench, "_remove_tag", lambda tag: None)
+
+    def broken(log):
+        raise bench.BenchError("the baseline build failed at 'Step 3/12 : RUN apt-get update': exit 100")
+
+    measure = bench._cold_side("baseline", row, broken, check_base=lambda: None)
+    with pytest.raises(FleetbakeError) as info:
+        measure(2)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("baseline cold build 2 failed: the baseline build failed")
+    assert "cold-baseline-2.log" in message
