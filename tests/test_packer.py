@@ -476,8 +476,8 @@ def powershell_source(path: Path) -> bytes:
 
 
 def powershell_parser():
-    ts = pytest.importorskip("tree_sitter")
-    grammar = pytest.importorskip("tree_sitter_powershell")
+    import tree_sitter as ts  # test extras: a missing parser is a failure, never a skip
+    import tree_sitter_powershell as grammar
     return ts.Parser(ts.Language(grammar.language()))
 
 
