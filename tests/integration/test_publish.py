@@ -10,7 +10,41 @@ import urllib.request
 import pytest
 
 from conftest import MINIMAL, free_port, wait_for_http
-from fleetbake import matrix, publish, verify
+from fleetbake import build, matrix, publish, verify
+from integration.test_build_cli import remove_images
+from test_cli import invoke
+
+SMALL = "fbtest-publish-small"  # built here, by fleetbake, from its own bootstrapped base
+SMALL_BASE = "fleetbake-test-publish/debian:12"
+UNBUILT = "fbtest-publish-unbuilt"  # never built
+# Rows publish looks at; the `too-new` configuration fails verification at once, without compiling.
+ROWS = f"""\
+smoke: [test_sys]
+configurations:
+  pydebug:
+    configure: [--with-pydebug]
+  too-new:
+    description: needs a CPython that does not exist yet
+    requires_python: "3.99"
+rows:
+  debian-12:
+    family: debian
+    base: debian:12
+    packages: [build-essential]
+    configurations: [pydebug]
+  {SMALL}:
+    family: debian
+    base: {SMALL_BASE}
+    bootstrap: {{suite: bookworm, mirror: http://deb.debian.org/debian}}
+    packages: [netbase]
+    configurations: [too-new]
+    cpython: debian:trixie/python3.13
+  {UNBUILT}:
+    family: debian
+    base: {SMALL_BASE}
+    packages: [netbase]
+    configurations: [too-new]
+"""
 
 
 @pytest.fixture(scope="module")
@@ -39,12 +73,42 @@ def catalog_tags(registry, repository):
         return []
 
 
-def test_a_verified_image_is_pushed_with_three_tags_and_pulls_back_identical(registry, project, image, client):
-    row = project.rows["debian-12"]
+@pytest.fixture(scope="module")
+def verified(image):
+    """The debian-12 image with its passing pydebug record in build/reports/ (written by setup or the verify test).
+
+    These tests never write a record for that image: other tests depend on what is there.
+    """
     passed, failed = publish.verification_status(image.image_id)
-    if "pydebug" not in passed:  # the verify test or setup usually did this already
-        [result] = verify.verify(project, row, ["pydebug"], log=print)
-        assert result.passed
+    if "pydebug" not in passed or failed:
+        pytest.skip(f"debian-12 ({image.image_id[:19]}) has {'a failing' if failed else 'no passing'} pydebug record: "
+                    "run `invoke verify --os debian-12` (setup does)")
+    return image
+
+
+@pytest.fixture(scope="module")
+def rows(tmp_path_factory):
+    path = tmp_path_factory.mktemp("publish-matrix") / "matrix.yml"
+    path.write_text(ROWS)
+    return matrix.load(path)
+
+
+@pytest.fixture(scope="module")
+def small(client, rows, tmp_path_factory):
+    """The small row, built by fleetbake (contexts and bootstrap under a temporary build dir); removed at the end."""
+    remove_images(client, [SMALL], SMALL_BASE)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("FLEETBAKE_BUILD_DIR", str(tmp_path_factory.mktemp("publish-build")))
+            [result] = build.build(rows, rows.select(SMALL), log=print)
+        yield result
+    finally:
+        remove_images(client, [SMALL], SMALL_BASE)
+
+
+def test_a_verified_image_is_pushed_with_three_tags_and_pulls_back_identical(registry, project, verified, client):
+    image = verified
+    row = project.rows["debian-12"]
     [done] = publish.publish(project, [row], f"{registry}/fleetbake", log=print)
     assert done.skipped is None and done.digest.startswith("sha256:")
     tags = catalog_tags(registry, "fleetbake/worker")
@@ -69,11 +133,38 @@ def test_an_unverified_image_is_refused_and_nothing_is_pushed(registry, client, 
     client.images.remove("fleetbake/worker:unverified-row", force=True)
 
 
-def test_all_rows_reports_what_it_skipped(registry, project, client):
+def test_an_image_whose_verification_failed_is_refused_and_nothing_is_pushed(registry, rows, small, build_dir):
+    [result] = verify.verify(rows, rows.rows[SMALL], ["too-new"], log=print)
+    assert not result.passed and result.reason.startswith("needs CPython >= 3.99, the source is 3.")
+    record = json.loads(result.record.read_text())
+    assert record["passed"] is False and record["image_id"] == small.image_id
+    assert result.record.parent == verify.report_dir(small.image_id) and build_dir in result.record.parents
+    assert publish.verification_status(small.image_id) == ([], ["too-new"])
+
+    refusal = f"refusing to publish {SMALL}: {small.image_id[:19]} failed verification (too-new)"
+    cli = invoke("publish", "--os", SMALL, "--registry", f"{registry}/fleetbake", "--matrix", str(rows.path),
+                 env={"FLEETBAKE_BUILD_DIR": str(build_dir)})
+    assert cli.returncode == 1 and cli.stderr.splitlines() == [f"error: {refusal}"], (cli.stdout, cli.stderr)
+    assert "pushing" not in cli.stdout
+    with pytest.raises(publish.PublishError) as info:
+        publish.publish(rows, rows.select(SMALL), f"{registry}/fleetbake", log=print)
+    assert str(info.value) == refusal
+    assert not [t for t in catalog_tags(registry, "fleetbake/worker") if t.startswith(SMALL)]
+
+
+def test_all_rows_publishes_the_verified_one_and_says_what_it_skipped_and_why(registry, rows, verified, small, monkeypatch):
+    monkeypatch.delenv("FLEETBAKE_BUILD_DIR", raising=False)  # the records in build/reports/: debian-12's passes
     lines = []
-    results = {r.row: r for r in publish.publish(project, project.select("all"), f"{registry}/fleetbake", log=lines.append)}
-    assert results["debian-12"].skipped is None
-    assert any(line.startswith("debian-13: skipped: ") for line in lines) or results["debian-13"].skipped is None
+    results = {r.row: r for r in publish.publish(rows, rows.select("all"), f"{registry}/fleetbake", log=lines.append)}
+    assert results["debian-12"].skipped is None and results["debian-12"].digest.startswith("sha256:")
+    assert results[SMALL].skipped == (f"{small.image_id[:19]} has no passing verification record: "
+                                      f"run `invoke verify --os {SMALL}`")
+    assert results[UNBUILT].skipped == f"fleetbake/worker:{UNBUILT} is not built here"
+    assert [line for line in lines if ": skipped: " in line] == [
+        f"{SMALL}: skipped: {results[SMALL].skipped}", f"{UNBUILT}: skipped: {results[UNBUILT].skipped}"]
+    tags = catalog_tags(registry, "fleetbake/worker")
+    assert set(publish.tags_for(rows.rows["debian-12"], verified.inputs_hash)) <= set(tags)
+    assert not [t for t in tags if t.startswith(("fbtest-", SMALL, UNBUILT))], tags
 
 
 def test_push_errors_are_raised(client, image):
