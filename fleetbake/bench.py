@@ -246,6 +246,7 @@ def report(
     packages: int,
 ) -> str:
     """docs/benchmarks.md."""
+    skipped = sorted(skipped)
     preliminary = pairs < MIN_PAIRS or bool(skipped)
     lines = [
         "# Benchmarks",
