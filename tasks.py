@@ -263,12 +263,15 @@ def test(c, unit=False, k=None):
         raise Exit(code=result.exited)
 
 
-@task(help={**MATRIX_HELP, "os": "row to measure", "skip_cold": "skip the two cold builds"})
+@task(help={**MATRIX_HELP, "os": "row to measure",
+            "pairs": "alternating pairs per ratio (default 3; fewer writes build/bench/benchmarks.md)",
+            "skip_cold": "skip (a) cold builds and (c) size", "skip_noop": "skip (b) the no-op build",
+            "skip_verify": "skip (d) verify"})
 @friendly
-def bench(c, os="debian-12", matrix="matrix.yml", skip_cold=False):
+def bench(c, os="debian-12", matrix="matrix.yml", pairs=3, skip_cold=False, skip_noop=False, skip_verify=False):
     """Measure build, no-op, size and verify against hand-written baselines."""
     from fleetbake import bench as bench_mod
 
     m = _load(matrix)
-    bench_mod.run(m, m.one(os), skip_cold=skip_cold, log=log)
-
+    bench_mod.run(m, m.one(os), skip_cold=skip_cold, log=log, pairs=int(pairs), skip_noop=skip_noop,
+                  skip_verify=skip_verify)

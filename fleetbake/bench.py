@@ -338,11 +338,6 @@ def baseline_context(certs: list[bytes] | None) -> bytes:
 # --- (d): the raw run under verify's sandbox --------------------------------------------------
 
 
-def step_env(config: Configuration) -> dict[str, str]:
-    """The environment verify gives each step (verify._verify_config; tests/test_bench.py checks)."""
-    return {"BUILDBOT": "1", "TERM": "xterm", **config.env}
-
-
 def sandbox_flags(sandbox: dict[str, object], tmpfs: dict[str, str]) -> list[str]:
     """verify's container settings (docker-py arguments) as `docker run` flags."""
     flags: list[str] = []
@@ -372,7 +367,7 @@ def raw_script(steps: list[tuple[str, list[str]]]) -> str:
 def raw_run_argv(row: RowView, image_id: str, user: str, source: cpython.Source, jobs: int) -> list[str]:
     config = row.configurations[CONFIG]
     steps = verify.plan(config, source, jobs, row.spec.missing_ok)
-    env = [arg for key, value in step_env(config).items() for arg in ("-e", f"{key}={value}")]
+    env = [arg for key, value in verify.step_env(config).items() for arg in ("-e", f"{key}={value}")]
     return [
         "docker", "run", "--rm", "--user", user, *sandbox_flags(verify.SANDBOX, verify.TMPFS),
         "-v", f"{source.path}:{verify.SOURCE_MOUNT}/{source.path.name}:ro", *env,

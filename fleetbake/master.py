@@ -150,7 +150,8 @@ def start(
     if not (directory / "buildbot.tac").is_file():
         _run([buildbot, "create-master", "-q", "-r", str(directory)])
     shutil.copy(Path(__file__).with_name("master.cfg"), directory / "master.cfg")
-    shutil.copy(Path(__file__).with_name("hunt.py"), directory / "hunt.py")
+    for script in ("hunt.py", "forge_health.py"):  # the secret-hunt builder's build steps
+        shutil.copy(Path(__file__).with_name(script), directory / script)
     _run([buildbot, "checkconfig", str(directory)])
 
     _run(["git", "daemon", "--reuseaddr", f"--listen={INTERFACE}", f"--port={git_port}",

@@ -333,6 +333,9 @@ class Ami(_Strict):
     source_ami_owner: Annotated[str, _pattern(r"[0-9]{12}|amazon", "AMI owner")]
     ssh_username: Name = "admin"
     volume_gb: int = Field(default=30, ge=30, le=16384)  # the devguide's 30 GB at least
+    # The build user's uid on the AMI: cloud-init gives the image's login user
+    # (ssh_username) uid 1000 at first boot, before Packer provisions.
+    uid: int = Field(default=1001, ge=1001, le=60000)
 
 
 # What a base's tag says: a bookworm root file system imported as debian:13 would be a lie.

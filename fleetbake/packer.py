@@ -64,8 +64,8 @@ def variable(name: str, type_: str, default: Any = None, description: str = "", 
 
 # --- provisioning shared with the Dockerfile ----------------------------------------
 
-def linux_provisioners(row: RowView, sudo: bool, pip_extras: str = "") -> list[dict]:
-    """The Dockerfile's steps, as Packer provisioners calling the very same scripts."""
+def linux_provisioners(row: RowView, sudo: bool, pip_extras: str = "", uid: int | None = None) -> list[dict]:
+    """The Dockerfile's steps, as Packer provisioners calling the very same scripts (`uid`: the AMI's own)."""
     execute = {"execute_command": q(SUDO)} if sudo else {}
     family = render.FAMILIES[row.spec.family]
     runtime = [q(source.name) for source in family.runtime_files]  # what the Dockerfile copies to /opt/fleetbake/
@@ -78,7 +78,7 @@ def linux_provisioners(row: RowView, sudo: bool, pip_extras: str = "") -> list[d
         block("file", sources=runtime, destination=q("/opt/fleetbake/")),
         block(
             "shell",
-            environment_vars=[q(f"WORKER_USER={row.spec.user}"), q(f"WORKER_UID={row.spec.uid}"),
+            environment_vars=[q(f"WORKER_USER={row.spec.user}"), q(f"WORKER_UID={uid or row.spec.uid}"),
                               q(f"BUILDBOT_WORKER_VERSION={row.spec.worker_version}"),
                               q(f"WORKER_PIP_EXTRAS={pip_extras}")],
             inline=[
@@ -193,7 +193,7 @@ def ami_provisioners(row: RowView) -> list[dict]:
     """Everything an AMI gets: the Dockerfile's scripts (boto3 added to the worker's venv,
     for WORKERPASS_SSM), then the worker as a systemd service that reads its name and
     password at boot, never baked in."""
-    return linux_provisioners(row, sudo=True, pip_extras="boto3") + [
+    return linux_provisioners(row, sudo=True, pip_extras="boto3", uid=_ami_spec(row).uid) + [
         block("file", sources=[q("ami/fleetbake-worker.service"), q("ami/fleetbake-worker-config.service"),
                                q("ami/fleetbake-worker-config"), q("ami/fleetbake-latent-stop")],
               destination=q("/tmp/")),
@@ -218,7 +218,9 @@ def rehearsal_template(row: RowView) -> dict[str, Any]:
     AMI's provisioning and its boot-time units before paying for an EC2 build."""
     changes = ['ENTRYPOINT ["/sbin/init"]', 'CMD []', "ENV container=docker",
                f"LABEL io.fleetbake.row={row.name} io.fleetbake.builder=packer-ami-rehearsal"]
-    provisioners = [block("shell", inline=[q(REHEARSAL_BASE[row.spec.family])]), *ami_provisioners(row)]
+    # The cloud image's login user, as cloud-init creates it at first boot (uid 1000).
+    login_user = f"useradd --create-home --user-group --uid 1000 {_ami_spec(row).ssh_username}"
+    provisioners = [block("shell", inline=[q(REHEARSAL_BASE[row.spec.family]), q(login_user)]), *ami_provisioners(row)]
     return _docker_build(row, "rehearsal", changes, provisioners, rehearsal_image_tag(row))
 
 

@@ -84,6 +84,11 @@ def smoke_command(config: Configuration, source: cpython.Source, jobs: int) -> l
     ]
 
 
+def step_env(config: Configuration) -> dict[str, str]:
+    """What every step gets; ours last, so that the matrix cannot override them."""
+    return {**config.env, "BUILDBOT": "1", "TERM": "xterm"}
+
+
 def plan(config: Configuration, source: cpython.Source, jobs: int,
          missing_ok: dict[str, str] | None = None) -> list[tuple[str, list[str]]]:
     """The fleet's UnixBuild sequence for one configuration, as (step, argv) pairs.
@@ -203,7 +208,7 @@ def _verify_config(
         return _write_record(result, config, source, started, out_dir, None)
 
     steps = plan(config, source, jobs, row.spec.missing_ok)
-    env = {"BUILDBOT": "1", "TERM": "xterm", **config.env}
+    env = step_env(config)
     log_path = out_dir / f"{name}.log"
     junit = None
     with log_path.open("w", encoding="utf-8") as log_file, _container(row, image_id, source) as container:

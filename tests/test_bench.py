@@ -213,41 +213,6 @@ def test_every_sandbox_setting_of_verify_becomes_a_docker_run_flag():
         bench.sandbox_flags({**verify.SANDBOX, "devices": ["/dev/fuse"]}, {})
 
 
-def test_the_raw_run_gets_the_environment_verify_gives_its_steps(row, build_dir, monkeypatch):
-    """Run verify's step loop with Docker faked out and compare the environment of every exec."""
-    seen = []
-
-    @contextmanager
-    def fake_container(*args):
-        class Wrapped:
-            id = "cid"
-
-        class Container:
-            def get_wrapped_container(self):
-                return Wrapped()
-
-        yield Container()
-
-    class FakeClient:
-        api = object()
-
-    def fake_exec(api, cid, argv, env, workdir, emit):
-        seen.append(env)
-        return 0, ""
-
-    monkeypatch.setattr(verify, "_container", fake_container)
-    monkeypatch.setattr(verify.engine, "client", lambda: FakeClient())
-    monkeypatch.setattr(verify, "_exec", fake_exec)
-    monkeypatch.setattr(verify, "_copy_out", lambda container, path: None)
-    monkeypatch.setattr(cpython.Source, "is_tarball", property(lambda self: True))
-    for name in ("pydebug", "asan"):  # asan has an env of its own
-        seen.clear()
-        config = row.configurations[name]
-        result = verify._verify_config(row, name, config, "sha256:abc", tarball_source(), 2, lambda line: None)
-        assert result.passed and seen
-        assert all(env == bench.step_env(config) for env in seen)
-
-
 # --- fleetbake's cold build leaves fleetbake/worker:<row> alone ---------------------------------
 
 

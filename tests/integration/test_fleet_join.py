@@ -86,6 +86,44 @@ def test_a_build_step_hunting_for_the_password_finds_nothing(api, master, image,
     assert "/mem" in hunt.split("DENIED", 1)[1]  # the worker process is non-dumpable
 
 
+def health_status(client, container):
+    return client.api.inspect_container(container.id)["State"]["Health"]["Status"]
+
+
+def wait_health(client, container, status, timeout=60):
+    deadline = time.monotonic() + timeout
+    while health_status(client, container) != status:
+        assert time.monotonic() < deadline, f"health never became {status}"
+        time.sleep(0.5)
+
+
+def test_a_build_step_can_neither_forge_health_nor_escape_the_umask(api, master, image, run, client):
+    container = start_worker(run, image, master, "join-faults", environment={"UMASK": "027"},
+                             healthcheck={"interval": 1_000_000_000, "timeout": 5_000_000_000, "retries": 1})
+    wait_connected(api, "join-faults")
+    wait_health(client, container, "healthy")
+    result, logs = build(api, "join-faults-secret-hunt", timeout=300)
+    assert result["results"] == SUCCESS, logs
+    forge = logs["forge health"]
+    assert "DENIED /tmp/fleetbake/health Permission denied" in forge, forge
+    assert "WROTE /tmp/fleetbake/" not in forge and "CHANGED" not in forge, forge
+    assert "forger left running" in forge
+    assert logs["umask"].split("\n").count("640") == 1, logs["umask"]  # UMASK=027 reached the build step
+
+    # The master goes away while the forger keeps writing "connected" wherever it can.
+    master_mod.stop_master_only(directory=master.directory)
+    try:
+        wait_health(client, container, "unhealthy")
+        for _ in range(6):
+            time.sleep(1)
+            code, out = container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])
+            assert code == 1 and b"forged" not in out, out
+            assert health_status(client, container) == "unhealthy"
+    finally:
+        master_mod.start_again(directory=master.directory)
+    wait_connected(api, "join-faults", timeout=180)
+
+
 def test_wrong_password_is_refused_in_words_an_owner_understands(api, master, image, run):
     container = start_worker(run, image, master, "join-faults", password="not-the-password")
     wait_for_log(container, "unauthorized login; check worker name and password")

@@ -1,11 +1,12 @@
 """Verification for real: CPython compiled and smoke-tested inside the debian-12 image."""
 
+import io
 import json
 
 import pytest
 
 from conftest import MINIMAL, ROOT
-from fleetbake import build, matrix, verify
+from fleetbake import build, cpython, matrix, verify
 from fleetbake.errors import FleetbakeError
 
 
@@ -26,7 +27,8 @@ def test_pydebug_compiles_cpython_and_passes_the_smoke_tests(project, image):
     assert verify.load_record(image.image_id, "pydebug")["passed"] is True
 
 
-def test_a_failing_configure_fails_verification_and_says_where(write_matrix, image):
+def test_a_failing_configure_fails_verification_and_says_where(write_matrix, build_dir, image):
+    """Its failing record goes to a scratch build/ (the real image's records gate publishing)."""
     broken = write_matrix(MINIMAL.replace("configure: [--with-pydebug]", "configure: [CC=/nonexistent/cc]"))
     m = matrix.load(broken)
     [result] = verify.verify(m, m.rows["debian-12"], ["pydebug"], cpython_spec=project_source(), log=print)
@@ -44,6 +46,42 @@ def test_a_missing_package_fails_the_build_naming_the_step(write_matrix, build_d
     message = str(info.value)
     assert "broken-row: build failed at 'Step 3/" in message and "install-packages.sh" in message
     assert "returned a non-zero code: 100" in message
+
+
+MISSING_OK = """
+smoke: [test_uuid]
+configurations:
+  pydebug:
+    configure: [--with-pydebug]
+rows:
+  debian-12:
+    family: debian
+    base: debian:12
+    packages: [build-essential]
+    configurations: [pydebug]
+    missing_ok:
+      _uuid: uuid-dev removed from this image on purpose
+"""
+
+
+def test_missing_ok_lets_a_row_without_one_module_verify_and_the_record_says_so(client, image, write_matrix, build_dir):
+    """The debian-12 image minus uuid-dev: CPython builds no _uuid, which the row allows, with its reason."""
+    no_uuid, _ = client.images.build(
+        fileobj=io.BytesIO(f"FROM {image.image_id}\nRUN dpkg --remove --force-depends uuid-dev\n".encode()),
+        tag="fleetbake-test/worker:no-uuid", rm=True)
+    try:
+        m = matrix.load(write_matrix(MISSING_OK))
+        row = m.rows["debian-12"]
+        assert verify.plan(row.configurations["pydebug"], cpython.resolve(project_source(), print), 2,
+                           row.spec.missing_ok)[4][1][-1] != "_uuid"  # not imported either
+        [result] = verify.verify(m, row, ["pydebug"], cpython_spec=project_source(), log=print, image=no_uuid.id)
+        assert result.passed, result.reason
+        assert result.missing_modules == [] and result.missing_ok == {"_uuid": "uuid-dev removed from this image on purpose"}
+        record = json.loads(result.record.read_text())
+        assert record["missing_ok"] == result.missing_ok and record["image_id"] == no_uuid.id
+        assert "not built, as the row allows: _uuid" in verify.summary_table([result])
+    finally:
+        client.images.remove(no_uuid.id, force=True)
 
 
 def project_source():
