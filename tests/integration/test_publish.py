@@ -48,7 +48,7 @@ rows:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory):
+def registry(tmp_path_factory, client):
     binary = shutil.which("docker-registry")
     assert binary, "docker-registry is not installed (scripts/setup.sh installs it)"
     port = free_port()
@@ -63,6 +63,10 @@ def registry(tmp_path_factory):
     yield f"127.0.0.1:{port}"
     process.terminate()
     process.wait(timeout=30)
+    for image in client.images.list():  # untag what was tagged for this registry (the images keep their own tags)
+        for tag in image.tags:
+            if tag.startswith(f"127.0.0.1:{port}/"):
+                client.images.remove(tag)
 
 
 def catalog_tags(registry, repository):

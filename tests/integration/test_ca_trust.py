@@ -1,0 +1,149 @@
+"""Extra CA certificates given to `invoke build --ca-bundle` are trusted inside the image by apt,
+pip (the worker's venv) and CPython's ssl: the README's answer to a TLS-intercepting proxy.
+
+A throwaway CA (trustme) signs the certificate of an HTTPS server on 127.0.0.1. A small row is
+built twice: with the proxy's CA only, and with the proxy's CA plus the throwaway one. In a
+container on the host's network (only loopback is used) the three clients fetch from that
+server: they succeed in the second image and fail with a certificate error in the first.
+Everything this module creates is removed at its end.
+"""
+
+import os
+import ssl
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import trustme
+
+from conftest import ROOT
+from integration.test_build_cli import remove_images
+
+ROW = "fbtest-ca-small"
+BASE = "fleetbake-test-ca/debian:12"
+MATRIX = f"""\
+smoke: [test_sys]
+configurations:
+  pydebug:
+    configure: [--with-pydebug]
+rows:
+  {ROW}:
+    family: debian
+    base: {BASE}
+    bootstrap: {{suite: bookworm, mirror: http://deb.debian.org/debian}}
+    packages: [netbase]
+    configurations: [pydebug]
+"""
+HELLO = "hello through the throwaway CA\n"
+PAGES = {
+    "/hello.txt": ("text/plain", HELLO),
+    "/simple/": ("text/html", '<html><body><a href="fbtest-pkg/">fbtest-pkg</a></body></html>\n'),
+    "/simple/fbtest-pkg/": ("text/html", '<html><body><a href="/files/fbtest_pkg-1.0.tar.gz">fbtest_pkg-1.0.tar.gz</a>'
+                                         "</body></html>\n"),
+}
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):  # noqa: N802
+        kind, body = PAGES.get(self.path, ("text/plain", None))
+        payload = (body or "not found\n").encode()
+        self.send_response(200 if body else 404)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture(scope="module")
+def throwaway_ca():
+    return trustme.CA()
+
+
+@pytest.fixture(scope="module")
+def server(throwaway_ca):
+    """An HTTPS server on 127.0.0.1 whose certificate only the throwaway CA vouches for."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    throwaway_ca.issue_cert("localhost", "127.0.0.1").configure_cert(context)
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)  # a refused handshake drops that connection only
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"https://localhost:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture(scope="module")
+def images(client, throwaway_ca, tmp_path_factory):
+    """{"without": ID, "with": ID}: the small row built without and with the throwaway CA."""
+    root = tmp_path_factory.mktemp("ca-trust")
+    matrix_path = root / "matrix.yml"
+    matrix_path.write_text(MATRIX)
+    proxy = os.environ.get("SSL_CERT_FILE")  # the machine's own proxy CA: apt and pip need it during the build
+    plain = root / "proxy.pem"
+    plain.write_bytes(open(proxy, "rb").read() if proxy else b"")
+    extended = root / "proxy-and-throwaway.pem"
+    extended.write_bytes(plain.read_bytes() + b"\n" + throwaway_ca.cert_pem.bytes())
+    env = {**os.environ, "FLEETBAKE_BUILD_DIR": str(root / "build")}
+    remove_images(client, [ROW], BASE)
+    built = {}
+    try:
+        for name, bundle in (("without", str(plain) if proxy else ""), ("with", str(extended))):
+            result = subprocess.run([sys.executable, "-m", "invoke", "build", "--os", ROW, "--matrix", str(matrix_path),
+                                     "--ca-bundle", bundle], cwd=ROOT, env=env, capture_output=True, text=True,
+                                    timeout=1800, check=False)
+            print(result.stdout[-3000:], result.stderr)
+            assert result.returncode == 0, result.stderr
+            built[name] = client.images.get(f"fleetbake/worker:{ROW}").id
+        assert built["with"] != built["without"]
+        yield built
+    finally:
+        remove_images(client, [ROW], BASE)
+
+
+PYTHON = ["python3", "-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"]
+APT = ["sh", "-c", '/usr/lib/apt/apt-helper download-file "$1" /tmp/apt-hello.txt && cat /tmp/apt-hello.txt', "apt"]
+PIP = ["/opt/buildbot-worker/bin/pip", "index", "versions", "fbtest-pkg", "--retries", "0", "--timeout", "10",
+       "--no-cache-dir", "--disable-pip-version-check", "--index-url"]
+
+
+def probes(client, image, url):
+    """What python3 (as the build user), apt (as root) and the worker venv's pip (as the build user) make of url."""
+    # Not the shared `run` fixture: its label is swept by any other test session's teardown.
+    container = client.containers.run(image, entrypoint=["sleep", "infinity"], network_mode="host", detach=True,
+                                      labels={"io.fleetbake.test-ca-trust": "1"})
+    results = {}
+    try:
+        for name, argv, user in (("python", [*PYTHON, f"{url}/hello.txt"], "1000:1000"),
+                                 ("apt", [*APT, f"{url}/hello.txt"], "root"),
+                                 ("pip", [*PIP, f"{url}/simple/"], "1000:1000")):
+            code, out = container.exec_run(argv, user=user)
+            results[name] = (code, out.decode(errors="replace"))
+            print(f"--- {name} in {image[:19]}: exit {code}\n{results[name][1][-1500:]}")
+    finally:
+        container.remove(force=True, v=True)
+    return results
+
+
+def test_the_extra_ca_is_trusted_by_python_apt_and_pip(images, server, client):
+    found = probes(client, images["with"], server)
+    assert found["python"] == (0, HELLO + "\n")
+    code, out = found["apt"]
+    assert code == 0 and out.endswith(HELLO), out
+    code, out = found["pip"]
+    assert code == 0 and "fbtest-pkg (1.0)" in out, out
+
+
+def test_without_the_extra_ca_the_same_probes_fail_on_the_certificate(images, server, client):
+    found = probes(client, images["without"], server)
+    code, out = found["python"]
+    assert code != 0 and "CERTIFICATE_VERIFY_FAILED" in out, out
+    code, out = found["apt"]
+    assert code != 0 and "Certificate verification failed" in out, out
+    code, out = found["pip"]
+    assert code != 0 and "CERTIFICATE_VERIFY_FAILED" in out, out
