@@ -210,8 +210,9 @@ def _verify_config(
     steps = plan(config, source, jobs, row.spec.missing_ok)
     env = step_env(config)
     log_path = out_dir / f"{name}.log"
+    partial = out_dir / f".{name}.log.{os.getpid()}"  # a concurrent run never truncates this run's log
     junit = None
-    with log_path.open("w", encoding="utf-8") as log_file, _container(row, image_id, source) as container:
+    with partial.open("w", encoding="utf-8") as log_file, _container(row, image_id, source) as container:
         api = engine.client().api
         cid = container.get_wrapped_container().id
         for index, (step, argv) in enumerate(steps, start=1):
@@ -240,6 +241,7 @@ def _verify_config(
         else:
             result.passed = True
             result.reason = "ok"
+    os.replace(partial, log_path)
     status = "PASS" if result.passed else "FAIL"
     log(f"verify {row.name}/{name}: {status}: {result.reason} (log: {log_path})")
     return _write_record(result, config, source, started, out_dir, junit)

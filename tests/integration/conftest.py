@@ -8,6 +8,8 @@ from conftest import ROOT
 from fleetbake import build, matrix
 
 TEST_LABEL = "io.fleetbake.test"
+# Each test session cleans up only its own containers, never a concurrent session's.
+SESSION = uuid.uuid4().hex
 
 
 def pytest_collection_modifyitems(items):
@@ -21,7 +23,7 @@ def client():
     engine = docker.from_env(timeout=600)
     engine.ping()
     yield engine
-    for container in engine.containers.list(all=True, filters={"label": TEST_LABEL}):
+    for container in engine.containers.list(all=True, filters={"label": f"{TEST_LABEL}={SESSION}"}):
         container.remove(force=True, v=True)
 
 
@@ -37,13 +39,26 @@ def image(client, project):
     return result
 
 
+@pytest.fixture(scope="session")
+def verified_image(image, project):
+    """The debian-12 image with a passing pydebug record: setup's, or one verified here for real."""
+    from fleetbake import publish, verify
+
+    passed, failed = publish.verification_status(image.image_id)
+    assert not failed, f"{image.image_id[:19]} has failing records: {failed}"
+    if "pydebug" not in passed:
+        [result] = verify.verify(project, project.rows["debian-12"], ["pydebug"], log=print)
+        assert result.passed, result.reason
+    return image
+
+
 @pytest.fixture
 def run(client):
     """Start a container labelled for cleanup; removed (with its volumes) after the test."""
     started = []
 
     def start(image, **kwargs):
-        labels = {TEST_LABEL: "1", **kwargs.pop("labels", {})}
+        labels = {TEST_LABEL: SESSION, **kwargs.pop("labels", {})}
         container = client.containers.run(image, detach=True, labels=labels, **kwargs)
         started.append(container)
         return container

@@ -78,16 +78,8 @@ def catalog_tags(registry, repository):
 
 
 @pytest.fixture(scope="module")
-def verified(image):
-    """The debian-12 image with its passing pydebug record in build/reports/ (written by setup or the verify test).
-
-    These tests never write a record for that image: other tests depend on what is there.
-    """
-    passed, failed = publish.verification_status(image.image_id)
-    if "pydebug" not in passed or failed:
-        pytest.skip(f"debian-12 ({image.image_id[:19]}) has {'a failing' if failed else 'no passing'} pydebug record: "
-                    "run `invoke verify --os debian-12` (setup does)")
-    return image
+def verified(verified_image):
+    return verified_image
 
 
 @pytest.fixture(scope="module")
