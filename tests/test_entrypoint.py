@@ -2,8 +2,10 @@
 
 import os
 import pwd
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -258,3 +260,49 @@ def test_the_buildarea_is_never_taken_over(entrypoint, tmp_path):
     plain.write_text("x")
     with pytest.raises(entrypoint.ConfigError, match="not a directory"):
         entrypoint.prepare_buildarea(str(plain), ME)
+
+
+SUPERVISED = """
+import os, subprocess, sys
+sys.path.insert(0, sys.argv[1])
+import entrypoint
+read_end, write_end = os.pipe()
+child = subprocess.Popen([sys.executable, "-c", sys.argv[3]], pass_fds=(write_end,),
+                         env={**os.environ, "STATUS_FD": str(write_end)})
+os.close(write_end)
+print("child", child.pid, flush=True)
+sys.exit(entrypoint.supervise(child.pid, read_end, sys.argv[2]))
+"""
+
+
+def supervised(tmp_path, child_code):
+    health = tmp_path / "health"
+    process = subprocess.Popen([sys.executable, "-c", SUPERVISED, str(ROOT / "images/common"), str(health), child_code],
+                               stdout=subprocess.PIPE, text=True)
+    child = int(process.stdout.readline().split()[1])
+    return process, child, health
+
+
+def test_the_supervisor_records_only_known_states_and_returns_the_workers_exit_code(tmp_path):
+    code = ("import os, time; fd = int(os.environ['STATUS_FD'])\n"
+            "os.write(fd, b'connected m:1\\nFORGED connected\\n'); time.sleep(0.5); raise SystemExit(3)")
+    process, _, health = supervised(tmp_path, code)
+    assert process.wait(timeout=30) == 3
+    assert health.read_text() == "stopped (exit 3)\n"
+
+
+def test_a_stopped_supervisor_stops_the_worker_and_dies_by_the_same_signal(tmp_path):
+    """So tini's -e 143 maps docker stop to 0, and systemd sees a stop, not a worker that gave up (exit 0)."""
+    code = ("import os, signal, time; fd = int(os.environ['STATUS_FD'])\n"
+            "signal.signal(signal.SIGTERM, lambda *a: os._exit(0))  # twistd stops cleanly on SIGTERM\n"
+            "os.write(fd, b'connected m:1\\n'); time.sleep(60)")
+    process, child, health = supervised(tmp_path, code)
+    deadline = time.monotonic() + 10
+    while not (health.exists() and health.read_text().startswith("connected")):
+        assert time.monotonic() < deadline, "no state recorded"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == -signal.SIGTERM
+    assert health.read_text() == "stopped (exit 0)\n"
+    with pytest.raises(ProcessLookupError):
+        os.kill(child, 0)

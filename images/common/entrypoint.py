@@ -392,10 +392,25 @@ def start_worker(env: dict[str, str]) -> int:
     return supervise(pid, status_read)
 
 
-def supervise(pid: int, status_fd: int) -> int:
-    """Forward signals to the worker and record what it reports, until it exits; return its exit status."""
-    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(signum, lambda received, _frame: _forward(pid, received))
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+
+
+def supervise(pid: int, status_fd: int, health_file: str = HEALTH_FILE) -> int:
+    """Forward signals to the worker and record what it reports, until it exits; return its exit status.
+
+    Stopped by a signal, the supervisor ends by that same signal once the worker is gone, as
+    the worker alone did before it: tini's `-e 143` then makes `docker stop` exit 0, and
+    systemd sees a stop (EXIT_CODE=killed), not a worker that gave up on its master (exit 0).
+    """
+    received: list[int] = []
+
+    def forward(signum: int, _frame: object) -> None:
+        if signum in STOP_SIGNALS:
+            received.append(signum)
+        _forward(pid, signum)
+
+    for signum in (*STOP_SIGNALS, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, forward)
     pending = b""
     open_pipe = True
     while True:
@@ -417,11 +432,14 @@ def supervise(pid: int, status_fd: int) -> int:
         for line in lines:
             state = line.decode("utf-8", "replace").strip()
             if state.split(" ", 1)[0] in HEALTH_STATES:
-                write_health(state)
+                write_health(state, health_file)
         pending = pending[-4096:]
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
-    write_health(f"stopped (exit {code})")
+    write_health(f"stopped (exit {code})", health_file)
+    if received:
+        signal.signal(received[0], signal.SIG_DFL)
+        os.kill(os.getpid(), received[0])
     return code
 
 

@@ -83,6 +83,10 @@ def master(tmp_path_factory, project):
     master_mod.stop(directory=directory)
 
 
+def proc_status(container, pid):
+    return dict(line.split(":\t", 1) for line in sh(container, f"cat /proc/{pid}/status").splitlines() if ":\t" in line)
+
+
 def sh(container, command: str) -> str:
     code, output = container.exec_run(["sh", "-c", command])
     assert code == 0, f"{command}: {output.decode(errors='replace')}"
@@ -118,9 +122,13 @@ def test_the_ami_boots_joins_restarts_and_powers_off_without_its_master(rehearsa
         props = sh(container, "systemctl show fleetbake-worker -p Restart -p NoNewPrivileges -p PrivateTmp -p ProtectSystem")
         assert sorted(props.split()) == ["NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem=strict", "Restart=always"]
 
-        # The worker runs as buildbot, without privileges; the password is root's alone.
-        pid = sh(container, "systemctl show -p MainPID --value fleetbake-worker")
-        status = dict(line.split(":\t", 1) for line in sh(container, f"cat /proc/{pid}/status").splitlines() if ":\t" in line)
+        # The unit's main process is the root supervisor; the worker under it runs as buildbot,
+        # without privileges; the password is root's alone.
+        main = sh(container, "systemctl show -p MainPID --value fleetbake-worker")
+        supervisor = proc_status(container, main)
+        assert supervisor["Uid"].split()[0] == "0" and supervisor["NoNewPrivs"] == "1"
+        [pid] = sh(container, f"cat /proc/{main}/task/{main}/children").split()
+        status = proc_status(container, pid)
         assert status["Name"] == "twistd" and status["Uid"].split()[0] == sh(container, "id -u buildbot")
         assert status["NoNewPrivs"] == "1" and int(status["CapEff"], 16) == 0
         assert sh(container, "stat -c '%a %U' /etc/buildbot-worker/workerpass") == "400 root"
