@@ -8,7 +8,8 @@ from __future__ import annotations
 import ipaddress
 import re
 
-_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+# Underscores too: Docker and compose service names have them.
+_LABEL = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?")
 
 
 def parse_hostport(value: str, default_port: int | None) -> tuple[str, int | None]:

@@ -177,6 +177,10 @@ def write_context(context: Context, out_dir: Path) -> list[str]:
     Files render did not write (the user's own) are never touched. Returns the names that changed.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
+    top = out_dir.resolve()
+    for name in [*context, *_manifest(out_dir)]:  # a symlinked folder must not lead writes or deletes elsewhere
+        if not (out_dir / name).resolve().is_relative_to(top):
+            raise UsageError(f"{out_dir / name}: leads outside {out_dir} (a symlink?); render writes only inside it")
     changed = []
     for name in sorted(context):
         item = context[name]

@@ -212,36 +212,39 @@ def _verify_config(
     log_path = out_dir / f"{name}.log"
     partial = out_dir / f".{name}.log.{os.getpid()}"  # a concurrent run never truncates this run's log
     junit = None
-    with partial.open("w", encoding="utf-8") as log_file, _container(row, image_id, source) as container:
-        api = engine.client().api
-        cid = container.get_wrapped_container().id
-        for index, (step, argv) in enumerate(steps, start=1):
-            prefix = f"[{row.name} {name} {index}/{len(steps)} {step}]"
-            log(f"{prefix} $ {shlex.join(argv)}")
-            log_file.write(f"$ {shlex.join(argv)}\n")
-            begun = time.monotonic()
-            workdir = "/buildarea" if step == "unpack" else WORK  # the source tree exists after unpacking
-            exit_code, output = _exec(api, cid, argv, env, workdir,
-                                      lambda line: (log(f"{prefix} {line}"), log_file.write(line + "\n")))
-            result.steps.append(StepResult(step, exit_code, round(time.monotonic() - begun, 1)))
-            if step == "make":
-                missing = missing_modules(output)
-                result.missing_ok = {m: row.spec.missing_ok[m] for m in missing if m in row.spec.missing_ok}
-                result.missing_modules = [m for m in missing if m not in row.spec.missing_ok]
-            if step == "tests":
-                junit = _copy_out(container, f"{WORK}/test-results.xml")
-                if junit:
-                    result.tests = junit_summary(junit)
-            if exit_code != 0:
-                result.reason = f"{step} failed (exit {exit_code})"
-                break
-            if step == "make" and result.missing_modules:
-                result.reason = f"optional modules not built: {', '.join(result.missing_modules)}"
-                break
-        else:
-            result.passed = True
-            result.reason = "ok"
-    os.replace(partial, log_path)
+    try:
+        with partial.open("w", encoding="utf-8") as log_file, _container(row, image_id, source) as container:
+            api = engine.client().api
+            cid = container.get_wrapped_container().id
+            for index, (step, argv) in enumerate(steps, start=1):
+                prefix = f"[{row.name} {name} {index}/{len(steps)} {step}]"
+                log(f"{prefix} $ {shlex.join(argv)}")
+                log_file.write(f"$ {shlex.join(argv)}\n")
+                begun = time.monotonic()
+                workdir = "/buildarea" if step == "unpack" else WORK  # the source tree exists after unpacking
+                exit_code, output = _exec(api, cid, argv, env, workdir,
+                                          lambda line: (log(f"{prefix} {line}"), log_file.write(line + "\n")))
+                result.steps.append(StepResult(step, exit_code, round(time.monotonic() - begun, 1)))
+                if step == "make":
+                    missing = missing_modules(output)
+                    result.missing_ok = {m: row.spec.missing_ok[m] for m in missing if m in row.spec.missing_ok}
+                    result.missing_modules = [m for m in missing if m not in row.spec.missing_ok]
+                if step == "tests":
+                    junit = _copy_out(container, f"{WORK}/test-results.xml")
+                    if junit:
+                        result.tests = junit_summary(junit)
+                if exit_code != 0:
+                    result.reason = f"{step} failed (exit {exit_code})"
+                    break
+                if step == "make" and result.missing_modules:
+                    result.reason = f"optional modules not built: {', '.join(result.missing_modules)}"
+                    break
+            else:
+                result.passed = True
+                result.reason = "ok"
+    finally:
+        if partial.exists():
+            os.replace(partial, log_path)  # even a run that broke off leaves its log where people look
     status = "PASS" if result.passed else "FAIL"
     log(f"verify {row.name}/{name}: {status}: {result.reason} (log: {log_path})")
     return _write_record(result, config, source, started, out_dir, junit)

@@ -224,6 +224,20 @@ def test_health_is_connected_only_from_a_trusted_state_file(entrypoint, tmp_path
     assert "worker: disconnected" in capsys.readouterr().out
 
 
+def test_a_state_the_worker_stopped_repeating_is_unhealthy(entrypoint, tmp_path, capsys):
+    """A build step can SIGSTOP the worker (same uid): its last "connected" must not stay healthy."""
+    folder = tmp_path / "fleetbake"
+    entrypoint.own_health_dir(str(folder))
+    health = folder / "health"
+    entrypoint.write_health("connected m:1", str(health))
+    assert entrypoint.health(str(health)) == 0
+    old = time.time() - entrypoint.HEALTH_STALE - 1
+    os.utime(health, (old, old))
+    assert entrypoint.health(str(health)) == 1
+    assert "no report from the worker for" in capsys.readouterr().out
+    assert entrypoint.HEARTBEAT * 3 <= entrypoint.HEALTH_STALE  # a few missed beats before it counts
+
+
 def test_a_group_writable_or_foreign_health_folder_is_moved_aside(entrypoint, tmp_path):
     folder = tmp_path / "fleetbake"
     folder.mkdir()

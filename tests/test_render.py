@@ -173,3 +173,56 @@ def test_a_bad_ca_bundle_after_a_good_render_changes_nothing(project, build_dir,
     with pytest.raises(UsageError, match=f"CA bundle {empty}: no PEM certificates found"):
         render.render(project, rows, str(empty))
     assert snapshot(build_dir) == before
+
+
+def test_rows_named_like_builds_other_folders_touch_nothing_but_their_own_output(write_matrix, build_dir, no_ca):
+    """Reports gate publishing, master/ holds the local master's secrets: no row name may reach them."""
+    names = ["reports", "master", "packer", "bench", "service", "contexts"]
+    text = MINIMAL.replace("  debian-12:\n", "".join(f"  {n}:\n    family: debian\n    base: debian:12\n"
+                                                    f"    packages: [build-essential]\n    configurations: [pydebug]\n"
+                                                    for n in names[1:]) + f"  {names[0]}:\n")
+    others = {}
+    for folder in names:
+        precious = build_dir / folder / "debian-12" / "precious.json"
+        precious.parent.mkdir(parents=True)
+        precious.write_text(f"{folder}'s own\n")
+        others[precious] = precious.read_text()
+    m = matrix.load(write_matrix(text))
+    for _ in range(2):  # a re-render deletes stale files: still only its own
+        contexts = render.render(m, m.select("all"))
+    assert sorted(contexts) == sorted(names)
+    assert {p: p.read_text() for p in others} == others
+    for name in names:
+        assert (build_dir / "contexts" / name / "Dockerfile").is_file()
+    assert not (build_dir / "reports" / "Dockerfile").exists()
+
+
+def test_a_rerender_keeps_the_users_own_files_and_drops_only_what_it_wrote(project, tmp_path, no_ca, monkeypatch):
+    row = project.rows["debian-12"]
+    out = tmp_path / "out"
+    bundle = tmp_path / "ca.pem"
+    bundle.write_bytes(CERT)
+    render.render(project, [row], str(bundle), out_root=out)
+    (out / row.name / "NOTES.txt").write_text("the user's own\n")
+    (out / row.name / "ca-certificates" / "mine.crt").write_text("the user's own cert\n")
+    render.render(project, [row], "", out_root=out)  # the extra CA is gone from this render
+    assert not (out / row.name / "ca-certificates" / "fleetbake-extra-001.crt").exists()
+    assert (out / row.name / "NOTES.txt").read_text() == "the user's own\n"
+    assert (out / row.name / "ca-certificates" / "mine.crt").exists()
+    # ...and the build never sees it: it reads the rendered context, not the folder.
+    import io
+    import tarfile
+
+    names = tarfile.open(fileobj=io.BytesIO(render.context_tar(render.render_row(project, row)))).getnames()
+    assert "NOTES.txt" not in names and "ca-certificates/mine.crt" not in names and "Dockerfile" in names
+
+
+def test_render_never_writes_through_a_symlink_out_of_its_folder(project, tmp_path, no_ca):
+    row = project.rows["debian-12"]
+    out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (out / row.name).mkdir(parents=True)
+    (out / row.name / "scripts").symlink_to(elsewhere)
+    with pytest.raises(UsageError, match="leads outside"):
+        render.render(project, [row], "", out_root=out)
+    assert list(elsewhere.iterdir()) == []

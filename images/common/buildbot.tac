@@ -12,7 +12,7 @@ import entrypoint  # noqa: E402
 
 from buildbot_worker.bot import Worker  # noqa: E402
 from twisted.application import service  # noqa: E402
-from twisted.internet import reactor  # noqa: E402
+from twisted.internet import reactor, task  # noqa: E402
 from twisted.python import log  # noqa: E402
 
 PR_SET_DUMPABLE = 4
@@ -30,11 +30,20 @@ os.set_inheritable(status_fd, False)  # build steps must not inherit it
 status_pipe = os.fdopen(status_fd, "w", buffering=1, encoding="utf-8")
 
 
-def report(state):
+state = ["starting"]
+
+
+def report(new_state=None):
+    """Tell the supervisor; also called every HEARTBEAT seconds, so that a frozen worker goes stale."""
+    if new_state:
+        state[0] = new_state
     try:
-        status_pipe.write(state + "\n")
+        status_pipe.write(state[0] + "\n")
     except OSError:  # the supervisor is gone: nothing left to tell
         pass
+
+
+task.LoopingCall(report).start(entrypoint.HEARTBEAT, now=False)
 
 
 basedir = cfg.basedir

@@ -53,11 +53,16 @@ PASSWORD_FD_VAR = "WORKERPASS_FD"  # settings and password, from the entrypoint 
 STATUS_FD_VAR = "FLEETBAKE_STATUS_FD"  # connection state, from buildbot.tac to the supervisor
 # Control variables the entrypoint consumes; builds never see the secret ones.
 SECRET_VARS = ("WORKERPASS", "WORKERPASS_FILE", PASSWORD_FD_VAR, STATUS_FD_VAR)
+CAP_KILL = 5
 CAP_SETPCAP = 8
 # Root-owned folder and file: the build user can neither write nor replace them.
 HEALTH_DIR = "/tmp/fleetbake"
 HEALTH_FILE = f"{HEALTH_DIR}/health"
 HEALTH_STATES = ("starting", "connected", "disconnected", "stopping", "stopped")
+# The worker repeats its state this often; a state older than HEALTH_STALE means a worker
+# that no longer runs (a build step can SIGSTOP it: same uid), so health says unhealthy.
+HEARTBEAT = 5
+HEALTH_STALE = 30
 # Everything goes into the pipe before the child starts, so it must fit in one
 # atomic pipe write (PIPE_BUF): the write can then never block.
 PIPE_LIMIT = 4096
@@ -180,7 +185,7 @@ def read_password(env: dict[str, str], build_uid: int | None) -> bytes:
 
 def pipe_payload(cfg: WorkerSettings, password: bytes) -> bytes:
     """What buildbot.tac reads: one JSON line of settings, then the password."""
-    payload = json.dumps(asdict(cfg), separators=(",", ":")).encode() + b"\n" + password
+    payload = json.dumps(asdict(cfg), separators=(",", ":"), ensure_ascii=False).encode() + b"\n" + password
     if len(payload) > PIPE_LIMIT:
         raise ConfigError(f"settings and password take {len(payload)} bytes; at most {PIPE_LIMIT} fit the worker's pipe "
                           "(shorten WORKER_HOST_INFO or WORKER_ADMIN)")
@@ -356,6 +361,8 @@ def start_worker(env: dict[str, str]) -> int:
         user = build_user(env)
         password = read_password(env, user.pw_uid)
         prepare_buildarea(BUILDAREA, user)
+        if not has_capability(CAP_KILL):  # the supervisor (root) must be able to stop the worker (build uid)
+            raise ConfigError("no CAP_KILL: add --cap-add KILL, so that docker stop can reach the worker")
         prefix = drop_privileges_argv(user, has_capability(CAP_SETPCAP))
     else:
         user = pwd.getpwuid(os.getuid())
@@ -366,8 +373,8 @@ def start_worker(env: dict[str, str]) -> int:
     try:
         own_health_dir()
     except OSError as exc:
-        raise ConfigError(f"{HEALTH_DIR}: {exc.strerror}: the worker needs a writable /tmp "
-                          "(with --read-only, add --tmpfs /tmp:rw,exec,nosuid,nodev,size=4g)") from None
+        raise ConfigError(f"{HEALTH_DIR}: {exc.strerror}: the worker needs a /tmp of its own, fresh at each start "
+                          "(--tmpfs /tmp:rw,exec,nosuid,nodev,size=4g)") from None
     secret_read, secret_write = os.pipe()
     os.write(secret_write, payload)  # at most PIPE_BUF bytes into an empty pipe: never blocks
     os.close(secret_write)
@@ -378,9 +385,12 @@ def start_worker(env: dict[str, str]) -> int:
     child_env[STATUS_FD_VAR] = str(status_write)
     argv = prefix + twistd_argv()
     write_health("starting")
+    # Signals wait until the supervisor's handlers are in place; the child unblocks them before exec.
+    signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
     pid = os.fork()
     if pid == 0:
         try:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
             os.close(status_read)
             os.set_inheritable(secret_read, True)
             os.set_inheritable(status_write, True)
@@ -392,7 +402,8 @@ def start_worker(env: dict[str, str]) -> int:
     return supervise(pid, status_read)
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT)
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # docker stop, systemctl stop, Ctrl-C
+FORWARDED = (*STOP_SIGNALS, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
 def supervise(pid: int, status_fd: int, health_file: str = HEALTH_FILE) -> int:
@@ -409,8 +420,9 @@ def supervise(pid: int, status_fd: int, health_file: str = HEALTH_FILE) -> int:
             received.append(signum)
         _forward(pid, signum)
 
-    for signum in (*STOP_SIGNALS, signal.SIGUSR1, signal.SIGUSR2):
+    for signum in FORWARDED:
         signal.signal(signum, forward)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, FORWARDED)
     pending = b""
     open_pipe = True
     while True:
@@ -446,7 +458,7 @@ def supervise(pid: int, status_fd: int, health_file: str = HEALTH_FILE) -> int:
 def _forward(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)
-    except ProcessLookupError:
+    except OSError:  # gone already; or no CAP_KILL, which start_worker checks first
         pass
 
 
@@ -504,6 +516,9 @@ def health(path: str = HEALTH_FILE) -> int:
             state = handle.read().strip()
         if os.getuid() == 0 and (info.st_uid != 0 or folder.st_uid != 0 or not stat.S_ISDIR(folder.st_mode)):
             state = f"untrusted health file (owned by uid {info.st_uid}): {state}"
+        age = time.time() - info.st_mtime
+        if age > HEALTH_STALE:
+            state = f"no report from the worker for {age:.0f}s (stopped or hung?); last: {state}"
     except OSError:
         pass
     print(f"worker: {state}")
@@ -526,7 +541,7 @@ def main(argv: list[str]) -> int:
         elif argv[0] == "health":
             return health()
         elif argv[0] == "hostinfo":  # what info/host will say, WORKER_HOST_INFO included
-            cfg = settings({"WORKERNAME": "hostinfo", **env})
+            cfg = settings({**env, "WORKERNAME": "hostinfo"})
             sys.stdout.write(with_newline(cfg.host_info) if cfg.host_info
                              else host_info(env.get("FLEETBAKE_IMAGE", ""), installed_worker_version()))
         else:

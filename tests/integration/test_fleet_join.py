@@ -122,6 +122,20 @@ def test_a_build_step_can_neither_forge_health_nor_escape_the_umask(api, master,
     finally:
         master_mod.start_again(directory=master.directory)
     wait_connected(api, "join-faults", timeout=180)
+    wait_health(client, container, "healthy")
+
+    # A build step's leftover can freeze the worker (same uid): its last "connected" goes stale.
+    find = "import os; print(next(p for p in os.listdir('/proc') if p.isdigit() and open(f'/proc/{p}/comm').read() == 'twistd\\n'))"
+    twistd = container.exec_run(["python3", "-c", find]).output.decode().strip()
+    signal = "import os, signal, sys; os.kill(int(sys.argv[1]), getattr(signal, sys.argv[2]))"
+    assert container.exec_run(["python3", "-c", signal, twistd, "SIGSTOP"], user="buildbot").exit_code == 0
+    try:
+        wait_health(client, container, "unhealthy", timeout=90)
+        code, out = container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])
+        assert code == 1 and b"no report from the worker" in out, out
+    finally:
+        container.exec_run(["python3", "-c", signal, twistd, "SIGCONT"], user="buildbot")
+    wait_health(client, container, "healthy", timeout=180)
 
 
 def test_wrong_password_is_refused_in_words_an_owner_understands(api, master, image, run):
