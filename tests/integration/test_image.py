@@ -306,3 +306,12 @@ def test_worker_host_info_replaces_the_generated_text(client, image, run):
                                                  "WORKER_HOST_INFO": custom}, **HARDENED)
     wait_for_log(container, "Starting Worker")
     assert sh(container, ["cat", "/buildarea/info/host"], user=build_user(client, image))[1] == custom + "\n"
+
+
+def test_without_cap_kill_the_worker_is_not_started(client, image, run):
+    """The root supervisor could not stop the build user's worker: one line, exit 2, before anything starts."""
+    container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()},
+                    **{**HARDENED, "cap_add": ["SETUID", "SETGID"]})
+    assert container.wait(timeout=60)["StatusCode"] == 2
+    assert container.logs().decode().strip().splitlines() == [
+        "fleetbake-worker: error: no CAP_KILL: add --cap-add KILL, so that docker stop can reach the worker"]
