@@ -71,6 +71,15 @@ def run(client):
             pass
 
 
+def build_user(client, image) -> tuple[str, int]:
+    """The image's build user and uid, as the image itself declares them (never a hard-coded 1000)."""
+    from fleetbake import verify
+
+    name = verify.build_user(image.image_id)
+    uid = client.containers.run(image.image_id, ["id", "-u", name], remove=True)
+    return name, int(uid)
+
+
 def wait_for_log(container, needle: str, timeout: float = 60) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

@@ -119,9 +119,9 @@ def probes(client, image, url):
                                       labels={"io.fleetbake.test-ca-trust": "1"})
     results = {}
     try:
-        for name, argv, user in (("python", [*PYTHON, f"{url}/hello.txt"], "1000:1000"),
+        for name, argv, user in (("python", [*PYTHON, f"{url}/hello.txt"], "buildbot"),
                                  ("apt", [*APT, f"{url}/hello.txt"], "root"),
-                                 ("pip", [*PIP, f"{url}/simple/"], "1000:1000")):
+                                 ("pip", [*PIP, f"{url}/simple/"], "buildbot")):
             code, out = container.exec_run(argv, user=user)
             results[name] = (code, out.decode(errors="replace"))
             print(f"--- {name} in {image[:19]}: exit {code}\n{results[name][1][-1500:]}")

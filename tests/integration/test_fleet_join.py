@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT
 from fleetbake import master as master_mod
 from fleetbake.buildbot_api import FAILURE, SUCCESS, BuildbotApi
-from integration.conftest import unique_password, wait_connected, wait_for_log
+from integration.conftest import build_user, unique_password, wait_connected, wait_for_log
 
 PORTS = dict(pb_port=19989, www_port=18010, git_port=19418)
 SMOKE = "test_sys test_bz2"
@@ -128,13 +128,14 @@ def test_a_build_step_can_neither_forge_health_nor_escape_the_umask(api, master,
     find = "import os; print(next(p for p in os.listdir('/proc') if p.isdigit() and open(f'/proc/{p}/comm').read() == 'twistd\\n'))"
     twistd = container.exec_run(["python3", "-c", find]).output.decode().strip()
     signal = "import os, signal, sys; os.kill(int(sys.argv[1]), getattr(signal, sys.argv[2]))"
-    assert container.exec_run(["python3", "-c", signal, twistd, "SIGSTOP"], user="buildbot").exit_code == 0
+    user, _ = build_user(client, image)
+    assert container.exec_run(["python3", "-c", signal, twistd, "SIGSTOP"], user=user).exit_code == 0
     try:
         wait_health(client, container, "unhealthy", timeout=90)
         code, out = container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])
         assert code == 1 and b"no report from the worker" in out, out
     finally:
-        container.exec_run(["python3", "-c", signal, twistd, "SIGCONT"], user="buildbot")
+        container.exec_run(["python3", "-c", signal, twistd, "SIGCONT"], user=user)
     wait_health(client, container, "healthy", timeout=180)
 
 
@@ -190,9 +191,10 @@ def test_master_unreachable_at_start_retries_and_logs_each_attempt(image, run):
     assert "Scheduling retry 3 to connect" in container.logs().decode()
 
 
-def test_a_full_buildarea_fails_the_build_not_the_worker(api, master, image, run):
+def test_a_full_buildarea_fails_the_build_not_the_worker(api, master, image, run, client):
+    _, uid = build_user(client, image)
     container = start_worker(run, image, master, "join-faults",
-                             tmpfs={"/buildarea": "rw,size=20m,uid=1000,gid=1000,mode=0750"})
+                             tmpfs={"/buildarea": f"rw,size=20m,uid={uid},gid={uid},mode=0750"})
     wait_connected(api, "join-faults")
     result, logs = build(api, "join-faults-pydebug", timeout=300)
     assert result["results"] == FAILURE

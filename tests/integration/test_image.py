@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 
 
-from integration.conftest import unique_password, wait_for_log
+from integration.conftest import build_user as image_build_user, unique_password, wait_for_log
 
 HUNT = (Path(__file__).parents[2] / "fleetbake" / "hunt.py").read_text()
 # The README's recommended hardening, minus the restart policy.
@@ -31,9 +31,7 @@ def sh(container, command, user="root"):
 
 
 def build_user(client, image):
-    """The image's build user, as the image itself declares it."""
-    env = dict(e.split("=", 1) for e in client.images.get(image.image_id).attrs["Config"]["Env"])
-    return env["FLEETBAKE_USER"]
+    return image_build_user(client, image)[0]
 
 
 def twistd_pid(container):
@@ -215,10 +213,10 @@ def test_a_bind_mount_the_image_did_not_create_is_refused_not_taken_over(client,
 
 
 def test_a_bind_mount_the_owner_handed_over_is_used(client, image, run, tmp_path):
-    _, uid = sh(run(image.image_id, command=["sleep", "30"]), ["id", "-u", build_user(client, image)])
+    _, uid = image_build_user(client, image)
     area = tmp_path / "buildarea"
     area.mkdir()
-    os.chown(area, int(uid), int(uid))  # what the refusal tells the owner to do
+    os.chown(area, uid, uid)  # what the refusal tells the owner to do
     container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()},
                     volumes={str(area): {"bind": "/buildarea", "mode": "rw"}}, **HARDENED)
     wait_for_log(container, "Starting Worker")
