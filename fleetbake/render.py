@@ -177,8 +177,8 @@ def write_context(context: Context, out_dir: Path) -> list[str]:
     Files render did not write (the user's own) are never touched. Returns the names that changed.
     """
     out_dir.mkdir(parents=True, exist_ok=True)
-    top = out_dir.resolve()
-    for name in [*context, *_manifest(out_dir)]:  # a symlinked folder must not lead writes or deletes elsewhere
+    top, previous = out_dir.resolve(), _manifest(out_dir)
+    for name in [*context, *previous]:  # a symlinked folder must not lead writes or deletes elsewhere
         if not (out_dir / name).resolve().is_relative_to(top):
             raise UsageError(f"{out_dir / name}: leads outside {out_dir} (a symlink?); render writes only inside it")
     changed = []
@@ -190,7 +190,7 @@ def write_context(context: Context, out_dir: Path) -> list[str]:
             continue
         write_file(target, item.content, mode)
         changed.append(name)
-    for stale in _manifest(out_dir):
+    for stale in previous:
         target = out_dir / stale
         if stale not in context and target.is_file() and not target.is_symlink():
             target.unlink()
