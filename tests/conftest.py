@@ -8,6 +8,27 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+# The unit tests' matrix: small and frozen, so that editing the live matrix.yml breaks no unrelated test.
+FIXTURE_MATRIX = ROOT / "tests" / "fixtures" / "matrix.yml"
+LIVE_MATRIX = ROOT / "matrix.yml"
+
+
+@pytest.fixture(scope="session")
+def project():
+    """tests/fixtures/matrix.yml: the matrix every unit test uses (rows debian-12, debian-13, ubuntu-24.04,
+    fedora-44, fedora-45, windows-2022). Loaded once: a Matrix is frozen and no test changes it."""
+    from fleetbake import matrix
+
+    return matrix.load(FIXTURE_MATRIX)
+
+
+@pytest.fixture(scope="session")
+def live_project():
+    """The repository's matrix.yml, for the tests whose point is the live matrix (it loads, validates, builds)."""
+    from fleetbake import matrix
+
+    return matrix.load(LIVE_MATRIX)
+
 
 @pytest.fixture
 def build_dir(tmp_path, monkeypatch):
@@ -102,3 +123,43 @@ class MotoServer:
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
+
+
+class Moto(str):
+    """moto's endpoint on loopback, and the AMIs it was seeded with (Debian's, decoys, Windows)."""
+
+    def __new__(cls, endpoint: str, amis: Path):
+        self = super().__new__(cls, endpoint)
+        self.amis = amis
+        return self
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    """moto_server seeded with Debian 12's AMI, near-miss decoys and a Windows AMI; AWS_ENV set meanwhile."""
+    import json
+    import os
+
+    amis = tmp_path_factory.mktemp("moto") / "amis.json"
+    debian = {
+        "ami_id": "ami-0debian1200000001", "name": "debian-12-amd64-20261101-2000", "description": "Debian 12",
+        "owner_id": "136693071363", "public": True, "virtualization_type": "hvm", "architecture": "x86_64",
+        "state": "available", "platform": None, "image_type": "machine", "image_location": "debian-12",
+        "sriov": "simple", "root_device_type": "ebs", "root_device_name": "/dev/xvda", "hypervisor": "xen"}
+    # Near misses the source_ami_filter must pass over: another owner, another architecture, another release.
+    decoys = [{**debian, "ami_id": "ami-0decoy0000000000a", "owner_id": "999999999999"},
+              {**debian, "ami_id": "ami-0decoy0000000000b", "name": "debian-12-arm64-20261101-2000", "architecture": "arm64"},
+              {**debian, "ami_id": "ami-0decoy0000000000c", "name": "debian-11-amd64-20261101-2000"}]
+    windows = {**debian, "ami_id": "ami-0windows200000001", "name": "Windows_Server-2022-English-Full-Base-2026.11.12",
+               "owner_id": "801119661308", "platform": "windows", "root_device_name": "/dev/sda1"}
+    amis.write_text(json.dumps([*decoys, debian, windows]))
+    server = MotoServer({"MOTO_AMIS_PATH": str(amis)})
+    saved = {k: os.environ.get(k) for k in AWS_ENV}
+    os.environ.update(AWS_ENV)
+    yield Moto(server.endpoint, amis)
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+    server.stop()

@@ -13,11 +13,6 @@ from update_golden import GOLDEN, TEMPLATED
 CERT = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 
 
-@pytest.fixture
-def project():
-    return matrix.load(ROOT / "matrix.yml")
-
-
 @pytest.mark.parametrize("row", list(matrix.load(ROOT / "matrix.yml").rows))
 def test_render_matches_golden_files(project, row, no_ca):
     """The goldens are only read here: after an intended change run tests/update_golden.py and review the diff."""
