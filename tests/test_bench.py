@@ -9,14 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import FIXTURE_MATRIX
 from fleetbake import bench, build, cpython, matrix, render, verify
 from fleetbake.errors import FleetbakeError, UsageError
-
-
-@pytest.fixture
-def project():
-    return matrix.load(ROOT / "matrix.yml")
 
 
 @pytest.fixture
@@ -164,7 +159,7 @@ def test_the_baseline_installs_exactly_the_packages_fleetbake_renders(project, r
 
 
 def test_a_changed_package_list_reaches_the_baseline(write_matrix):
-    text = (ROOT / "matrix.yml").read_text()
+    text = FIXTURE_MATRIX.read_text()
     changed = text.replace("      - build-essential\n", "      - build-essential\n      - fleetbake-bench-probe\n", 1)
     assert changed != text
     m = matrix.load(write_matrix(changed))

@@ -2,10 +2,7 @@
 
 from pathlib import Path
 
-import pytest
-
-from conftest import ROOT
-from fleetbake import cpython, matrix, verify
+from fleetbake import cpython, verify
 
 MAKE_OUTPUT = """\
 gcc -o python Programs/python.o
@@ -20,11 +17,6 @@ JUNIT = b"""<testsuites><testsuite>
 <testcase name="a"/><testcase name="b"><skipped/></testcase>
 <testcase name="c"><failure>boom</failure></testcase><testcase name="d"><error/></testcase>
 </testsuite></testsuites>"""
-
-
-@pytest.fixture
-def project():
-    return matrix.load(ROOT / "matrix.yml")
 
 
 def source(version="3.13.5", tarball=True):
