@@ -14,12 +14,17 @@ LIVE_MATRIX = ROOT / "matrix.yml"
 
 
 @pytest.fixture(scope="session")
-def project():
+def project(tmp_path_factory):
     """tests/fixtures/matrix.yml: the matrix every unit test uses (rows debian-12, debian-13, ubuntu-24.04,
-    fedora-44, fedora-45, windows-2022). Loaded once: a Matrix is frozen and no test changes it."""
+    fedora-44, fedora-45, windows-2022). Loaded once: a Matrix is frozen and no test changes it. Loaded
+    from a copy in a scratch folder: generated output (images/, packer/) lands beside its matrix."""
+    import shutil
+
     from fleetbake import matrix
 
-    return matrix.load(FIXTURE_MATRIX)
+    copy = tmp_path_factory.mktemp("project") / "matrix.yml"
+    shutil.copy(FIXTURE_MATRIX, copy)
+    return matrix.load(copy)
 
 
 @pytest.fixture(scope="session")
@@ -75,6 +80,24 @@ rows:
     packages: [build-essential]
     configurations: [pydebug]
 """
+
+
+def invoke(*args, env=None):
+    """`python -m invoke ARGS` as a user runs it, from the repository (so its default matrix is the live matrix.yml)."""
+    import os
+    import subprocess
+
+    return subprocess.run(
+        [sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
+        env={**os.environ, **(env or {})}, check=False,
+    )
+
+
+def snapshot(top: Path) -> dict[str, tuple[bytes, int, int]]:
+    """Every file under top (dot files too: a left-over temporary file shows), with its bytes, mode and mtime:
+    equal snapshots mean nothing was written, not even the same bytes again."""
+    return {p.relative_to(top).as_posix(): (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
+            for p in sorted(top.rglob("*")) if p.is_file()}
 
 
 def free_port() -> int:

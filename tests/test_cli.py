@@ -1,37 +1,35 @@
 """The tasks as a user runs them: one-line errors, exit codes, no tracebacks."""
 
-import os
-import subprocess
-import sys
-
-from conftest import MINIMAL, ROOT
-
-
-def invoke(*args, env=None):
-    return subprocess.run(
-        [sys.executable, "-m", "invoke", *args], cwd=ROOT, capture_output=True, text=True, timeout=120,
-        env={**os.environ, **(env or {})}, check=False,
-    )
+from conftest import FIXTURE_MATRIX, MINIMAL, invoke
 
 
 def test_matrix_table_lists_rows_and_configurations():
-    result = invoke("matrix")
-    assert result.returncode == 0
+    result = invoke("matrix", "--matrix", str(FIXTURE_MATRIX))
+    assert result.returncode == 0, result.stderr
     header, *rows = result.stdout.splitlines()
-    assert header.split()[:3] == ["row", "base", "worker"] and "asan" in header
-    assert rows[0].split()[:3] == ["debian-12", "debian:12", "4.3.0"]
+    assert header.split() == ["row", "base", "worker", "pydebug", "nogil", "installed", "clang"]
+    assert [row.split()[0] for row in rows] == ["debian-12", "debian-13", "ubuntu-24.04", "fedora-44", "fedora-45", "windows-2022"]
+    assert rows[0].split() == ["debian-12", "debian:12", "4.3.0", "x", "x", "x", "x"]
+    assert rows[1].split()[3:] == ["x", "x", "-", "-"]  # debian-13 has pydebug and nogil only
+
+
+def test_the_default_matrix_is_the_live_matrix_yml(live_project):
+    result = invoke("matrix", "--json")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == live_project.to_json()
 
 
 def test_unknown_row_is_a_usage_error(tmp_path):
-    result = invoke("render", "--os", "gentoo-1", env={"FLEETBAKE_BUILD_DIR": str(tmp_path)})
+    result = invoke("render", "--matrix", str(FIXTURE_MATRIX), "--os", "gentoo-1", env={"FLEETBAKE_BUILD_DIR": str(tmp_path)})
     assert result.returncode == 2
-    assert result.stderr.strip().startswith("error: matrix.yml: --os: unknown row 'gentoo-1' (known: debian-12, debian-13, ")
+    assert result.stderr.strip() == (f"error: {FIXTURE_MATRIX}: --os: unknown row 'gentoo-1' "
+                                     "(known: debian-12, debian-13, ubuntu-24.04, fedora-44, fedora-45, windows-2022)")
     assert not any(tmp_path.iterdir())
 
 
 def test_no_docker_engine_gives_one_line(tmp_path):
-    result = invoke("build", "--os", "debian-12", env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock",
-                                                       "FLEETBAKE_BUILD_DIR": str(tmp_path / "b")})
+    result = invoke("build", "--matrix", str(FIXTURE_MATRIX), "--os", "debian-12",
+                    env={"DOCKER_HOST": f"unix://{tmp_path}/none.sock", "FLEETBAKE_BUILD_DIR": str(tmp_path / "b")})
     assert result.returncode == 1
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: cannot reach the Docker engine") and "Traceback" not in result.stderr

@@ -13,8 +13,8 @@ from conftest import MINIMAL, ROOT
 from fleetbake import matrix
 
 
-def test_the_project_matrix_loads_with_both_debian_rows():
-    m = matrix.load(ROOT / "matrix.yml")
+def test_the_live_matrix_loads_with_the_rows_and_packages_the_fleet_needs(live_project):
+    m = live_project
     assert {"debian-12", "debian-13", "ubuntu-24.04", "fedora-44", "fedora-45", "windows-2022"} <= set(m.rows)
     for row in (m.rows["debian-12"], m.rows["debian-13"]):
         assert {"pydebug", "release", "nogil", "installed", "clang", "asan"} <= set(row.configurations)
@@ -32,10 +32,22 @@ def test_the_project_matrix_loads_with_both_debian_rows():
         assert (row.spec.user, row.spec.uid) == ("buildbot", 1001 if row.spec.base.startswith("ubuntu:") else 1000)
 
 
-def test_json_lists_rows_for_ci():
-    rows = json.loads(matrix.load(ROOT / "matrix.yml").to_json())
-    assert [r["os"] for r in rows][:2] == ["debian-12", "debian-13"]
-    assert "pydebug" in rows[0]["configurations"]
+def test_merge_keys_and_the_top_level_smoke_list_are_inherited(project):
+    fedora_44, fedora_45 = project.rows["fedora-44"], project.rows["fedora-45"]
+    assert fedora_45.all_packages == fedora_44.all_packages and "mpdecimal-devel" in fedora_45.all_packages  # `<<: *fedora`
+    assert (fedora_44.spec.base, fedora_45.spec.base) == ("registry.fedoraproject.org/fedora:44", "registry.fedoraproject.org/fedora:45")
+    for config in project.rows["debian-12"].configurations.values():  # none names its own smoke list
+        assert config.smoke == ["test_ssl", "test_tkinter", "test_sqlite3", "test_sys"]
+    assert project.rows["debian-13"].all_packages[-2:] == ["libmpdec-dev", "libclang-rt-19-dev"]  # extra_packages last
+
+
+def test_json_lists_rows_for_ci(project):
+    rows = json.loads(project.to_json())
+    assert [r["os"] for r in rows] == ["debian-12", "debian-13", "ubuntu-24.04", "fedora-44", "fedora-45", "windows-2022"]
+    assert rows[0] == {"os": "debian-12", "family": "debian", "base": "debian:12", "worker_version": "4.3.0",
+                       "runner": "ubuntu-24.04", "configurations": ["pydebug", "nogil", "installed", "clang"]}
+    assert rows[-1]["runner"] == "windows-2022" and rows[-1]["family"] == "windows"
+    assert "\n" not in project.to_json()  # CI writes it straight into $GITHUB_OUTPUT
 
 
 def _error(write_matrix, text):

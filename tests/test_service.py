@@ -7,8 +7,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
+from conftest import invoke, snapshot
 from fleetbake import service
-from test_cli import invoke
 
 
 @pytest.fixture
@@ -76,11 +76,6 @@ def test_the_tac_reads_the_password_file_and_holds_no_secret(tmp_path, platform)
     assert 'os.environ.get("WORKERPASS_FILE"' in tac
     for content in (p.read_bytes() for p in files.values()):
         assert b"WORKERPASS=" not in content
-
-
-def snapshot(top):
-    return {p.relative_to(top).as_posix(): (p.read_bytes(), p.stat().st_mode, p.stat().st_mtime_ns)
-            for p in sorted(top.rglob("*")) if p.is_file()}
 
 
 GOOD = ["--platform", "linux", "--name", "owner-debian12-x86_64", "--admin", "Jane <j@x.org>"]

@@ -4,8 +4,7 @@ import uuid
 import docker
 import pytest
 
-from conftest import ROOT
-from fleetbake import build, matrix
+from fleetbake import build
 
 TEST_LABEL = "io.fleetbake.test"
 # Each test session cleans up only its own containers, never a concurrent session's.
@@ -28,8 +27,9 @@ def client():
 
 
 @pytest.fixture(scope="session")
-def project():
-    return matrix.load(ROOT / "matrix.yml")
+def project(live_project):
+    """The live matrix.yml: these tests build, verify and publish the real debian-12 image."""
+    return live_project
 
 
 @pytest.fixture(scope="session")
