@@ -117,7 +117,7 @@ def publish(c, registry, os="all", matrix="matrix.yml"):
 @friendly
 def master(c, worker=None, stop=False, cpython=None, matrix="matrix.yml", pb_port=9989, www_port=8010, git_port=9418):
     """Start (or --stop) a local Buildbot master with the fleet's Unix build, for trying a worker."""
-    from fleetbake import master as master_mod, render
+    from fleetbake import identity, master as master_mod
 
     if stop:
         master_mod.stop(log=log)
@@ -127,7 +127,7 @@ def master(c, worker=None, stop=False, cpython=None, matrix="matrix.yml", pb_por
                             int(pb_port), int(www_port), int(git_port), log=log)
     log(f"web UI and REST API: {info.url}")
     for name in info.workers:
-        log(f"worker {name}:\n  {info.docker_run_line(name, render.image_tag(row))}")
+        log(f"worker {name}:\n  {info.docker_run_line(name, identity.image_tag(row))}")
     log("stop it with: invoke master --stop")
 
 

@@ -8,14 +8,13 @@ archive: mmdebstrap (or debootstrap) builds a minbase root filesystem, and
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import time
 from typing import Callable
 
 from docker.errors import APIError, DockerException
 
-from . import engine, paths
+from . import engine, paths, proc
 from .errors import CannotBuildHere, FleetbakeError
 from .matrix import RowView
 
@@ -81,10 +80,7 @@ def bootstrap(row: RowView, log: Log = print) -> str:
         started = time.monotonic()
         command = bootstrap_command(row, tarball)
         log(f"base {ref}: {' '.join(command[:4])} {row.spec.bootstrap.suite} ...")
-        result = subprocess.run(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, check=False)
-        if result.returncode != 0:
-            tail = result.stdout.strip().splitlines()[-1:] or ["(no output)"]
-            raise FleetbakeError(f"base {ref}: mmdebstrap failed (exit {result.returncode}): {tail[0]}")
+        proc.run(command, what=f"base {ref}: mmdebstrap")
         log(f"base {ref}: bootstrapped in {time.monotonic() - started:.0f}s; importing")
         changes = [
             'CMD ["/bin/bash"]',

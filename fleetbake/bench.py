@@ -33,9 +33,9 @@ from typing import Callable
 
 from docker.errors import APIError, DockerException, NotFound
 
-from . import base, build, cpython, engine, paths, render, verify
+from . import base, build, cpython, engine, files, identity, paths, proc, render, verify
 from .errors import FleetbakeError, UsageError
-from .matrix import Configuration, Matrix, RowView
+from .matrix import Matrix, RowView
 
 Log = Callable[[str], None]
 BASELINE_DOCKERFILE = paths.ROOT / "bench" / "baseline.Dockerfile"
@@ -379,7 +379,11 @@ def raw_run_argv(row: RowView, image_id: str, user: str, source: cpython.Source,
 
 
 def _run_logged(argv: list[str], log_path: Path, **kwargs: object) -> tuple[int, float, str]:
-    """Run a command with its output in a file: (exit code, wall seconds, output)."""
+    """Run a command with its output in a file: (exit code, wall seconds, output).
+
+    Not proc.run: the timed program writes straight into the file, with no reader of ours on the clock,
+    and a failure is a figure's verdict (the caller names the log), not a one-line cause.
+    """
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with log_path.open("w+", encoding="utf-8", errors="replace") as out:
         out.write(f"$ {shlex.join(argv)}\n")
@@ -416,8 +420,8 @@ def build_ours(matrix: Matrix, row: RowView, certs: list[bytes] | None, tag: str
     context = render.render_row(matrix, row, certs)
     render.write_context(context, paths.context_dir(row.name))
     base_id = base.ensure_base(row, log=log)
-    inputs = build.inputs_hash(context, base_id)
-    return build._stream_build(row, render.context_tar(context), tag, build.labels(row, inputs, base_id),
+    inputs = identity.inputs_hash(render.context_digest(context), base_id)
+    return build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id),
                                nocache=True, log=log)
 
 
@@ -501,7 +505,7 @@ def noop_builds(matrix: Matrix, row: RowView, runs: int, log: Log) -> Figure:
             raise BenchError(f"invoke build --os {row.name} failed (exit {code}) (log: {log_path})")
         if n == 0:  # the warm-up builds, as `invoke build` does, when the row's content tag does not exist yet
             if "up to date" not in output:
-                log(f"bench (b): the warm-up built {render.image_tag(row)} (its content tag did not exist)")
+                log(f"bench (b): the warm-up built {identity.image_tag(row)} (its content tag did not exist)")
             continue
         if "up to date" not in output:
             raise BenchError(f"invoke build --os {row.name} was not a no-op on timed run {n} (log: {log_path})")
@@ -511,9 +515,9 @@ def noop_builds(matrix: Matrix, row: RowView, runs: int, log: Log) -> Figure:
 
 
 def verify_pairs(matrix: Matrix, row: RowView, pairs: int, log: Log) -> Figure:
-    image_id = engine.image_id(render.image_tag(row))
+    image_id = engine.image_id(identity.image_tag(row))
     if image_id is None:
-        raise UsageError(f"image {render.image_tag(row)} is not built here: run `invoke build --os {row.name}` first")
+        raise UsageError(f"image {identity.image_tag(row)} is not built here: run `invoke build --os {row.name}` first")
     if not row.spec.cpython:
         raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: (d) needs a CPython source")
     source = cpython.resolve(row.spec.cpython, log)  # fetched once, before the clock starts; both sides read it
@@ -557,10 +561,9 @@ def machine() -> Machine:
         pass
     ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
     client = engine.client()
-    try:
-        cli = subprocess.run(["docker", "version", "--format", "{{.Client.Version}}"], capture_output=True,
-                             text=True, timeout=30, check=False).stdout.strip() or "?"
-    except OSError:
+    try:  # the client prints its version even when it cannot reach the engine, and exits 1
+        cli = proc.call(["docker", "version", "--format", "{{.Client.Version}}"], timeout=30).output.strip() or "?"
+    except proc.ProcError:
         cli = "not installed"
     return Machine(cpu, os.cpu_count() or 0, ram, platform.release(), client.version().get("Version", "?"), cli,
                    client.info().get("Driver", "?"))
@@ -568,12 +571,11 @@ def machine() -> Machine:
 
 def revision() -> Revision:
     def git(*args: str) -> str:
-        return subprocess.run(["git", "-C", str(paths.ROOT), *args], capture_output=True, text=True, timeout=30,
-                              check=True).stdout
+        return proc.run(["git", "-C", paths.ROOT, *args], timeout=30)
 
     try:
         return Revision(git("rev-parse", "HEAD").strip(), tuple(git("status", "--porcelain").splitlines()))
-    except (OSError, subprocess.SubprocessError):
+    except proc.ProcError:
         return Revision("unknown (not a git checkout)", ())
 
 
@@ -604,7 +606,7 @@ def run(
 
     when = dt.datetime.now(dt.timezone.utc)
     rev, host = revision(), machine()
-    row_image = engine.image_id(render.image_tag(row))
+    row_image = engine.image_id(identity.image_tag(row))
     figures: list[Figure] = []
     skipped = []
     try:
@@ -623,8 +625,8 @@ def run(
     finally:
         for tag in (ours_tag(row), baseline_tag(row)):
             _remove_tag(tag)
-    if engine.image_id(render.image_tag(row)) != row_image:
-        log(f"bench: note: {render.image_tag(row)} changed during the bench: a plain build, (b)'s warm-up or "
+    if engine.image_id(identity.image_tag(row)) != row_image:
+        log(f"bench: note: {identity.image_tag(row)} changed during the bench: a plain build, (b)'s warm-up or "
             "another user's (the cold builds never tag it)")
     figures.sort(key=lambda f: f.name)
     text = report(figures, row=row, command=command, when=when, revision=rev, machine=host, base_id=base_id,
@@ -632,8 +634,7 @@ def run(
                   packages=len(baseline_packages(matrix, row)))
     complete = pairs >= MIN_PAIRS and not skipped
     target = output or (REPORT if complete else bench_dir() / "benchmarks.md")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_text(text)
+    files.write_text(target, text)
     log(text)
     log(f"written to {target}" + ("" if complete else " (a partial run: docs/benchmarks.md is left alone)"))
     return text

@@ -7,23 +7,18 @@ means an identical build exists: the build is skipped.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import io
-import subprocess
 import time
 from dataclasses import dataclass
 from typing import Callable
 
 from docker.errors import APIError, DockerException
 
-from . import __version__, base, engine, paths, render
+from . import base, engine, identity, paths, render
 from .errors import CannotBuildHere, FleetbakeError
 from .matrix import Matrix, RowView
 
 Log = Callable[[str], None]
-LABEL_PREFIX = "io.fleetbake"
-SOURCE_URL = "https://github.com/python/fleetbake"
 
 
 class BuildError(FleetbakeError):
@@ -38,45 +33,6 @@ class BuildResult:
     inputs_hash: str
     skipped: bool
     seconds: float
-
-
-def inputs_hash(context: render.Context, base_id: str) -> str:
-    return hashlib.sha256(f"{render.context_digest(context)}\0{base_id}".encode()).hexdigest()
-
-
-def content_tag(row: RowView, inputs: str) -> str:
-    return f"{render.IMAGE_REPO}:{row.name}-{inputs[:16]}"
-
-
-def _git_revision() -> str:
-    try:
-        out = subprocess.run(
-            ["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{out}-dirty" if dirty else out
-
-
-def labels(row: RowView, inputs: str, base_id: str) -> dict[str, str]:
-    oci = "org.opencontainers.image"
-    return {
-        f"{oci}.created": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        f"{oci}.revision": _git_revision(),
-        f"{oci}.source": SOURCE_URL,
-        f"{oci}.version": f"{row.spec.worker_version}-{inputs[:12]}",
-        f"{oci}.title": f"CPython buildbot worker ({row.name})",
-        f"{oci}.base.name": row.spec.base,
-        f"{LABEL_PREFIX}.row": row.name,
-        f"{LABEL_PREFIX}.worker-version": row.spec.worker_version,
-        f"{LABEL_PREFIX}.inputs-hash": inputs,
-        f"{LABEL_PREFIX}.base-id": base_id,
-        f"{LABEL_PREFIX}.fleetbake-version": __version__,
-    }
 
 
 def build_row(
@@ -97,9 +53,9 @@ def build_row(
         raise CannotBuildHere(f"cannot build here: {row.name} needs a {'Windows' if row.spec.family == 'windows' else 'Linux'} "
                               f"Docker engine, this one runs {engine_os} containers (the nightly workflow builds it on {row.spec.runner})")
     base_id = base.ensure_base(row, refresh=refresh, log=log)
-    inputs = inputs_hash(context, base_id)
-    tag = content_tag(row, inputs)
-    row_tag = render.image_tag(row)
+    inputs = identity.inputs_hash(render.context_digest(context), base_id)
+    tag = identity.content_tag(row, inputs)
+    row_tag = identity.image_tag(row)
     api = engine.client().api
 
     existing = engine.image_id(tag)
@@ -109,7 +65,7 @@ def build_row(
         return BuildResult(row.name, existing, [row_tag, tag], inputs, True, time.monotonic() - started)
 
     log(f"{row.name}: building {tag} from {out_dir}")
-    image_id = _stream_build(row, render.context_tar(context), tag, labels(row, inputs, base_id), nocache=force or refresh, log=log)
+    image_id = _stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id), nocache=force or refresh, log=log)
     api.tag(image_id, *row_tag.split(":"))
     seconds = time.monotonic() - started
     log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s, tagged {row_tag} and {tag}")

@@ -12,7 +12,6 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 import tempfile
 import urllib.parse
@@ -21,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import paths
+from . import files, paths, proc
 from .errors import FleetbakeError, UsageError
 
 Log = Callable[[str], None]
@@ -113,13 +112,10 @@ def download(url: str, log: Log) -> Path:
         log(f"cpython: cached {target}")
         return target
     log(f"cpython: downloading {url}")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=".download-")
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=60) as response:
-            shutil.copyfileobj(response, out)
-        os.replace(tmp, target)
+        with urllib.request.urlopen(url, timeout=60) as response:
+            files.write_file(target, response.read())  # held in memory: a release tarball is tens of MB
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
         raise FleetbakeError(f"--cpython {url}: download failed: {exc}") from None
     return target
 
@@ -137,15 +133,12 @@ def git_checkout(ref: str, log: Log) -> Path:
     log(f"cpython: fetching {ref} from {url}")
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".git-"))
     try:
-        for command in (
-            ["git", "init", "--quiet", str(tmp)],
-            ["git", "-C", str(tmp), "fetch", "--quiet", "--depth=1", url, ref],
-            ["git", "-C", str(tmp), "checkout", "--quiet", "FETCH_HEAD"],
+        for step, command in (
+            ("init", ["git", "init", "--quiet", tmp]),
+            ("fetch", ["git", "-C", tmp, "fetch", "--quiet", "--depth=1", url, ref]),
+            ("checkout", ["git", "-C", tmp, "checkout", "--quiet", "FETCH_HEAD"]),
         ):
-            result = subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
-            if result.returncode != 0:
-                reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-                raise FleetbakeError(f"--cpython git:{ref}: {' '.join(command[3:5])} failed: {reason}")
+            proc.run(command, timeout=600, what=f"--cpython git:{ref}: git {step}")
         shutil.rmtree(target, ignore_errors=True)
         os.replace(tmp, target)
     finally:
@@ -180,11 +173,8 @@ def debian_source(spec: str, log: Log) -> Path:
         "-qq",
     ]
     log(f"cpython: fetching {package} from {mirror} {suite} (deb-src)")
-    for command in (["apt-get", *options, "update"], ["apt-get", *options, "source", "--download-only", package]):
-        result = subprocess.run(command, cwd=home, capture_output=True, text=True, timeout=900, check=False)
-        if result.returncode != 0:
-            reason = (result.stderr.strip().splitlines() or ["no output"])[-1]
-            raise FleetbakeError(f"--cpython {spec}: apt-get {command[len(options) + 1]} failed: {reason}")
+    for step in (["update"], ["source", "--download-only", package]):
+        proc.run(["apt-get", *options, *step], cwd=home, timeout=900, what=f"--cpython {spec}: apt-get {step[0]}")
     shutil.rmtree(state, ignore_errors=True)
     found = _orig_tarballs(home, package)
     if not found:

@@ -13,14 +13,13 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from . import cpython, paths
+from . import cpython, files, paths, proc
 from .errors import FleetbakeError, UsageError
 
 Log = Callable[[str], None]
@@ -90,24 +89,16 @@ def cpython_repo(source: cpython.Source, log: Log) -> Path:
         work = Path(tmp) / "work"
         work.mkdir()
         if source.is_tarball:
-            _run(["tar", "-xf", str(source.path), "-C", str(work), "--strip-components=1"])
+            proc.run(["tar", "-xf", source.path, "-C", work, "--strip-components=1"], what=f"master: unpacking {source.path.name}")
         else:
             shutil.copytree(source.path, work, dirs_exist_ok=True, ignore=shutil.ignore_patterns(".git"))
         git = ["git", "-C", str(work), "-c", "user.name=fleetbake", "-c", "user.email=fleetbake@localhost"]
-        _run([*git, "init", "-q", "-b", "main"])
-        _run([*git, "add", "-A"])
-        _run([*git, "commit", "-q", "-m", f"CPython {source.version}"])
-        _run(["git", "clone", "-q", "--bare", str(work), str(Path(tmp) / "bare.git")])
+        proc.run([*git, "init", "-q", "-b", "main"], what="master: git init")
+        proc.run([*git, "add", "-A"], what="master: git add")
+        proc.run([*git, "commit", "-q", "-m", f"CPython {source.version}"], what="master: git commit")
+        proc.run(["git", "clone", "-q", "--bare", work, Path(tmp) / "bare.git"], what="master: git clone --bare")
         os.replace(Path(tmp) / "bare.git", bare)
     return bare
-
-
-def _run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
-    result = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
-    if result.returncode != 0:
-        reason = (result.stderr.strip() or result.stdout.strip() or "no output").splitlines()[-1]
-        raise MasterError(f"{' '.join(argv[:3])}: {reason}")
-    return result
 
 
 def start(
@@ -132,47 +123,41 @@ def start(
     secret_dir = directory / "secrets"
     secret_dir.mkdir(mode=0o700, exist_ok=True)
     for name, password in workers.items():
-        path = info.secret_file(name)
-        path.unlink(missing_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(password + "\n")
+        files.write_text(info.secret_file(name), password + "\n", mode=0o400)
     config = {
         "interface": INTERFACE, "pb_port": pb_port, "www_port": www_port, "repo": info.repo,
         "jobs": jobs or os.cpu_count() or 2, "test_timeout": test_timeout,
         "workers": [{"name": n, "password": p} for n, p in workers.items()],
     }
-    config_path = directory / "fleetbake-master.json"
-    fd = os.open(config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        json.dump(config, handle, indent=2)
+    files.write_text(directory / "fleetbake-master.json", json.dumps(config, indent=2), mode=0o600)  # holds the passwords
     buildbot = _buildbot()
     if not (directory / "buildbot.tac").is_file():
-        _run([buildbot, "create-master", "-q", "-r", str(directory)])
+        proc.run([buildbot, "create-master", "-q", "-r", directory], what="buildbot create-master")
     shutil.copy(Path(__file__).with_name("master.cfg"), directory / "master.cfg")
     for script in ("hunt.py", "forge_health.py"):  # the secret-hunt builder's build steps
         shutil.copy(Path(__file__).with_name(script), directory / script)
-    _run([buildbot, "checkconfig", str(directory)])
+    proc.run([buildbot, "checkconfig", directory], what="buildbot checkconfig")
 
-    _run(["git", "daemon", "--reuseaddr", f"--listen={INTERFACE}", f"--port={git_port}",
-          f"--base-path={bare.parent}", "--export-all", "--detach",
-          f"--pid-file={directory / 'git-daemon.pid'}", str(bare.parent)])
+    proc.run(["git", "daemon", "--reuseaddr", f"--listen={INTERFACE}", f"--port={git_port}",
+              f"--base-path={bare.parent}", "--export-all", "--detach",
+              f"--pid-file={directory / 'git-daemon.pid'}", bare.parent], what="master: git daemon")
     log(f"master: git daemon serves {info.repo}")
-    _run([buildbot, "start", str(directory)], timeout=180)
+    proc.run([buildbot, "start", directory], timeout=180, what="buildbot start")
     log(f"master: running at {info.url} (workers connect to {INTERFACE}:{pb_port})")
     return info
 
 
 def start_again(log: Log = print, directory: Path | None = None) -> None:
     """Restart a stopped master with its existing config (for the reconnect test)."""
-    _run([_buildbot(), "start", str(master_dir(directory))], timeout=180)
+    proc.run([_buildbot(), "start", master_dir(directory)], timeout=180, what="buildbot start")
     log("master: started again")
 
 
 def stop_master_only(log: Log = print, directory: Path | None = None) -> None:
     directory = master_dir(directory)
     if (directory / "twistd.pid").is_file():
-        subprocess.run([_buildbot(), "stop", str(directory)], capture_output=True, text=True, check=False, timeout=120)
+        # A master that is already gone is stopped: the exit code does not matter.
+        proc.call([_buildbot(), "stop", directory], timeout=120, what="buildbot stop")
         log("master: stopped")
 
 

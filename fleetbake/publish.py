@@ -14,7 +14,7 @@ from typing import Callable
 
 from docker.errors import APIError, DockerException, ImageNotFound
 
-from . import engine, render, verify
+from . import engine, identity, record
 from .errors import FleetbakeError, UsageError
 from .matrix import Matrix, RowView
 
@@ -26,23 +26,16 @@ class PublishError(FleetbakeError):
     pass
 
 
+# The gate publish applies, by the name tests/integration/conftest.py knows it by; record.status is the one place.
+verification_status = record.status
+
+
 @dataclass
 class Published:
     row: str
     refs: list[str] = field(default_factory=list)
     digest: str | None = None
     skipped: str | None = None  # why nothing was pushed
-
-
-def verification_status(image_id: str) -> tuple[list[str], list[str]]:
-    """(passed, failed) configurations recorded for this exact image ID."""
-    passed, failed = [], []
-    directory = verify.report_dir(image_id)
-    for record_path in sorted(directory.glob("*.json")) if directory.is_dir() else []:
-        record = verify.load_record(image_id, record_path.stem)
-        if record and record.get("image_id") == image_id:
-            (passed if record.get("passed") else failed).append(record_path.stem)
-    return passed, failed
 
 
 def tags_for(row: RowView, inputs_hash: str, today: dt.date | None = None) -> list[str]:
@@ -59,22 +52,22 @@ def _check_registry(registry: str) -> str:
 
 def publish_row(row: RowView, registry: str, log: Log = print) -> Published:
     result = Published(row.name)
-    tag = render.image_tag(row)
+    tag = identity.image_tag(row)
     try:
         image = engine.client().images.get(tag)
     except ImageNotFound:
         result.skipped = f"{tag} is not built here"
         return result
-    passed, failed = verification_status(image.id)
+    passed, failed = record.status(image.id)
     if failed:
         result.skipped = f"{image.id[:19]} failed verification ({', '.join(failed)})"
         return result
     if not passed:
         result.skipped = f"{image.id[:19]} has no passing verification record: run `invoke verify --os {row.name}`"
         return result
-    inputs = image.labels.get("io.fleetbake.inputs-hash")
+    inputs = image.labels.get(identity.INPUTS_LABEL)
     if not inputs:
-        result.skipped = f"{image.id[:19]} has no io.fleetbake.inputs-hash label: not built by fleetbake"
+        result.skipped = f"{image.id[:19]} has no {identity.INPUTS_LABEL} label: not built by fleetbake"
         return result
     repository = f"{registry}/worker"
     log(f"{row.name}: {image.id[:19]} verified ({', '.join(passed)}); pushing to {repository}")

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import shlex
-import subprocess
 from typing import Callable
 
+from . import proc
 from .buildbot_api import BuildbotApi
 from .errors import UsageError
 
@@ -31,6 +31,10 @@ def check(master_url: str, names: list[str] | None = None, notify_cmd: str | Non
             offline.append(name)
     for name in offline if notify_cmd else []:
         # The command gets the name as an argument and in the environment, never through a shell string.
-        subprocess.run([*shlex.split(notify_cmd), name], check=False, timeout=60,
-                       env={"PATH": "/usr/local/bin:/usr/bin:/bin", "FLEETBAKE_WORKER": name, "FLEETBAKE_MASTER": master_url})
+        # A failing notification is reported and the next worker still notified; the exit code says offline anyway.
+        try:
+            proc.run([*shlex.split(notify_cmd), name], timeout=60, stream=log, what=f"--notify-cmd for {name}",
+                     env={"PATH": "/usr/local/bin:/usr/bin:/bin", "FLEETBAKE_WORKER": name, "FLEETBAKE_MASTER": master_url})
+        except proc.ProcError as exc:
+            log(str(exc))
     return 1 if offline else 0

@@ -4,14 +4,13 @@ Each configuration runs in its own hardened container (testcontainers): the
 build user, no capabilities, no-new-privileges, a read-only root with a tmpfs
 /tmp, no network, memory and pids limits, and the /buildarea volume. The steps
 are the fleet's Unix sequence (configure, make, pythoninfo, tests); a record
-(JSON + JUnit XML + log) is written under build/reports/<image id>/.
+(JSON + JUnit XML + log) is written under build/reports/<image id>/ (fleetbake.record).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
-import json
 import os
 import shlex
 import tarfile
@@ -19,23 +18,20 @@ import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
-from . import __version__, cpython, engine, paths, render
+from . import cpython, engine, identity, record
 from .modules import OPTIONAL_MODULES
 from .errors import CannotBuildHere, UsageError
 from .matrix import Configuration, Matrix, RowView
 
-os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")  # Ryuk's image is on Docker Hub
-from testcontainers.core.config import testcontainers_config  # noqa: E402
-from testcontainers.core.container import DockerContainer  # noqa: E402
-
-testcontainers_config.ryuk_disabled = True
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
 
 Log = Callable[[str], None]
 WORK = "/buildarea/cpython"
 SOURCE_MOUNT = "/src"
-VERIFY_LABEL = "io.fleetbake.verify"
+VERIFY_LABEL = f"{identity.LABEL_PREFIX}.verify"
 TEST_TIMEOUT = 1200  # the fleet's default per-test timeout, in seconds
 # Resources for the smoke run: everything but what needs the network or hours.
 TEST_RESOURCES = "all,-network,-urlfetch,-cpu,-largefile,-decimal,-audio"
@@ -140,7 +136,7 @@ def junit_summary(xml_bytes: bytes) -> dict[str, int]:
 
 
 def _image(row: RowView, ref: str | None = None) -> tuple[str, str]:
-    tag = ref or render.image_tag(row)
+    tag = ref or identity.image_tag(row)
     image = engine.image_id(tag)
     if image is None:
         raise UsageError(f"image {tag} is not built here: run `invoke build --os {row.name}` first")
@@ -165,10 +161,6 @@ SANDBOX = dict(
     pids_limit=4096,
 )
 TMPFS = {"/tmp": "rw,exec,nosuid,nodev,size=4g"}
-
-
-def report_dir(image_id: str) -> Path:
-    return paths.reports_dir() / image_id.replace(":", "-")
 
 
 def verify(
@@ -199,18 +191,17 @@ def _verify_config(
     row: RowView, name: str, config: Configuration, image_id: str, source: cpython.Source, jobs: int, log: Log
 ) -> ConfigResult:
     result = ConfigResult(row.name, name, image_id, passed=False, reason="")
-    out_dir = report_dir(image_id)
-    out_dir.mkdir(parents=True, exist_ok=True)
     started = dt.datetime.now(dt.timezone.utc)
     if config.requires_python and source.version_tuple < tuple(int(p) for p in config.requires_python.split(".")):
         result.reason = f"needs CPython >= {config.requires_python}, the source is {source.version}"
         log(f"verify {row.name}/{name}: FAIL: {result.reason}")
-        return _write_record(result, config, source, started, out_dir, None)
+        return _write_record(result, config, source, started, None)
 
     steps = plan(config, source, jobs, row.spec.missing_ok)
     env = step_env(config)
-    log_path = out_dir / f"{name}.log"
-    partial = out_dir / f".{name}.log.{os.getpid()}"  # a concurrent run never truncates this run's log
+    log_path = record.log_path(image_id, name)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = log_path.with_name(f".{name}.log.{os.getpid()}")  # a concurrent run never truncates this run's log
     junit = None
     try:
         with partial.open("w", encoding="utf-8") as log_file, _container(row, image_id, source) as container:
@@ -247,14 +238,23 @@ def _verify_config(
             os.replace(partial, log_path)  # even a run that broke off leaves its log where people look
     status = "PASS" if result.passed else "FAIL"
     log(f"verify {row.name}/{name}: {status}: {result.reason} (log: {log_path})")
-    return _write_record(result, config, source, started, out_dir, junit)
+    return _write_record(result, config, source, started, junit)
+
+
+def _containers() -> type[DockerContainer]:
+    """testcontainers, told to run no Ryuk (its image is on Docker Hub): here, as a container starts, never at import."""
+    from testcontainers.core.config import testcontainers_config
+    from testcontainers.core.container import DockerContainer
+
+    testcontainers_config.ryuk_disabled = True  # we remove our containers ourselves (_container.__exit__)
+    return DockerContainer
 
 
 class _container:
     """A hardened, network-less container of the image, removed (with its volume) on exit."""
 
     def __init__(self, row: RowView, image_id: str, source: cpython.Source):
-        self.container = DockerContainer(image_id, command=["sleep", "infinity"])
+        self.container = _containers()(image_id, command=["sleep", "infinity"])
         self.container.with_volume_mapping(str(source.path), f"{SOURCE_MOUNT}/{source.path.name}", "ro")
         for target, options in TMPFS.items():  # with_tmpfs_mount passes its "size" through as the mount options
             self.container.with_tmpfs_mount(target, options)
@@ -301,17 +301,10 @@ def _write_record(
     config: Configuration,
     source: cpython.Source,
     started: dt.datetime,
-    out_dir: Path,
     junit: bytes | None,
 ) -> ConfigResult:
-    name = result.configuration
-    if junit:
-        (out_dir / f"{name}.junit.xml").write_bytes(junit)
-    record = {
-        "fleetbake_version": __version__,
-        "image_id": result.image_id,
+    result.record = record.write(result.image_id, result.configuration, {
         "row": result.row,
-        "configuration": name,
         "configure": config.configure,
         "env": config.env,
         "cpython": source.to_json(),
@@ -321,24 +314,9 @@ def _write_record(
         "missing_modules": result.missing_modules,
         "missing_ok": result.missing_ok,
         "tests": result.tests,
-        "junit": f"{name}.junit.xml" if junit else None,
-        "started": started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "finished": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    path = out_dir / f"{name}.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=2) + "\n")
-    os.replace(tmp, path)
-    result.record = path
+        "started": record.timestamp(started),
+    }, junit)
     return result
-
-
-def load_record(image_id: str, configuration: str) -> dict | None:
-    path = report_dir(image_id) / f"{configuration}.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def summary_table(results: list[ConfigResult]) -> str:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURE_MATRIX
-from fleetbake import bench, build, cpython, matrix, render, verify
+from fleetbake import bench, build, cpython, identity, matrix, render, verify
 from fleetbake.errors import FleetbakeError, UsageError
 
 
@@ -225,8 +225,8 @@ def test_the_cold_build_is_tagged_for_the_bench_only(project, row, build_dir, mo
     assert built["tag"] == "fleetbake-bench/ours:debian-12" and built["nocache"] is True
     context = render.render_row(project, row, None)
     assert built["context"] == render.context_tar(context)  # what `invoke build` would build, byte for byte
-    assert built["labels"][f"{build.LABEL_PREFIX}.inputs-hash"] == build.inputs_hash(context, "sha256:base")
-    assert render.image_tag(row) not in (bench.ours_tag(row), bench.baseline_tag(row))
+    assert built["labels"][identity.INPUTS_LABEL] == identity.inputs_hash(render.context_digest(context), "sha256:base")
+    assert identity.image_tag(row) not in (bench.ours_tag(row), bench.baseline_tag(row))
 
 
 def test_a_failed_side_fails_the_bench_with_one_line(row, build_dir, monkeypatch):

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from conftest import MINIMAL, free_port, wait_for_http
-from fleetbake import build, matrix, publish, verify
+from fleetbake import build, matrix, publish, record, verify
 from integration.test_build_cli import remove_images
 from test_cli import invoke
 
@@ -122,7 +122,7 @@ def test_an_unverified_image_is_refused_and_nothing_is_pushed(registry, client, 
     m = matrix.load(write_matrix(MINIMAL.replace("debian-12:", "unverified-row:")))
     image, _ = client.images.build(fileobj=io.BytesIO(b"FROM debian:12\nLABEL io.fleetbake.inputs-hash=abc\n"),
                                    tag="fleetbake/worker:unverified-row", rm=True)
-    assert publish.verification_status(image.id) == ([], [])
+    assert record.status(image.id) == ([], [])
     with pytest.raises(publish.PublishError, match="refusing to publish unverified-row: .* no passing verification record"):
         publish.publish(m, m.select("unverified-row"), f"{registry}/fleetbake", log=print)
     assert not [t for t in catalog_tags(registry, "fleetbake/worker") if t.startswith("unverified-row")]
@@ -132,10 +132,10 @@ def test_an_unverified_image_is_refused_and_nothing_is_pushed(registry, client, 
 def test_an_image_whose_verification_failed_is_refused_and_nothing_is_pushed(registry, rows, small, build_dir):
     [result] = verify.verify(rows, rows.rows[SMALL], ["too-new"], log=print)
     assert not result.passed and result.reason.startswith("needs CPython >= 3.99, the source is 3.")
-    record = json.loads(result.record.read_text())
-    assert record["passed"] is False and record["image_id"] == small.image_id
-    assert result.record.parent == verify.report_dir(small.image_id) and build_dir in result.record.parents
-    assert publish.verification_status(small.image_id) == ([], ["too-new"])
+    written = json.loads(result.record.read_text())
+    assert written["passed"] is False and written["image_id"] == small.image_id
+    assert result.record.parent == record.report_dir(small.image_id) and build_dir in result.record.parents
+    assert record.status(small.image_id) == ([], ["too-new"])
 
     refusal = f"refusing to publish {SMALL}: {small.image_id[:19]} failed verification (too-new)"
     cli = invoke("publish", "--os", SMALL, "--registry", f"{registry}/fleetbake", "--matrix", str(rows.path),

@@ -6,7 +6,7 @@ import json
 import pytest
 
 from conftest import MINIMAL, ROOT
-from fleetbake import build, cpython, matrix, verify
+from fleetbake import build, cpython, matrix, record, verify
 from fleetbake.errors import FleetbakeError
 
 
@@ -20,11 +20,11 @@ def test_pydebug_compiles_cpython_and_passes_the_smoke_tests(project, image):
     assert result.tests["tests"] > 1000 and result.tests["failures"] == 0 and result.tests["errors"] == 0
     assert any("[debian-12 pydebug 3/6 make]" in line for line in lines)  # the step counter
 
-    record = json.loads(result.record.read_text())
-    assert record["passed"] is True and record["image_id"] == image.image_id
-    assert record["cpython"]["version"].startswith("3.") and len(record["cpython"]["sha256"]) == 64
+    written = json.loads(result.record.read_text())
+    assert written["passed"] is True and written["image_id"] == image.image_id
+    assert written["cpython"]["version"].startswith("3.") and len(written["cpython"]["sha256"]) == 64
     assert (result.record.parent / "pydebug.junit.xml").read_bytes().startswith(b"<testsuites")
-    assert verify.load_record(image.image_id, "pydebug")["passed"] is True
+    assert record.load(image.image_id, "pydebug")["passed"] is True
 
 
 def test_a_failing_configure_fails_verification_and_says_where(write_matrix, build_dir, image):
