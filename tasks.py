@@ -1,7 +1,7 @@
 """Invoke tasks: thin wrappers that parse options and call the fleetbake package.
 
     invoke matrix [--json]              rows and configurations
-    invoke render [--os ROW|all]        build contexts under build/contexts/<row>/
+    invoke render [--os ROW|all] [--check]  the committed images/<family>/<row>/ and packer/<row>/
     invoke base --os ROW                pull or bootstrap the row's base image
     invoke build --os ROW|all           render, then build (skips when nothing changed)
     invoke verify --os ROW [--config NAME|all] [--cpython SRC]
@@ -41,20 +41,20 @@ def matrix(c, matrix="matrix.yml", json=False):
     print(m.to_json() if json else m.table())
 
 
-@task(help={**MATRIX_HELP, "os": "row name or 'all'", "check": "fail if build/contexts/<row>/ differs from a fresh render",
-            "ca_bundle": "PEM bundle of extra CA certificates to trust in the image"})
+@task(help={**MATRIX_HELP, "os": "row name or 'all'",
+            "check": "fail if the committed images/<family>/<row>/ or packer/<row>/ differs from a fresh render"})
 @friendly
-def render(c, os="all", matrix="matrix.yml", check=False, ca_bundle=None):
-    """Render Docker build contexts into build/contexts/<row>/."""
+def render(c, os="all", matrix="matrix.yml", check=False):
+    """Render the committed Dockerfiles (images/<family>/<row>/) and Packer templates (packer/<row>/)."""
     from fleetbake import render as render_mod
 
     m = _load(matrix)
     rows = m.select(os)
     if check:
-        render_mod.check(m, rows, ca_bundle, log=log)
+        render_mod.check(m, rows, log=log)
     else:
-        for name in render_mod.render(m, rows, ca_bundle):
-            log(f"rendered build/contexts/{name}/")
+        for folder in render_mod.render(m, rows, log=log):
+            log(f"rendered {folder}/")
 
 
 @task(help={**MATRIX_HELP, "os": "row name or 'all'", "refresh": "pull or bootstrap again even if present"})
@@ -177,28 +177,17 @@ def service(c, platform, name, master="buildbot-api.python.org:9020", admin="", 
 
 @task(help={**MATRIX_HELP, "target": "docker, ami, or ami-rehearsal (the AMI's provisioning on a local systemd container)", "os": "row name", "config": "configuration (AMI name and tags)",
             "build": "run packer build (default: generate and validate only)", "region": "AWS region (ami)",
-            "profile": "AWS profile (ami)", "validate": "run packer validate on the template (default on)"})
+            "profile": "AWS profile (ami)", "validate": "run packer validate on the template (default on)",
+            "ca_bundle": "extra CA certificates (PEM) for the build context"})
 @friendly
 def packer(c, target="docker", os="debian-12", matrix="matrix.yml", config=None, build=False, region="us-east-1",
-           profile="", validate=True):
-    """Generate (and with --build, run) Packer templates for a row."""
-    import json
-
+           profile="", validate=True, ca_bundle=None):
+    """Write packer/<row>/ and validate (with --build, run) one target's template."""
     from fleetbake import packer as packer_mod
 
     m = _load(matrix)
-    row = m.one(os)
-    template = packer_mod.write(m, row, target, config, log=log)
-    if validate:
-        packer_mod.validate(template)
-        log(f"packer validate: {template.name} is valid")
-    if build:
-        variables = {"region": region, "profile": profile} if target == "ami" else {}
-        packer_mod.build(template, packer_mod.provisioned_source(row, target), variables, log=log)
-        if target == "ami":
-            info = packer_mod.handoff(template.parent, row, region)
-            log("hand this to the fleet admins (also in " + str(template.parent / "handoff.json") + "):")
-            log(json.dumps(info, indent=2))
+    packer_mod.run(m, m.one(os), target, config=config, run_build=build, region=region, profile=profile,
+                   run_validate=validate, ca_bundle=ca_bundle, log=log)
 
 
 @task(iterable=["tag", "key_name"], help={

@@ -7,6 +7,21 @@ ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "images"
 
 
+# Generated output lives beside its matrix (the checkout's matrix.yml: committed in images/ and packer/).
+def generated_root(matrix) -> Path:
+    return Path(matrix.path).resolve().parent
+
+
+def image_dir(matrix, row) -> Path:
+    """A row's generated build context: images/<family>/<row>/ (no host-specific files)."""
+    return generated_root(matrix) / "images" / row.spec.family / row.name
+
+
+def packer_dir(matrix) -> Path:
+    """The generated Packer templates: packer/<row>/<target>/."""
+    return generated_root(matrix) / "packer"
+
+
 def build_dir() -> Path:
     return Path(os.environ.get("FLEETBAKE_BUILD_DIR", ROOT / "build"))
 

@@ -26,10 +26,6 @@ class PublishError(FleetbakeError):
     pass
 
 
-# The gate publish applies, by the name tests/integration/conftest.py knows it by; record.status is the one place.
-verification_status = record.status
-
-
 @dataclass
 class Published:
     row: str

@@ -1,6 +1,8 @@
-"""Render a matrix row into a self-contained Docker build context under build/contexts/<row>/.
+"""Render a matrix row into a self-contained Docker build context.
 
-Templates and provisioning scripts live in images/<family>/ and images/common/.
+The committed one is images/<family>/<row>/ (what `docker build` alone needs);
+`invoke build` adds the host's extra CA certificates and builds build/contexts/<row>/.
+The Dockerfile comes from the row's plan (families.py) and images/Dockerfile.j2.
 Output is deterministic (same inputs, same bytes) and written only after the
 whole context rendered, one atomic rename per file.
 """
@@ -9,52 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import re
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 
-from . import paths
+from . import families, paths
+from .files import write_file
 from .errors import FleetbakeError, UsageError
 from .matrix import Matrix, RowView
 
-IMAGE_REPO = "fleetbake/worker"
-PROVISION_DIR = "/opt/fleetbake/provision"
-PREFLIGHT = Path(__file__).with_name("preflight.py")  # the same checks as `invoke preflight`
-HOSTPORT = Path(__file__).with_name("hostport.py")  # the one host:port parser, for entrypoint and preflight
-
-
-@dataclass(frozen=True)
-class Family:
-    """A family's Dockerfile template, and what its build context holds besides packages.txt."""
-
-    dockerfile: str  # template, relative to images/
-    runtime_packages: tuple[str, ...]  # what the image needs at run time, beyond the row's
-    scripts: tuple[str, ...]  # provisioning scripts, relative to images/
-    runtime_files: tuple[Path, ...]  # copied to the context's top level
-    configure: str = ""  # the package manager's set-up script (Linux), run before install-packages.sh
-
-
-LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/install-worker.sh")
-LINUX_RUNTIME = (paths.IMAGES / "common" / "entrypoint.py", paths.IMAGES / "common" / "buildbot.tac", PREFLIGHT, HOSTPORT)
-
-
-def _linux(name: str, configure: str, runtime_packages: tuple[str, ...]) -> Family:
-    scripts = (f"{name}/scripts/{configure}", f"{name}/scripts/install-packages.sh", *LINUX_SCRIPTS)
-    return Family("common/Dockerfile.j2", runtime_packages, scripts, LINUX_RUNTIME, configure)
-
-
-FAMILIES = {
-    "debian": _linux("debian", "configure-apt.sh", ("ca-certificates", "python3-venv", "tini")),
-    "fedora": _linux("fedora", "configure-dnf.sh", ("ca-certificates", "python3", "tini", "util-linux", "shadow-utils")),
-    "windows": Family("windows/Dockerfile.j2", (), ("windows/scripts/Install-BuildTools.ps1",
-                      "windows/scripts/Install-CaCertificates.ps1", "windows/scripts/Install-Worker.ps1"),
-                      (paths.IMAGES / "windows" / "entrypoint.ps1",)),
-}
 PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----\r?\n.+?-----END CERTIFICATE-----", re.DOTALL)
 
 
@@ -82,10 +52,6 @@ def _with_header(text: str, head: str) -> str:
     return f"{head}\n{text}"
 
 
-def image_tag(row: RowView) -> str:
-    return f"{IMAGE_REPO}:{row.name}"
-
-
 def load_ca_bundle(path: str | os.PathLike[str]) -> list[bytes]:
     """Split a PEM bundle into single certificates (update-ca-certificates wants one a file)."""
     try:
@@ -98,19 +64,26 @@ def load_ca_bundle(path: str | os.PathLike[str]) -> list[bytes]:
     return list(dict.fromkeys(certs))
 
 
-def render_row(matrix: Matrix, row: RowView, ca_certs: list[bytes] | None = None) -> Context:
-    family = FAMILIES[row.spec.family]
-    head = header(matrix, row)
+def dockerfile(matrix: Matrix, row: RowView) -> str:
+    """The row's Dockerfile, from its family's provisioning plan (families.py) and the one template."""
+    family = families.family_of(row)
+    plan = family.plan(row)
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(paths.IMAGES)),
         undefined=jinja2.StrictUndefined,
         keep_trailing_newline=True,
         autoescape=False,
     )
-    dockerfile = env.get_template(family.dockerfile).render(
-        header=head, row=row, family=family, provision=PROVISION_DIR, image=image_tag(row)
-    )
-    context: Context = {"Dockerfile": RenderedFile(dockerfile.encode())}
+    layers = [(layer.copies, " \\\n && ".join(run.line(family.windows) for run in layer.runs)) for layer in plan.layers]
+    return env.get_template("Dockerfile.j2").render(
+        header=header(matrix, row), row=row, family=family, layers=layers, runtime=plan.runtime.dockerfile().rstrip("\n"),
+        shell=json.dumps(families.WINDOWS_SHELL) if family.windows else "")
+
+
+def render_row(matrix: Matrix, row: RowView, ca_certs: list[bytes] | None = None) -> Context:
+    family = families.family_of(row)
+    head = header(matrix, row)
+    context: Context = {"Dockerfile": RenderedFile(dockerfile(matrix, row).encode())}
 
     packages = "\n".join(
         [
@@ -143,20 +116,6 @@ def context_digest(context: Context) -> str:
         digest.update(f"{name}\0{int(item.executable)}\0{len(item.content)}\0".encode())
         digest.update(item.content)
     return digest.hexdigest()
-
-
-def write_file(target: Path, content: bytes, mode: int) -> None:
-    """Atomically: readers see the old file or the new one, never half of it."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(content)
-        os.chmod(tmp, mode)
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 MANIFEST = ".fleetbake-rendered"  # what render wrote into a folder: the only files it may delete
@@ -242,8 +201,9 @@ def ca_certs_from(option: str | None) -> list[bytes] | None:
     return None
 
 
-def render(matrix: Matrix, rows: list[RowView], ca_bundle: str | None = None, out_root: Path | None = None) -> dict[str, Context]:
-    """Render every row in memory first, so bad input leaves all previous output untouched."""
+def assemble(matrix: Matrix, rows: list[RowView], ca_bundle: str | None = None, out_root: Path | None = None) -> dict[str, Context]:
+    """The build contexts `invoke build` and `invoke packer --build` read: the generated files plus the
+    host's extra CA certificates, in build/contexts/<row>/. Every row renders in memory first."""
     certs = ca_certs_from(ca_bundle)
     contexts = {row.name: render_row(matrix, row, certs) for row in rows}
     root = out_root or paths.contexts_dir()
@@ -252,15 +212,62 @@ def render(matrix: Matrix, rows: list[RowView], ca_bundle: str | None = None, ou
     return contexts
 
 
-def check(matrix: Matrix, rows: list[RowView], ca_bundle: str | None = None, out_root: Path | None = None, log=print) -> None:
-    """The drift check: re-render in memory and compare with build/contexts/<row>/."""
-    certs = ca_certs_from(ca_bundle)
-    root = out_root or paths.contexts_dir()
-    drifted = {}
+def _generated_folder(out_dir: Path) -> Path:
+    """A committed output folder must be render's own: a row named like a source folder (scripts, ami) is refused."""
+    if out_dir.is_dir() and not (out_dir / MANIFEST).is_file() and any(out_dir.iterdir()):
+        raise UsageError(f"{out_dir}: holds files render did not write (a source folder?); give the row another name")
+    return out_dir
+
+
+def stale_folders(matrix: Matrix) -> list[Path]:
+    """Generated folders whose row left the matrix."""
+    rows = {(row.spec.family, row.name) for row in matrix.rows.values()}
+    root = paths.generated_root(matrix)
+    found = [m.parent for m in root.glob(f"images/*/*/{MANIFEST}") if (m.parent.parent.name, m.parent.name) not in rows]
+    names = {row.name for row in matrix.rows.values()}
+    found += [m.parent for m in root.glob(f"packer/*/{MANIFEST}") if m.parent.name not in names]
+    return sorted(found)
+
+
+def render(matrix: Matrix, rows: list[RowView], log=print) -> list[Path]:
+    """The committed output: images/<family>/<row>/ and packer/<row>/. Every row renders in memory
+    first, so bad input leaves all previous output untouched."""
+    from . import packer  # packer builds on render
+
+    contexts = {row.name: render_row(matrix, row) for row in rows}
+    templates = {row.name: packer.render_templates(matrix, row) for row in rows}
+    written = []
     for row in rows:
-        drift = diff_context(render_row(matrix, row, certs), root / row.name)
-        if drift:
-            drifted[row.name] = drift
-        log(f"{root / row.name}/: {'differs: ' + ', '.join(drift) if drift else 'up to date'}")
+        image_dir = _generated_folder(paths.image_dir(matrix, row))
+        write_context(contexts[row.name], image_dir)
+        packer_dir = _generated_folder(paths.packer_dir(matrix) / row.name)
+        write_context({name: RenderedFile(content) for name, content in templates[row.name].items()}, packer_dir)
+        written += [image_dir, packer_dir]
+    if len(rows) == len(matrix.rows):
+        for folder in stale_folders(matrix):
+            write_context({}, folder)
+            (folder / MANIFEST).unlink()
+            _prune_empty(folder, folder.parent.parent)
+            log(f"removed {folder}/: its row left the matrix")
+    return written
+
+
+def check(matrix: Matrix, rows: list[RowView], log=print) -> None:
+    """The drift check: re-render in memory and compare with the committed images/<family>/<row>/ and packer/<row>/."""
+    from . import packer
+
+    drifted = []
+    root = paths.generated_root(matrix)
+    for row in rows:
+        image_dir = paths.image_dir(matrix, row)
+        for out_dir, drift in ((image_dir, diff_context(render_row(matrix, row), image_dir)),
+                               (paths.packer_dir(matrix) / row.name, packer.check_row(matrix, row))):
+            if drift:
+                drifted.append(str(out_dir.relative_to(root)))
+            log(f"{out_dir.relative_to(root)}/: {'differs: ' + ', '.join(drift) if drift else 'up to date'}")
+    if len(rows) == len(matrix.rows):
+        for folder in stale_folders(matrix):
+            drifted.append(str(folder.relative_to(root)))
+            log(f"{folder.relative_to(root)}/: its row left the matrix")
     if drifted:
         raise FleetbakeError(f"generated files differ from a fresh render in: {', '.join(drifted)} (run `invoke render`)")

@@ -4,13 +4,12 @@ import datetime as dt
 import io
 import re
 import tarfile
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from conftest import FIXTURE_MATRIX
-from fleetbake import bench, build, cpython, identity, matrix, render, verify
+from fleetbake import bench, build, cpython, families, identity, matrix, render, verify
 from fleetbake.errors import FleetbakeError, UsageError
 
 
@@ -148,7 +147,7 @@ def test_the_baseline_installs_exactly_the_packages_fleetbake_renders(project, r
     listed = [line.strip() for line in rendered.splitlines() if line.strip() and not line.startswith("#")]
     args = bench.baseline_build_args(project, row)
     assert args["PACKAGES"].split() == listed
-    assert set(listed) == {*render.FAMILIES["debian"].runtime_packages, *row.all_packages}
+    assert set(listed) == {*families.FAMILIES["debian"].runtime_packages, *row.all_packages}
     assert args["BUILDBOT_WORKER_VERSION"] == row.spec.worker_version == "4.3.0"
     assert (args["WORKER_USER"], args["WORKER_UID"]) == (row.spec.user, str(row.spec.uid))
     # The Dockerfile takes every argument bench passes (and no other), and names no package itself.

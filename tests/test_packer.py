@@ -12,7 +12,7 @@ import hcl2
 import pytest
 
 from conftest import AWS_ENV, ROOT
-from fleetbake import packer, render
+from fleetbake import families, packer, render
 
 CASES = [("debian-12", "docker"), ("debian-12", "ami"), ("debian-12", "ami-rehearsal"), ("debian-13", "docker"),
          ("debian-13", "ami"), ("windows-2022", "ami")]
@@ -99,18 +99,59 @@ def test_a_broken_template_fails_validation(project, out):
         packer.validate(broken)
 
 
-def test_provisioning_uses_the_dockerfiles_scripts_and_package_list(project, out):
+def resolve(template: Path, value: str) -> Path:
+    """A template path such as "${path.root}/${var.context}/", with the variables' defaults."""
+    variables = {next(iter(v)).strip('"'): next(iter(v.values()))["default"].strip('"')
+                 for v in hcl2.loads(template.read_text())["variable"]}
+    text = value.strip('"').replace("${path.root}", str(template.parent))
+    return Path(re.sub(r"\$\{var\.(\w+)\}", lambda m: variables[m.group(1)], text)).resolve()
+
+
+def provisioners(template: Path) -> list[tuple[str, dict]]:
+    build = hcl2.loads(template.read_text())["build"][0]
+    return [(kind.strip('"'), body) for item in build["provisioner"] for kind, body in item.items()]
+
+
+def test_provisioning_uploads_the_rows_generated_context_and_runs_the_plan(project, out):
     row = project.rows["debian-12"]
     template = packer.write(project, row, "docker", log=lambda _: None)
-    context = render.render_row(project, row, render.ca_certs_from(None))
-    for name, item in context.items():
-        if name.startswith("scripts/") or name == "packages.txt":
-            assert (template.parent / name).read_bytes() == item.content, name
+    [upload] = [body for kind, body in provisioners(template) if kind == "file"]
+    folder = resolve(template, upload["source"])
+    assert folder == project.path.parent / "images" / "debian" / "debian-12"  # what `docker build` alone reads
+    context = render.render_row(project, row)
+    assert all((folder / name).read_bytes() == item.content for name, item in context.items())
     text = template.read_text()
     assert "libssl-dev" not in text, "the package list lives in packages.txt only"
     for script in ("configure-apt.sh", "install-packages.sh", "install-ca.sh", "create-user.sh", "install-worker.sh"):
         assert f"/opt/fleetbake/provision/{script}" in text
     assert re.search(r"pull += false", text) and "ENTRYPOINT" in text
+
+
+@pytest.mark.parametrize("row", ["debian-12", "fedora-44"])
+def test_the_dockerfile_and_every_packer_target_run_one_plan(project, out, row):
+    """families.py declares the steps once: the Dockerfile's RUNs and each target's shell steps are the same lines,
+    in the same order, and the docker target's `changes` are the Dockerfile's runtime instructions."""
+    row = project.rows[row]
+    plan = families.plan(row)
+    dockerfile = render.render_row(project, row)["Dockerfile"].content.decode()
+    runs = [run.line() for layer in plan.layers for run in layer.runs]
+    assert [line.strip() for line in re.findall(r"^(?:RUN | && )(.+?)(?: \\)?$", dockerfile, re.MULTILINE)] == runs
+    for instruction in plan.runtime.instructions():
+        assert instruction.split(" ", 1)[0] in dockerfile
+    for target in packer.targets(row):
+        template = packer.write(project, row, target, log=lambda _: None)
+        inline = [line.strip('"') for kind, body in provisioners(template) if kind == "shell" for line in body["inline"]]
+        ran = [line for line in inline if "/opt/fleetbake/provision/" in line and not line.startswith("install ")]
+        if target == "docker":
+            assert ran == runs
+            source = next(iter(hcl2.loads(template.read_text())["source"][0]['"docker"'].values()))
+            assert [json.loads(change) for change in source["changes"][:-1]] == plan.runtime.instructions()
+        else:  # the AMI's own uid and boto3, nothing else
+            ami = families.plan(row, uid=row.spec.ami.uid, pip_extras="boto3")
+            assert ran == [run.line() for layer in ami.layers for run in layer.runs]
+            assert [r for r in ran if r not in runs] == [
+                f"WORKER_USER=buildbot WORKER_UID={row.spec.ami.uid} /opt/fleetbake/provision/create-user.sh",
+                "BUILDBOT_WORKER_VERSION=4.3.0 WORKER_PIP_EXTRAS=boto3 /opt/fleetbake/provision/install-worker.sh"]
 
 
 def test_ami_template_settings(project, out):
@@ -122,8 +163,9 @@ def test_ami_template_settings(project, out):
     disk = worker["launch_block_device_mappings"][0]
     assert (disk["volume_type"], disk["volume_size"], disk["iops"], disk["throughput"]) == ('"gp3"', 30, 3000, 125)
     assert worker["source_ami_filter"][0]["owners"] == ['"136693071363"']
-    assert "timestamp()" in worker["ami_name"] and "fleetbake-debian-12-pydebug-" in worker["ami_name"]
+    assert "timestamp()" in worker["ami_name"] and "fleetbake-debian-12-${var.configuration}-" in worker["ami_name"]
     variables = {next(iter(v)).strip('"'): next(iter(v.values())) for v in data["variable"]}
+    assert variables["configuration"]["default"] == f'"{next(iter(row.configurations))}"'  # invoke passes --config
     assert variables["instance_type"]["default"] == f'"{row.spec.ami.instance_type}"'
     assert "fleetbake-inputs-hash" in text and "fleetbake-row" in text and "fleetbake-date" in text
     for secret_word in ("access_key", "secret_key", "WORKERPASS="):
@@ -379,12 +421,10 @@ def test_every_powershell_file_parses():
 
 def test_windows_ami_reads_the_secret_in_a_system_step_and_walls_off_the_build_user(project, out):
     template = packer.write(project, project.rows["windows-2022"], "ami", log=lambda _: None)
-    build = hcl2.loads(template.read_text())["build"][0]
-    provisioners = [(kind.strip('"'), body) for item in build["provisioner"] for kind, body in item.items()]
-    assert ("file", '"ami/"', '"C:/fleetbake/ami/"') in [(k, b.get("source"), b.get("destination")) for k, b in provisioners]
-    assert provisioners[-1] == ("powershell", {**provisioners[-1][1], "inline": ['"C:/fleetbake/ami/Install-AmiWorker.ps1"']})
-    for path in WINDOWS_AMI.iterdir():
-        assert (template.parent / "ami" / path.name).read_bytes() == path.read_bytes(), path.name
+    steps = provisioners(template)
+    [ami] = [b for k, b in steps if k == "file" and b.get("destination") == '"C:/fleetbake/ami/"']
+    assert resolve(template, ami["source"]) == WINDOWS_AMI  # the checkout's files, uploaded as they are
+    assert steps[-1] == ("powershell", {**steps[-1][1], "inline": ['"C:/fleetbake/ami/Install-AmiWorker.ps1"']})
 
     install = commands(WINDOWS_AMI / "Install-AmiWorker.ps1")
     tasks = {args["-taskname"]: args for name, args in install if name == "Register-ScheduledTask"}
@@ -417,20 +457,19 @@ def test_windows_ami_reads_the_secret_in_a_system_step_and_walls_off_the_build_u
 
 def test_linux_runtime_files_are_the_dockerfiles(project, out, monkeypatch):
     row = project.rows["debian-12"]
-    names = [source.name for source in render.FAMILIES["debian"].runtime_files]
+    names = [source.name for source in families.FAMILIES["debian"].runtime_files]
 
-    def runtime_sources() -> list[str]:
-        return next(body["sources"] for item in packer.linux_provisioners(row, sudo=False) for kind, body in item.items()
-                    if kind == '"file"' and body.get("destination") == '"/opt/fleetbake/"')
+    def installed() -> list[str]:
+        lines = [line.strip('"') for item in packer.linux_provisioners(project, row, families.plan(row), sudo=False)
+                 for kind, body in item.items() if kind == '"shell"' for line in body["inline"]]
+        return [line.split()[-2].rsplit("/", 1)[1] for line in lines if line.startswith("install -o") and line.endswith(" /opt/fleetbake/")]
 
-    assert runtime_sources() == [f'"{name}"' for name in names]
-    template = packer.write(project, row, "ami", log=lambda _: None)
-    assert all((template.parent / name).is_file() for name in names)
+    assert installed() == names
     # A file added to the family reaches Packer too.
-    extra = render.Family(**{**render.FAMILIES["debian"].__dict__,
-                             "runtime_files": (*render.FAMILIES["debian"].runtime_files, ROOT / "images/common/extra.py")})
-    monkeypatch.setitem(render.FAMILIES, "debian", extra)
-    assert runtime_sources()[-1] == '"extra.py"'
+    extra = families.Family(**{**families.FAMILIES["debian"].__dict__,
+                               "runtime_files": (*families.FAMILIES["debian"].runtime_files, ROOT / "fleetbake/modules.py")})
+    monkeypatch.setitem(families.FAMILIES, "debian", extra)
+    assert installed() == [*names, "modules.py"]
 
 
 if __name__ == "__main__":  # build_against_moto runs this file inside `unshare --net`

@@ -4,34 +4,85 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MINIMAL, ROOT
-from fleetbake import matrix, render
+from conftest import MINIMAL, ROOT, snapshot
+from fleetbake import families, matrix, render
 from fleetbake.errors import UsageError
 from test_cli import invoke
-from update_golden import GOLDEN, TEMPLATED
 
 CERT = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 
 
-@pytest.mark.parametrize("row", list(matrix.load(ROOT / "matrix.yml").rows))
-def test_render_matches_golden_files(project, row, no_ca):
-    """The goldens are only read here: after an intended change run tests/update_golden.py and review the diff."""
-    context = render.render_row(project, project.rows[row])
-    for name in TEMPLATED:
-        golden = GOLDEN / row / name
-        assert golden.is_file(), f"no {golden.relative_to(ROOT)}: run tests/update_golden.py"
-        assert context[name].content == golden.read_bytes(), f"{row}/{name} differs from {golden.relative_to(ROOT)}"
+def test_the_committed_output_is_a_fresh_render(live_project):
+    """images/<family>/<row>/ and packer/<row>/ are committed: CI's drift check is this comparison."""
+    lines = []
+    render.check(live_project, live_project.select("all"), log=lines.append)
+    assert len(lines) == 2 * len(live_project.rows) and all(line.endswith("up to date") for line in lines), lines
+    for row in live_project.rows.values():
+        folder = ROOT / "images" / row.spec.family / row.name
+        assert (folder / "Dockerfile").is_file() and (folder / "packages.txt").is_file(), folder
+        assert not list(folder.glob("ca-certificates/*.crt")), "host-specific CA certificates are never committed"
+        assert (ROOT / "packer" / row.name).is_dir()
+    assert render.stale_folders(live_project) == []
 
 
-def test_every_golden_is_a_matrix_row_and_holds_only_templated_files(project):
-    assert sorted(p.name for p in GOLDEN.iterdir()) == sorted(project.rows)
-    for row in GOLDEN.iterdir():
-        assert sorted(p.name for p in row.iterdir()) == sorted(TEMPLATED), row
+def test_the_drift_check_names_what_a_matrix_change_leaves_stale(write_matrix, tmp_path, no_ca):
+    m = matrix.load(write_matrix(MINIMAL))
+    rows = m.select("all")
+    render.render(m, rows, log=lambda _: None)
+    render.check(m, rows, log=lambda _: None)
+    edited = matrix.load(write_matrix(MINIMAL.replace("[build-essential]", "[build-essential, libssl-dev]")))
+    lines = []
+    with pytest.raises(render.FleetbakeError, match=r"differ from a fresh render in: images/debian/debian-12"):
+        render.check(edited, edited.select("all"), log=lines.append)
+    assert "images/debian/debian-12/: differs: packages.txt" in lines
+    (tmp_path / "images/debian/debian-12/NOTES.txt").write_text("a stray file is drift too\n")
+    with pytest.raises(render.FleetbakeError):
+        render.check(m, rows, log=lines.append)
+    assert "images/debian/debian-12/: differs: NOTES.txt" in lines
+
+
+def test_a_row_that_left_the_matrix_is_drift_and_render_removes_its_output(write_matrix, tmp_path, no_ca):
+    two = MINIMAL + """
+  debian-13:
+    family: debian
+    base: debian:13
+    packages: [build-essential]
+    configurations: [pydebug]
+"""
+    render.render(matrix.load(write_matrix(two)), matrix.load(write_matrix(two)).select("all"), log=lambda _: None)
+    assert (tmp_path / "images/debian/debian-13/Dockerfile").is_file()
+    one = matrix.load(write_matrix(MINIMAL))
+    with pytest.raises(render.FleetbakeError, match="debian-13"):
+        render.check(one, one.select("all"), log=lambda _: None)
+    render.render(one, one.select("all"), log=lambda _: None)
+    assert not (tmp_path / "images/debian/debian-13").exists() and not (tmp_path / "packer/debian-13").exists()
+    render.check(one, one.select("all"), log=lambda _: None)
+
+
+def test_a_row_named_like_a_source_folder_is_refused(write_matrix, tmp_path, no_ca):
+    sources = tmp_path / "images" / "debian" / "scripts"
+    sources.mkdir(parents=True)
+    (sources / "configure-apt.sh").write_text("#!/bin/sh\n")
+    m = matrix.load(write_matrix(MINIMAL.replace("  debian-12:\n", "  scripts:\n")))
+    with pytest.raises(UsageError, match="holds files render did not write"):
+        render.render(m, m.select("all"), log=lambda _: None)
+    assert sorted(p.name for p in sources.iterdir()) == ["configure-apt.sh"]
+
+
+def test_the_build_context_is_the_committed_folder_plus_the_hosts_ca_certificates(live_project, tmp_path):
+    bundle = tmp_path / "proxy.pem"
+    bundle.write_bytes(CERT)
+    for row in live_project.rows.values():
+        context = render.render_row(live_project, row, render.ca_certs_from(str(bundle)))
+        folder = ROOT / "images" / row.spec.family / row.name
+        committed = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {render.MANIFEST}
+        assert set(context) - committed == {"ca-certificates/fleetbake-extra-001.crt"}, row.name
+        assert all(context[name].content == (folder / name).read_bytes() for name in committed), row.name
 
 
 def test_copied_files_are_the_sources_plus_the_header(project, no_ca):
     row = project.rows["debian-12"]
-    family = render.FAMILIES[row.spec.family]
+    family = families.family_of(row)
     origins = {f"scripts/{Path(name).name}": ROOT / "images" / name for name in family.scripts}
     origins.update({source.name: source for source in family.runtime_files})
     context = render.render_row(project, row)
@@ -48,8 +99,8 @@ def test_copied_files_are_the_sources_plus_the_header(project, no_ca):
 def test_render_is_deterministic_and_every_file_says_generated(project, tmp_path, no_ca):
     rows = project.select("all")
     out = tmp_path / "contexts"
-    first = render.render(project, rows, out_root=out)
-    second = render.render(project, rows, out_root=out)
+    first = render.assemble(project, rows, out_root=out)
+    second = render.assemble(project, rows, out_root=out)
     assert {k: render.context_digest(v) for k, v in first.items()} == {
         k: render.context_digest(v) for k, v in second.items()
     }
@@ -110,41 +161,29 @@ def test_rewrite_drops_stale_files_and_drift_check_finds_edits(project, tmp_path
     two.write_bytes(CERT + CERT.replace(b"fake", b"other"))
     one.write_bytes(CERT)
     out = root / row.name
-    render.render(project, [row], str(two), out_root=root)
+    render.assemble(project, [row], str(two), out_root=root)
     assert (out / "ca-certificates" / "fleetbake-extra-002.crt").is_file()
     (out / "Dockerfile").write_text((out / "Dockerfile").read_text() + "RUN echo hand-edit\n")
-    with pytest.raises(render.FleetbakeError, match="differ from a fresh render in: debian-12"):
-        render.check(project, [row], str(one), out_root=root, log=lambda _: None)
-    changed = render.write_context(render.render_row(project, row, render.ca_certs_from(str(one))), out)
+    fresh = render.render_row(project, row, render.ca_certs_from(str(one)))
+    assert render.diff_context(fresh, out) == ["Dockerfile", "ca-certificates/fleetbake-extra-002.crt"]
+    changed = render.write_context(fresh, out)
     assert sorted(changed) == ["Dockerfile", "ca-certificates/fleetbake-extra-002.crt"]
     assert not (out / "ca-certificates" / "fleetbake-extra-002.crt").exists()
-    render.check(project, [row], str(one), out_root=root, log=lambda _: None)
-
-
-def snapshot(top: Path) -> dict[str, tuple[bytes, int]]:
-    """Every file under top (dot files too: a left-over temporary file shows), with its bytes and mode."""
-    return {p.relative_to(top).as_posix(): (p.read_bytes(), p.stat().st_mode) for p in sorted(top.rglob("*")) if p.is_file()}
+    assert render.diff_context(fresh, out) == []
 
 
 def test_bad_input_through_the_cli_leaves_the_previous_render_untouched(tmp_path, write_matrix):
-    out = tmp_path / "b"
-    env = {"FLEETBAKE_BUILD_DIR": str(out), "FLEETBAKE_CA_BUNDLE": ""}
+    env = {"FLEETBAKE_BUILD_DIR": str(tmp_path / "b"), "FLEETBAKE_CA_BUNDLE": ""}
     good = write_matrix(MINIMAL, "good.yml")
-    proxy = tmp_path / "proxy.pem"
-    proxy.write_bytes(CERT)
-    first = invoke("render", "--matrix", str(good), "--ca-bundle", str(proxy), env=env)
+    first = invoke("render", "--matrix", str(good), env=env)
     assert first.returncode == 0, first.stderr
-    before = snapshot(out)
-    assert [n for n in before if n.endswith("/Dockerfile")] and [n for n in before if n.endswith(".crt")], before.keys()
+    before = {**snapshot(tmp_path / "images"), **snapshot(tmp_path / "packer")}
+    assert "debian/debian-12/Dockerfile" in before and "debian-12/docker/docker.pkr.hcl" in before, before.keys()
 
     bad_matrix = write_matrix(MINIMAL.replace("[build-essential]", "[build-essential, 'x&&y']"), "bad.yml")
-    empty = tmp_path / "empty.pem"
-    empty.write_text("no certificate here\n")
     cases = [
         (["--matrix", str(bad_matrix)],
          f"error: {bad_matrix}:9: rows.debian-12.packages[1]: 'x&&y' is not a safe package name (allowed: "),
-        (["--matrix", str(good), "--ca-bundle", str(empty)], f"error: CA bundle {empty}: no PEM certificates found"),
-        (["--matrix", str(good), "--ca-bundle", str(tmp_path / "gone.pem")], f"error: CA bundle {tmp_path / 'gone.pem'}: cannot read: "),
         (["--matrix", str(good), "--os", "gentoo-1"], f"error: {good}: --os: unknown row 'gentoo-1' (known: debian-12)"),
     ]
     for args, message in cases:
@@ -152,21 +191,26 @@ def test_bad_input_through_the_cli_leaves_the_previous_render_untouched(tmp_path
         assert result.returncode == 2, (args, result.stdout, result.stderr)
         assert len(result.stderr.splitlines()) == 1 and result.stderr.startswith(message), (args, result.stderr)
         assert "Traceback" not in result.stderr + result.stdout
-        assert snapshot(out) == before, f"render {' '.join(args)} changed the previous output"
+        assert {**snapshot(tmp_path / "images"), **snapshot(tmp_path / "packer")} == before, f"render {args} changed it"
+    check = invoke("render", "--matrix", str(good), "--check", env=env)
+    assert check.returncode == 0 and "up to date" in check.stdout + check.stderr, check.stderr
+    (tmp_path / "images/debian/debian-12/Dockerfile").write_text("FROM hand-edited\n")
+    check = invoke("render", "--matrix", str(good), "--check", env=env)
+    assert check.returncode != 0 and "images/debian/debian-12" in check.stderr, (check.stdout, check.stderr)
 
 
 def test_a_bad_ca_bundle_after_a_good_render_changes_nothing(project, build_dir, tmp_path):
     proxy = tmp_path / "proxy.pem"
     proxy.write_bytes(CERT)
     rows = project.select("all")
-    contexts = render.render(project, rows, str(proxy))
+    contexts = render.assemble(project, rows, str(proxy))
     assert all("ca-certificates/fleetbake-extra-001.crt" in context for context in contexts.values())
     before = snapshot(build_dir)
     assert len([n for n in before if n.endswith("/Dockerfile")]) == len(rows)
     empty = tmp_path / "empty.pem"
     empty.write_text("-----BEGIN CERTIFICATE-----\ntruncated\n")
     with pytest.raises(UsageError, match=f"CA bundle {empty}: no PEM certificates found"):
-        render.render(project, rows, str(empty))
+        render.assemble(project, rows, str(empty))
     assert snapshot(build_dir) == before
 
 
@@ -184,7 +228,7 @@ def test_rows_named_like_builds_other_folders_touch_nothing_but_their_own_output
         others[precious] = precious.read_text()
     m = matrix.load(write_matrix(text))
     for _ in range(2):  # a re-render deletes stale files: still only its own
-        contexts = render.render(m, m.select("all"))
+        contexts = render.assemble(m, m.select("all"))
     assert sorted(contexts) == sorted(names)
     assert {p: p.read_text() for p in others} == others
     for name in names:
@@ -197,10 +241,10 @@ def test_a_rerender_keeps_the_users_own_files_and_drops_only_what_it_wrote(proje
     out = tmp_path / "out"
     bundle = tmp_path / "ca.pem"
     bundle.write_bytes(CERT)
-    render.render(project, [row], str(bundle), out_root=out)
+    render.assemble(project, [row], str(bundle), out_root=out)
     (out / row.name / "NOTES.txt").write_text("the user's own\n")
     (out / row.name / "ca-certificates" / "mine.crt").write_text("the user's own cert\n")
-    render.render(project, [row], "", out_root=out)  # the extra CA is gone from this render
+    render.assemble(project, [row], "", out_root=out)  # the extra CA is gone from this render
     assert not (out / row.name / "ca-certificates" / "fleetbake-extra-001.crt").exists()
     assert (out / row.name / "NOTES.txt").read_text() == "the user's own\n"
     assert (out / row.name / "ca-certificates" / "mine.crt").exists()
@@ -219,5 +263,5 @@ def test_render_never_writes_through_a_symlink_out_of_its_folder(project, tmp_pa
     (out / row.name).mkdir(parents=True)
     (out / row.name / "scripts").symlink_to(elsewhere)
     with pytest.raises(UsageError, match="leads outside"):
-        render.render(project, [row], "", out_root=out)
+        render.assemble(project, [row], "", out_root=out)
     assert list(elsewhere.iterdir()) == []

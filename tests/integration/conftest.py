@@ -42,9 +42,9 @@ def image(client, project):
 @pytest.fixture(scope="session")
 def verified_image(image, project):
     """The debian-12 image with a passing pydebug record: setup's, or one verified here for real."""
-    from fleetbake import publish, verify
+    from fleetbake import record, verify
 
-    passed, failed = publish.verification_status(image.image_id)
+    passed, failed = record.status(image.image_id)
     assert not failed, f"{image.image_id[:19]} has failing records: {failed}"
     if "pydebug" not in passed:
         [result] = verify.verify(project, project.rows["debian-12"], ["pydebug"], log=print)

@@ -1,16 +1,118 @@
-"""Packer's docker target, built for real from the same scripts, passes the same verification."""
+"""Packer's docker target is the Dockerfile's image: built for real from the same plan, it has the
+same configuration and the same file tree, and it passes the same verification."""
 
-from fleetbake import packer, verify
+import hashlib
+import tarfile
+
+import pytest
+
+from fleetbake import base, build, identity, packer, render, verify
+
+# Files whose bytes carry the moment they were written: dpkg's and apt's logs, ldconfig's cache of
+# file times. Their paths, modes and owners are still compared; only their bytes are not.
+TIMESTAMPED = ("var/log/", "var/cache/ldconfig/aux-cache")
+PYC_HEADER = 16  # magic, flags, source mtime, source size: a .pyc's bytes after it are its code
 
 
-def test_packer_docker_image_builds_and_verifies(project, image, client):
+def tree(client, image_id: str) -> dict[str, tuple]:
+    """path -> (type, mode, uid, gid, link target, digest) of the image's file system."""
+    container = client.containers.create(image_id, entrypoint=["/bin/true"])
+    try:
+        entries = {}
+        with tarfile.open(fileobj=_Stream(container.export(chunk_size=1 << 20)), mode="r|") as archive:
+            for member in archive:
+                digest = ""
+                if member.isfile():
+                    data = archive.extractfile(member).read()
+                    if member.name.endswith(".pyc"):
+                        data = data[PYC_HEADER:]
+                    digest = "(timestamped)" if member.name.startswith(TIMESTAMPED) else hashlib.sha256(data).hexdigest()
+                entries[member.name.rstrip("/")] = (member.type, member.mode, member.uid, member.gid, member.linkname,
+                                                   digest)
+        return entries
+    finally:
+        container.remove(force=True)
+
+
+class _Stream:
+    """A file-like reader over docker-py's chunk iterator (tarfile's stream mode reads forward only)."""
+
+    def __init__(self, chunks):
+        self.chunks, self.buffer = iter(chunks), b""
+
+    def read(self, size=-1):
+        while size < 0 or len(self.buffer) < size:
+            chunk = next(self.chunks, None)
+            if chunk is None:
+                break
+            self.buffer += chunk
+        if size < 0:
+            size = len(self.buffer)
+        data, self.buffer = self.buffer[:size], self.buffer[size:]
+        return data
+
+
+CONFIG = ("Entrypoint", "Cmd", "Env", "User", "WorkingDir", "Volumes", "StopSignal", "Healthcheck")
+
+
+def config(image) -> dict:
+    settings = {key: image.attrs["Config"].get(key) for key in CONFIG}
+    settings["Labels"] = {k: v for k, v in (image.labels or {}).items() if k != identity.CREATED_LABEL}
+    return settings
+
+
+@pytest.fixture(scope="module")
+def packer_image(client, project, image):
     row = project.rows["debian-12"]
-    template = packer.write(project, row, "docker", log=print)
-    packer.validate(template)
-    packer.build(template, log=print)
-    built = client.images.get(packer.packer_image_tag(row))
-    assert built.labels["io.fleetbake.builder"] == "packer"
-    assert built.attrs["Config"]["Entrypoint"][:2] == ["/usr/bin/tini", "-e"]
-    [result] = verify.verify(project, row, ["pydebug"], log=print, image=packer.packer_image_tag(row))
+    packer.run(project, row, "docker", run_build=True, log=print)
+    return client.images.get(identity.packer_image_tag(row))
+
+
+@pytest.fixture(scope="module")
+def dockerfile_image(client, project, packer_image):
+    """The Dockerfile's image, built again without the cache right after Packer's: both read the archive as it
+    is now (a cached layer from last week would differ by the updates published since). Its own tag: the
+    verified fleetbake/worker:debian-12 stays as it is."""
+    row = project.rows["debian-12"]
+    context = render.render_row(project, row, render.ca_certs_from(None))
+    base_id = base.ensure_base(row, log=print)
+    inputs = identity.inputs_hash(render.context_digest(context), base_id)
+    tag = f"{identity.IMAGE_REPO}:{row.name}-dockerfile-compare"
+    image_id = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id),
+                                   nocache=True, log=print)
+    yield client.images.get(image_id)
+    client.images.remove(tag)
+
+
+def differences(ours: dict, theirs: dict) -> dict:
+    """key -> (Dockerfile's, Packer's) for every setting, and every label, that differs."""
+    found = {k: (ours[k], theirs[k]) for k in ours if k != "Labels" and ours[k] != theirs[k]}
+    labels = ours["Labels"].keys() | theirs["Labels"].keys()
+    found.update({f"label {k}": (ours["Labels"].get(k), theirs["Labels"].get(k)) for k in sorted(labels)
+                  if ours["Labels"].get(k) != theirs["Labels"].get(k)})
+    return found
+
+
+def test_packer_image_has_the_dockerfile_images_configuration(client, image, dockerfile_image, packer_image):
+    ours, theirs = config(dockerfile_image), config(packer_image)
+    assert differences(ours, theirs) == {}
+    assert config(client.images.get(image.image_id)) == ours  # the verified image is this build's twin
+    assert packer_image.attrs["Config"]["Healthcheck"]["Test"] == ["CMD", "/opt/fleetbake/entrypoint.py", "health"]
+    assert packer_image.labels[identity.INPUTS_LABEL] == image.inputs_hash
+
+
+def test_packer_image_has_the_dockerfile_images_file_tree(client, dockerfile_image, packer_image):
+    ours, theirs = tree(client, dockerfile_image.id), tree(client, packer_image.id)
+    only_dockerfile = sorted(set(ours) - set(theirs))
+    only_packer = sorted(set(theirs) - set(ours))
+    differ = sorted(path for path in set(ours) & set(theirs) if ours[path] != theirs[path])
+    assert (only_dockerfile, only_packer) == ([], []), (only_dockerfile[:20], only_packer[:20])
+    assert differ == [], [(path, ours[path], theirs[path]) for path in differ[:20]]
+    assert len(ours) > 10000 and "opt/fleetbake/entrypoint.py" in ours
+
+
+def test_packer_image_verifies(project, packer_image):
+    row = project.rows["debian-12"]
+    [result] = verify.verify(project, row, ["pydebug"], log=print, image=identity.packer_image_tag(row))
     assert result.passed, result.reason
-    assert result.image_id == built.id
+    assert result.image_id == packer_image.id

@@ -1,0 +1,15 @@
+#!/bin/bash
+# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+##  File:  install-packages.sh
+##  Desc:  Install the packages listed in a file (one a line, # comments) with apt, plus security updates.
+set -euo pipefail
+
+list=${1:?usage: install-packages.sh PACKAGES_FILE}
+mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$list")
+export DEBIAN_FRONTEND=noninteractive
+
+apt-get update
+apt-get -y upgrade
+apt-get install -y --no-install-recommends "${packages[@]}"
+apt-get clean
+rm -rf /var/lib/apt/lists/*

@@ -1,0 +1,20 @@
+#!/bin/bash
+# Generated from matrix.yml (row ubuntu-24.04) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+##  File:  configure-apt.sh
+##  Desc:  Make apt lean and unattended: no recommends, no docs or man pages, no prompts.
+set -euo pipefail
+
+cat > /etc/apt/apt.conf.d/90fleetbake <<'CONF'
+APT::Install-Recommends "false";
+APT::Install-Suggests "false";
+Acquire::Retries "3";
+CONF
+
+# Documentation is never read on a worker; copyright files stay.
+cat > /etc/dpkg/dpkg.cfg.d/90fleetbake-nodoc <<'CONF'
+path-exclude /usr/share/doc/*
+path-include /usr/share/doc/*/copyright
+path-exclude /usr/share/man/*
+path-exclude /usr/share/info/*
+path-exclude /usr/share/lintian/*
+CONF

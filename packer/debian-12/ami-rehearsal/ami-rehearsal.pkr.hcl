@@ -1,0 +1,157 @@
+# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+variable "base" {
+  type        = string
+  description = "base image (locally bootstrapped: pull = false)"
+  default     = "debian:12"
+}
+
+
+variable "context" {
+  type        = string
+  description = "the build context, relative to this folder (invoke packer passes build/contexts/<row>/, which adds the host's extra CA certificates)"
+  default     = "../../../images/debian/debian-12"
+}
+
+
+variable "images" {
+  type        = string
+  description = "this checkout's images/, relative to this folder"
+  default     = "../../../images"
+}
+
+
+source "docker" "rehearsal" {
+  image         = var.base
+  commit        = true
+  pull          = false
+  container_dir = "/mnt"
+  changes = [
+    "ENTRYPOINT [\"/sbin/init\"]",
+    "CMD []",
+    "ENV container=docker",
+    "LABEL io.fleetbake.row=debian-12 io.fleetbake.builder=packer-ami-rehearsal",
+  ]
+}
+
+
+build {
+  name = "fleetbake"
+  sources = [
+    "source.docker.rehearsal",
+  ]
+
+  provisioner "shell" {
+    inline = [
+      "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -qq -y --no-install-recommends systemd systemd-sysv sudo dbus >/dev/null && rm -rf /var/lib/apt/lists/*",
+      "useradd --create-home --user-group --uid 1000 admin",
+    ]
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "rm -rf /tmp/fleetbake-context",
+      "mkdir -p /tmp/fleetbake-context",
+    ]
+  }
+
+
+  provisioner "file" {
+    source      = "${path.root}/${var.context}/"
+    destination = "/tmp/fleetbake-context"
+  }
+
+
+  provisioner "file" {
+    source      = "${path.root}/${var.images}/ami/"
+    destination = "/tmp/fleetbake-context/ami"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/configure-apt.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-packages.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/packages.txt /opt/fleetbake/provision/",
+      "/opt/fleetbake/provision/configure-apt.sh",
+      "/opt/fleetbake/provision/install-packages.sh /opt/fleetbake/provision/packages.txt",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/ca-certificates",
+      "find /tmp/fleetbake-context/ca-certificates/ -maxdepth 1 -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/ca-certificates/ \\;",
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-ca.sh /opt/fleetbake/provision/",
+      "/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/ca-certificates",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/create-user.sh /opt/fleetbake/provision/",
+      "WORKER_USER=buildbot WORKER_UID=1001 /opt/fleetbake/provision/create-user.sh",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-worker.sh /opt/fleetbake/provision/",
+      "BUILDBOT_WORKER_VERSION=4.3.0 WORKER_PIP_EXTRAS=boto3 /opt/fleetbake/provision/install-worker.sh",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/entrypoint.py /opt/fleetbake/",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/buildbot.tac /opt/fleetbake/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/preflight.py /opt/fleetbake/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/hostport.py /opt/fleetbake/",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /etc/systemd/system",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/ami/fleetbake-worker.service /etc/systemd/system/",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/ami/fleetbake-worker-config.service /etc/systemd/system/",
+      "install -d -m 0755 /opt/fleetbake",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/ami/fleetbake-worker-config /opt/fleetbake/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/ami/fleetbake-latent-stop /opt/fleetbake/",
+      "systemctl enable fleetbake-worker-config.service fleetbake-worker.service",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "rm -rf /tmp/fleetbake-context",
+      "install -d -m 0755 /buildarea",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  post-processor "docker-tag" {
+    repository = "fleetbake/worker"
+    tags = [
+      "debian-12-ami-rehearsal",
+    ]
+  }
+}

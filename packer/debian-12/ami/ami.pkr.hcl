@@ -1,0 +1,224 @@
+# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+variable "region" {
+  type        = string
+  description = "AWS region"
+  default     = "us-east-1"
+}
+
+
+variable "profile" {
+  type        = string
+  description = "AWS profile (credentials stay in ~/.aws or the environment)"
+  default     = ""
+}
+
+
+variable "instance_type" {
+  type        = string
+  description = "from matrix.yml"
+  default     = "m5.large"
+}
+
+
+variable "configuration" {
+  type        = string
+  description = "the configuration, for the AMI's name and tags"
+  default     = "pydebug"
+}
+
+
+variable "inputs_hash" {
+  type        = string
+  description = "fleetbake inputs hash, for the tags"
+  default     = "unknown"
+}
+
+
+variable "ec2_endpoint" {
+  type        = string
+  description = "EC2 API endpoint override (tests use moto on loopback)"
+  default     = ""
+}
+
+
+variable "context" {
+  type        = string
+  description = "the build context, relative to this folder (invoke packer passes build/contexts/<row>/, which adds the host's extra CA certificates)"
+  default     = "../../../images/debian/debian-12"
+}
+
+
+variable "images" {
+  type        = string
+  description = "this checkout's images/, relative to this folder"
+  default     = "../../../images"
+}
+
+
+variable "ssh_timeout" {
+  type        = string
+  description = "how long to wait for SSH on the build instance"
+  default     = "5m"
+}
+
+
+source "amazon-ebs" "worker" {
+  communicator  = "ssh"
+  ssh_username  = "admin"
+  ssh_timeout   = var.ssh_timeout
+  region        = var.region
+  profile       = var.profile
+  instance_type = var.instance_type
+  ami_name      = "fleetbake-debian-12-${var.configuration}-${formatdate("YYYYMMDDhhmmss", timestamp())}"
+
+  source_ami_filter {
+    filters = {
+      "name"                = "debian-12-amd64-*",
+      "virtualization-type" = "hvm",
+      "root-device-type"    = "ebs",
+      "architecture"        = "x86_64",
+    }
+    owners = [
+      "136693071363",
+    ]
+    most_recent = true
+  }
+
+
+  launch_block_device_mappings {
+    device_name           = "/dev/xvda"
+    volume_size           = 30
+    volume_type           = "gp3"
+    iops                  = 3000
+    throughput            = 125
+    delete_on_termination = true
+  }
+
+  tags = {
+    "Name"                    = "fleetbake-debian-12-${var.configuration}",
+    "fleetbake"               = "true",
+    "fleetbake-row"           = "debian-12",
+    "fleetbake-configuration" = var.configuration,
+    "fleetbake-inputs-hash"   = var.inputs_hash,
+    "fleetbake-date"          = formatdate("YYYY-MM-DD", timestamp()),
+  }
+  run_tags = {
+    "fleetbake"     = "true",
+    "fleetbake-row" = "debian-12",
+  }
+  custom_endpoint_ec2    = var.ec2_endpoint
+  skip_region_validation = var.ec2_endpoint != ""
+}
+
+
+build {
+  name = "fleetbake"
+  sources = [
+    "source.amazon-ebs.worker",
+  ]
+
+  provisioner "shell" {
+    inline = [
+      "rm -rf /tmp/fleetbake-context",
+      "mkdir -p /tmp/fleetbake-context",
+    ]
+  }
+
+
+  provisioner "file" {
+    source      = "${path.root}/${var.context}/"
+    destination = "/tmp/fleetbake-context"
+  }
+
+
+  provisioner "file" {
+    source      = "${path.root}/${var.images}/ami/"
+    destination = "/tmp/fleetbake-context/ami"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/configure-apt.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-packages.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/packages.txt /opt/fleetbake/provision/",
+      "/opt/fleetbake/provision/configure-apt.sh",
+      "/opt/fleetbake/provision/install-packages.sh /opt/fleetbake/provision/packages.txt",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/ca-certificates",
+      "find /tmp/fleetbake-context/ca-certificates/ -maxdepth 1 -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/ca-certificates/ \\;",
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-ca.sh /opt/fleetbake/provision/",
+      "/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/ca-certificates",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/create-user.sh /opt/fleetbake/provision/",
+      "WORKER_USER=buildbot WORKER_UID=1001 /opt/fleetbake/provision/create-user.sh",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-worker.sh /opt/fleetbake/provision/",
+      "BUILDBOT_WORKER_VERSION=4.3.0 WORKER_PIP_EXTRAS=boto3 /opt/fleetbake/provision/install-worker.sh",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/entrypoint.py /opt/fleetbake/",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/buildbot.tac /opt/fleetbake/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/preflight.py /opt/fleetbake/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/hostport.py /opt/fleetbake/",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /etc/systemd/system",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/ami/fleetbake-worker.service /etc/systemd/system/",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/ami/fleetbake-worker-config.service /etc/systemd/system/",
+      "install -d -m 0755 /opt/fleetbake",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/ami/fleetbake-worker-config /opt/fleetbake/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/ami/fleetbake-latent-stop /opt/fleetbake/",
+      "systemctl enable fleetbake-worker-config.service fleetbake-worker.service",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "rm -rf /tmp/fleetbake-context",
+      "install -d -m 0755 /buildarea",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  post-processor "manifest" {
+    output     = "manifest.json"
+    strip_path = true
+  }
+}

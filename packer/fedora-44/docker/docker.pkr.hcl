@@ -1,0 +1,133 @@
+# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+variable "base" {
+  type        = string
+  description = "base image (locally bootstrapped: pull = false)"
+  default     = "registry.fedoraproject.org/fedora:44"
+}
+
+
+variable "context" {
+  type        = string
+  description = "the build context, relative to this folder (invoke packer passes build/contexts/<row>/, which adds the host's extra CA certificates)"
+  default     = "../../../images/fedora/fedora-44"
+}
+
+
+variable "images" {
+  type        = string
+  description = "this checkout's images/, relative to this folder"
+  default     = "../../../images"
+}
+
+
+variable "labels" {
+  type        = string
+  description = "LABEL arguments (invoke packer passes every label `invoke build` gives the image)"
+  default     = "io.fleetbake.fleetbake-version=0.1.0 io.fleetbake.row=fedora-44 io.fleetbake.worker-version=4.3.0 org.opencontainers.image.base.name=registry.fedoraproject.org/fedora:44 org.opencontainers.image.source=https://github.com/python/fleetbake org.opencontainers.image.title=\"CPython buildbot worker (fedora-44)\""
+}
+
+
+source "docker" "worker" {
+  image         = var.base
+  commit        = true
+  pull          = false
+  container_dir = "/mnt"
+  changes = [
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 FLEETBAKE_ROW=fedora-44 FLEETBAKE_IMAGE=fleetbake/worker:fedora-44 FLEETBAKE_USER=buildbot",
+    "VOLUME [\"/buildarea\"]",
+    "WORKDIR /buildarea",
+    "HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=3 CMD [\"/opt/fleetbake/entrypoint.py\", \"health\"]",
+    "ENTRYPOINT [\"/usr/bin/tini\", \"-e\", \"143\", \"--\", \"/opt/fleetbake/entrypoint.py\"]",
+    "CMD [\"worker\"]",
+    "LABEL ${var.labels}",
+  ]
+}
+
+
+build {
+  name = "fleetbake"
+  sources = [
+    "source.docker.worker",
+  ]
+
+  provisioner "shell" {
+    inline = [
+      "rm -rf /tmp/fleetbake-context",
+      "mkdir -p /tmp/fleetbake-context",
+    ]
+  }
+
+
+  provisioner "file" {
+    source      = "${path.root}/${var.context}/"
+    destination = "/tmp/fleetbake-context"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/configure-dnf.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-packages.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/packages.txt /opt/fleetbake/provision/",
+      "/opt/fleetbake/provision/configure-dnf.sh",
+      "/opt/fleetbake/provision/install-packages.sh /opt/fleetbake/provision/packages.txt",
+    ]
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/ca-certificates",
+      "find /tmp/fleetbake-context/ca-certificates/ -maxdepth 1 -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/ca-certificates/ \\;",
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-ca.sh /opt/fleetbake/provision/",
+      "/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/ca-certificates",
+    ]
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/create-user.sh /opt/fleetbake/provision/",
+      "WORKER_USER=buildbot WORKER_UID=1000 /opt/fleetbake/provision/create-user.sh",
+    ]
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-worker.sh /opt/fleetbake/provision/",
+      "BUILDBOT_WORKER_VERSION=4.3.0 /opt/fleetbake/provision/install-worker.sh",
+    ]
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/entrypoint.py /opt/fleetbake/",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/buildbot.tac /opt/fleetbake/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/preflight.py /opt/fleetbake/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/hostport.py /opt/fleetbake/",
+    ]
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "rm -rf /tmp/fleetbake-context",
+      "install -d -m 0755 /buildarea",
+    ]
+  }
+
+
+  post-processor "docker-tag" {
+    repository = "fleetbake/worker"
+    tags = [
+      "fedora-44-packer",
+    ]
+  }
+}

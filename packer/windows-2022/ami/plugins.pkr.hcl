@@ -1,0 +1,13 @@
+# Generated from matrix.yml (row windows-2022) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+packer {
+  required_plugins = {
+    docker = {
+      source  = "github.com/hashicorp/docker",
+      version = ">= 1.0.0",
+    },
+    amazon = {
+      source  = "github.com/hashicorp/amazon",
+      version = ">= 1.3.0",
+    },
+  }
+}
