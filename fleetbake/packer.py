@@ -14,15 +14,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Any, Callable
 
 import hcl2
 
-from . import families, identity, paths, render
-from .errors import FleetbakeError, UsageError
+from . import families, identity, paths, proc, render
+from .errors import UsageError
 from .matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -31,7 +30,7 @@ TARGETS = ("docker", "ami", "ami-rehearsal")
 SUDO = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"  # as on an AMI, whose ssh user is not root
 
 
-class PackerError(FleetbakeError):
+class PackerError(proc.ProcError):
     pass
 
 
@@ -110,8 +109,8 @@ def linux_provisioners(matrix: Matrix, row: RowView, plan: families.Plan, sudo: 
     for layer in (*plan.layers, *extra):
         lines = [line for copy in layer.copies for line in _install(copy, modes)]
         layers.append(block("shell", inline=[q(line) for line in [*lines, *(run.line() for run in layer.runs)]], **execute))
-    # Docker's WORKDIR creates the folder; `docker commit --change WORKDIR` does not.
-    finish = [f"rm -rf {STAGE}", f"install -d -m 0755 {plan.runtime.workdir}"]
+    # Docker's WORKDIR creates the folder if missing (and leaves an existing one as it is); `docker commit` does not.
+    finish = [f"rm -rf {STAGE}", f"mkdir -p {plan.runtime.workdir}"]
     return [*uploads, *layers, block("shell", inline=[q(line) for line in finish], **execute)]
 
 
@@ -368,19 +367,13 @@ def _packer(args: list[str], cwd: Path, env: dict[str, str] | None = None, strea
     binary = shutil.which("packer")
     if binary is None:
         raise PackerError("packer is not installed (apt-get install packer, or run scripts/setup.sh)")
-    process = subprocess.Popen([binary, *args], cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                               env={**os.environ, "CHECKPOINT_DISABLE": "1", **(env or {})})
-    lines = []
-    for line in process.stdout:
-        lines.append(line.rstrip())
-        if stream:
-            stream(line.rstrip())
-    if process.wait() != 0:
-        # packer build names the failing build and its cause in an "errored" line
-        reason = next((l for l in lines if " errored after " in l), None) or next(
-            (l for l in reversed(lines) if l.strip()), "no output")
-        raise PackerError(f"packer {args[0]} failed: {reason.strip()}")
-    return "\n".join(lines)
+
+    def errored(result: proc.Result) -> str | None:  # packer build names the failing build and its cause
+        return next((line.strip() for line in result.output.splitlines() if " errored after " in line), None)
+
+    # stderr joins stdout: packer's cause is its last line whichever stream it went to
+    return proc.run([binary, *args], what=f"packer {args[0]}", cwd=cwd, stream=stream or (lambda _: None),
+                    env={**os.environ, "CHECKPOINT_DISABLE": "1", **(env or {})}, reason=errored, error=PackerError)
 
 
 def validate(template: Path) -> str:

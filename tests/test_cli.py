@@ -40,13 +40,13 @@ def test_render_check_catches_drift(tmp_path, write_matrix):
     path = str(write_matrix(MINIMAL))
     assert invoke("render", "--matrix", path, env=env).returncode == 0
     assert invoke("render", "--check", "--matrix", path, env=env).returncode == 0
-    [dockerfile] = tmp_path.rglob("Dockerfile")  # wherever paths puts the row's build context (beside the matrix, or in the build folder)
-    assert dockerfile.parent.name == "debian-12"
+    [dockerfile] = tmp_path.rglob("Dockerfile")
+    assert dockerfile == tmp_path / "images" / "debian" / "debian-12" / "Dockerfile"  # beside the matrix
     dockerfile.write_text(dockerfile.read_text() + "# hand edit\n")
     result = invoke("render", "--check", "--matrix", path, env=env)
     assert result.returncode == 1, result.stderr
     assert any(line.endswith("debian-12/: differs: Dockerfile") for line in result.stdout.splitlines()), result.stdout
-    assert result.stderr.startswith("error: generated files differ from a fresh render in: debian-12")
+    assert result.stderr.startswith("error: generated files differ from a fresh render in: images/debian/debian-12 ")
 
 
 def test_single_row_tasks_refuse_all_and_a_matrix_without_the_row(tmp_path, write_matrix):

@@ -4,10 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import MINIMAL, ROOT, snapshot
+from conftest import MINIMAL, ROOT, invoke, snapshot
 from fleetbake import families, matrix, render
 from fleetbake.errors import UsageError
-from test_cli import invoke
 
 CERT = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 

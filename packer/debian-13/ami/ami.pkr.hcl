@@ -211,7 +211,7 @@ build {
   provisioner "shell" {
     inline = [
       "rm -rf /tmp/fleetbake-context",
-      "install -d -m 0755 /buildarea",
+      "mkdir -p /buildarea",
     ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }

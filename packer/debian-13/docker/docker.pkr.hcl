@@ -119,7 +119,7 @@ build {
   provisioner "shell" {
     inline = [
       "rm -rf /tmp/fleetbake-context",
-      "install -d -m 0755 /buildarea",
+      "mkdir -p /buildarea",
     ]
   }
 
