@@ -28,7 +28,7 @@ MATRIX_HELP = {"matrix": "matrix file (default matrix.yml)"}
 
 
 def _load(matrix):
-    from fleetbake import matrix as matrix_mod
+    from fleetbake.pipeline import matrix as matrix_mod
 
     return matrix_mod.load(matrix)
 
@@ -46,7 +46,7 @@ def matrix(c, matrix="matrix.yml", json=False):
 @friendly
 def render(c, os="all", matrix="matrix.yml", check=False):
     """Render the committed Dockerfiles (images/<family>/<row>/) and Packer templates (packer/<row>/)."""
-    from fleetbake import render as render_mod
+    from fleetbake.pipeline import render as render_mod
 
     m = _load(matrix)
     rows = m.select(os)
@@ -61,7 +61,7 @@ def render(c, os="all", matrix="matrix.yml", check=False):
 @friendly
 def base(c, os="all", matrix="matrix.yml", refresh=False):
     """Pull the row's base image, or bootstrap it from the distribution archive."""
-    from fleetbake import base as base_mod
+    from fleetbake.pipeline import base as base_mod
 
     for row in _load(matrix).select(os):
         image = base_mod.ensure_base(row, refresh=refresh, log=log)
@@ -73,7 +73,7 @@ def base(c, os="all", matrix="matrix.yml", refresh=False):
 @friendly
 def build(c, os="all", matrix="matrix.yml", force=False, refresh=False, ca_bundle=None):
     """Render and build worker images with docker-py."""
-    from fleetbake import build as build_mod
+    from fleetbake.pipeline import build as build_mod
 
     m = _load(matrix)
     build_mod.build(m, m.select(os), ca_bundle=ca_bundle, force=force, refresh=refresh, log=log)
@@ -86,7 +86,7 @@ def build(c, os="all", matrix="matrix.yml", force=False, refresh=False, ca_bundl
 @friendly
 def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=None, jobs=None, image=None):
     """Compile CPython in the image and run the smoke tests; write build/reports/."""
-    from fleetbake import verify as verify_mod
+    from fleetbake.pipeline import verify as verify_mod
 
     m = _load(matrix)
     failed = False
@@ -104,7 +104,7 @@ def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=Non
 @friendly
 def publish(c, registry, os="all", matrix="matrix.yml"):
     """Push <row>, <row>-<date> and <row>-<hash> tags of images with a passing verification record."""
-    from fleetbake import publish as publish_mod
+    from fleetbake.pipeline import publish as publish_mod
 
     m = _load(matrix)
     publish_mod.publish(m, m.select(os), registry, log=log)
@@ -117,7 +117,8 @@ def publish(c, registry, os="all", matrix="matrix.yml"):
 @friendly
 def master(c, worker=None, stop=False, cpython=None, matrix="matrix.yml", pb_port=9989, www_port=8010, git_port=9418):
     """Start (or --stop) a local Buildbot master with the fleet's Unix build, for trying a worker."""
-    from fleetbake import identity, master as master_mod
+    from fleetbake.devtools import master as master_mod
+    from fleetbake.pipeline import identity
 
     if stop:
         master_mod.stop(log=log)
@@ -139,7 +140,7 @@ def status(c, master, worker=None, notify_cmd=None):
     """Print each worker's connection state; exit 1 when one is offline (for cron)."""
     from invoke import Exit
 
-    from fleetbake import status as status_mod
+    from fleetbake.operate import status as status_mod
 
     code = status_mod.check(master, worker or None, notify_cmd, log=log)
     if code:
@@ -153,7 +154,7 @@ def preflight(c, master="buildbot-api.python.org:9020", buildarea=".", timeout=5
     """Check this host against the devguide's requirements (CPUs, memory, disk, outbound ports)."""
     from invoke import Exit
 
-    from fleetbake import preflight as preflight_mod
+    from fleetbake.worker import preflight as preflight_mod
 
     code = preflight_mod.main([f"--master={master}", f"--buildarea={buildarea}", f"--timeout={timeout}"])
     if code:
@@ -168,7 +169,7 @@ def preflight(c, master="buildbot-api.python.org:9020", buildarea=".", timeout=5
 def service(c, platform, name, master="buildbot-api.python.org:9020", admin="", user="buildbot",
             buildarea=None, venv=None, password_file=None, out=None):
     """Write service files for a plain host: systemd unit + crontab, LaunchDaemon, or Scheduled Task."""
-    from fleetbake import service as service_mod
+    from fleetbake.operate import service as service_mod
 
     s = service_mod.settings(platform, name, master, admin, user, buildarea, venv, password_file)
     for path in service_mod.write(s, out).values():
@@ -183,7 +184,7 @@ def service(c, platform, name, master="buildbot-api.python.org:9020", admin="", 
 def packer(c, target="docker", os="debian-12", matrix="matrix.yml", config=None, build=False, region="us-east-1",
            profile="", validate=True, ca_bundle=None):
     """Write packer/<row>/ and validate (with --build, run) one target's template."""
-    from fleetbake import packer as packer_mod
+    from fleetbake.pipeline import packer as packer_mod
 
     m = _load(matrix)
     packer_mod.run(m, m.one(os), target, config=config, run_build=build, region=region, profile=profile,
@@ -201,8 +202,8 @@ def aws_zombies(c, older_than="6h", region="us-east-1", profile=None, tag=None, 
     """List (or --terminate) fleet instances running longer than --older-than."""
     import datetime as dt
 
-    from fleetbake import aws
-    from fleetbake.buildbot_api import BuildbotApi
+    from fleetbake.operate import aws
+    from fleetbake.operate.buildbot_api import BuildbotApi
 
     tags = aws.parse_tags(tag or ["fleetbake=true"])
     connected = None
@@ -224,7 +225,7 @@ def aws_zombies(c, older_than="6h", region="us-east-1", profile=None, tag=None, 
 @friendly
 def ami_prune(c, keep=3, region="us-east-1", profile=None, delete=False):
     """Deregister all but the newest --keep fleetbake AMIs per row, and delete their snapshots."""
-    from fleetbake import aws
+    from fleetbake.operate import aws
 
     client = aws.ec2(region, profile)
     old = aws.prune_plan(aws.fleetbake_images(client, region), int(keep))
@@ -259,7 +260,7 @@ def test(c, unit=False, k=None):
 @friendly
 def bench(c, os="debian-12", matrix="matrix.yml", pairs=3, skip_cold=False, skip_noop=False, skip_verify=False):
     """Measure build, no-op, size and verify against hand-written baselines."""
-    from fleetbake import bench as bench_mod
+    from fleetbake.devtools import bench as bench_mod
 
     m = _load(matrix)
     bench_mod.run(m, m.one(os), skip_cold=skip_cold, log=log, pairs=int(pairs), skip_noop=skip_noop,

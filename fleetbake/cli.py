@@ -8,7 +8,7 @@ from typing import Any, Callable
 
 from invoke import Exit
 
-from .errors import FleetbakeError
+from fleetbake.errors import FleetbakeError
 
 
 def friendly(func: Callable[..., Any]) -> Callable[..., Any]:

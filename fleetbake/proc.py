@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import FleetbakeError
+from fleetbake.errors import FleetbakeError
 
 
 class ProcError(FleetbakeError):

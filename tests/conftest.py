@@ -1,4 +1,3 @@
-import importlib.util
 import sys
 import textwrap
 from pathlib import Path
@@ -20,7 +19,7 @@ def project(tmp_path_factory):
     from a copy in a scratch folder: generated output (images/, packer/) lands beside its matrix."""
     import shutil
 
-    from fleetbake import matrix
+    from fleetbake.pipeline import matrix
 
     copy = tmp_path_factory.mktemp("project") / "matrix.yml"
     shutil.copy(FIXTURE_MATRIX, copy)
@@ -30,7 +29,7 @@ def project(tmp_path_factory):
 @pytest.fixture(scope="session")
 def live_project():
     """The repository's matrix.yml, for the tests whose point is the live matrix (it loads, validates, builds)."""
-    from fleetbake import matrix
+    from fleetbake.pipeline import matrix
 
     return matrix.load(LIVE_MATRIX)
 
@@ -60,12 +59,10 @@ def write_matrix(tmp_path):
 
 @pytest.fixture(scope="session")
 def entrypoint():
-    """images/common/entrypoint.py, imported as a module (it is stdlib only)."""
-    spec = importlib.util.spec_from_file_location("fleetbake_entrypoint", ROOT / "images/common/entrypoint.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+    """fleetbake.worker.entrypoint: the module the image runs (stdlib only)."""
+    from fleetbake.worker import entrypoint
+
+    return entrypoint
 
 
 MINIMAL = """

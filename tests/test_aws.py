@@ -9,8 +9,8 @@ import time
 import pytest
 
 from conftest import ROOT
-from fleetbake import aws
 from fleetbake.errors import FleetbakeError
+from fleetbake.operate import aws
 
 
 def test_zombies_are_found_by_tag_and_key_pair(moto):

@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import FIXTURE_MATRIX
-from fleetbake import bench, build, cpython, families, identity, matrix, render, verify
+from fleetbake.devtools import bench
 from fleetbake.errors import FleetbakeError, UsageError
+from fleetbake.pipeline import build, cpython, families, identity, matrix, render, verify
 
 
 @pytest.fixture

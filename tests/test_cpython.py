@@ -4,8 +4,8 @@ import tarfile
 
 import pytest
 
-from fleetbake import cpython
 from fleetbake.errors import UsageError
+from fleetbake.pipeline import cpython
 
 PATCHLEVEL = b'#define PY_VERSION              "3.14.0a1+"\n'
 

@@ -182,7 +182,7 @@ def test_capability_bits_are_read_from_proc_status(entrypoint, tmp_path):
 )
 def test_missing_settings_exit_2_with_one_line_before_anything_starts(env, needle):
     result = subprocess.run(
-        [sys.executable, str(ROOT / "images/common/entrypoint.py")],
+        [sys.executable, "-I", "-m", "fleetbake.worker.entrypoint"], cwd=ROOT,
         env={"PATH": os.environ["PATH"], "FLEETBAKE_USER": "nobody", **env}, capture_output=True, text=True, timeout=30, check=False,
     )
     assert result.returncode == 2
@@ -278,8 +278,7 @@ def test_the_buildarea_is_never_taken_over(entrypoint, tmp_path):
 
 SUPERVISED = """
 import os, subprocess, sys
-sys.path.insert(0, sys.argv[1])
-import entrypoint
+from fleetbake.worker import entrypoint
 read_end, write_end = os.pipe()
 child = subprocess.Popen([sys.executable, "-c", sys.argv[3]], pass_fds=(write_end,),
                          env={**os.environ, "STATUS_FD": str(write_end)})
@@ -291,7 +290,7 @@ sys.exit(entrypoint.supervise(child.pid, read_end, sys.argv[2]))
 
 def supervised(tmp_path, child_code):
     health = tmp_path / "health"
-    process = subprocess.Popen([sys.executable, "-c", SUPERVISED, str(ROOT / "images/common"), str(health), child_code],
+    process = subprocess.Popen([sys.executable, "-c", SUPERVISED, "", str(health), child_code], cwd=ROOT,
                                stdout=subprocess.PIPE, text=True)
     child = int(process.stdout.readline().split()[1])
     return process, child, health

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from fleetbake import matrix, render
+from fleetbake.pipeline import matrix, render
 
 BIN = Path(sys.executable).parent
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import MINIMAL, ROOT
-from fleetbake import matrix
+from fleetbake.pipeline import matrix
 
 
 def test_the_live_matrix_loads_with_the_rows_and_packages_the_fleet_needs(live_project):

@@ -12,7 +12,7 @@ import hcl2
 import pytest
 
 from conftest import AWS_ENV, ROOT
-from fleetbake import families, packer, render
+from fleetbake.pipeline import families, packer, render
 
 CASES = [("debian-12", "docker"), ("debian-12", "ami"), ("debian-12", "ami-rehearsal"), ("debian-13", "docker"),
          ("debian-13", "ami"), ("windows-2022", "ami")]
@@ -455,21 +455,19 @@ def test_windows_ami_reads_the_secret_in_a_system_step_and_walls_off_the_build_u
                      (WINDOWS_AMI / "start-worker.ps1").read_text())
 
 
-def test_linux_runtime_files_are_the_dockerfiles(project, out, monkeypatch):
+def test_the_worker_package_reaches_every_target_as_the_dockerfile_copies_it(project, out):
     row = project.rows["debian-12"]
-    names = [source.name for source in families.FAMILIES["debian"].runtime_files]
-
-    def installed() -> list[str]:
-        lines = [line.strip('"') for item in packer.linux_provisioners(project, row, families.plan(row), sudo=False)
-                 for kind, body in item.items() if kind == '"shell"' for line in body["inline"]]
-        return [line.split()[-2].rsplit("/", 1)[1] for line in lines if line.startswith("install -o") and line.endswith(" /opt/fleetbake/")]
-
-    assert installed() == names
-    # A file added to the family reaches Packer too.
-    extra = families.Family(**{**families.FAMILIES["debian"].__dict__,
-                               "runtime_files": (*families.FAMILIES["debian"].runtime_files, ROOT / "fleetbake/modules.py")})
-    monkeypatch.setitem(families.FAMILIES, "debian", extra)
-    assert installed() == [*names, "modules.py"]
+    context = render.render_row(project, row)
+    package = sorted(name for name in context if name.startswith("fleetbake/"))
+    assert package == sorted(name for name, _ in families.FAMILIES["debian"].runtime_files)
+    assert {"fleetbake/__init__.py", "fleetbake/worker/entrypoint.py", "fleetbake/worker/buildbot.tac"} <= set(package)
+    assert not any(context[name].executable for name in package)  # run with python -m
+    assert "\nCOPY fleetbake/ /opt/fleetbake/fleetbake/\n" in context["Dockerfile"].content.decode()
+    for target in packer.targets(row):
+        template = packer.write(project, row, target, log=lambda _: None)
+        inline = [line.strip('"') for kind, body in provisioners(template) if kind == "shell" for line in body["inline"]]
+        [copy] = [line for line in inline if line.startswith("(cd /tmp/fleetbake-context/fleetbake/ && ")]
+        assert "install -d -m 0755 /opt/fleetbake/fleetbake/{}" in copy and "-m 0644 {} /opt/fleetbake/fleetbake/{}" in copy
 
 
 if __name__ == "__main__":  # build_against_moto runs this file inside `unshare --net`

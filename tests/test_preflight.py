@@ -3,7 +3,7 @@
 import socket
 
 from conftest import free_port
-from fleetbake import preflight
+from fleetbake.worker import preflight
 
 
 def test_preflight_reports_each_check_and_never_hangs(tmp_path):

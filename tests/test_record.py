@@ -5,7 +5,8 @@ import sys
 import pytest
 
 from conftest import ROOT
-from fleetbake import __version__, record
+from fleetbake import __version__
+from fleetbake.pipeline import record
 
 IMAGE = "sha256:" + "ab" * 32
 
@@ -56,8 +57,8 @@ def test_status_counts_a_copied_record_for_nothing_and_an_unreadable_one_as_fail
 
 def test_publish_imports_neither_verify_nor_testcontainers():
     """Deciding what may be pushed reads records; it never loads the container runner."""
-    check = ("import sys, fleetbake.publish; "
-             "assert 'fleetbake.verify' not in sys.modules and 'testcontainers' not in sys.modules, "
+    check = ("import sys, fleetbake.pipeline.publish; "
+             "assert 'fleetbake.pipeline.verify' not in sys.modules and 'testcontainers' not in sys.modules, "
              "sorted(m for m in sys.modules if 'verify' in m or 'testcontainers' in m)")
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
@@ -65,7 +66,7 @@ def test_publish_imports_neither_verify_nor_testcontainers():
 
 def test_importing_verify_changes_no_global_state():
     """testcontainers is configured when a container starts, not when verify is imported."""
-    check = ("import os, sys; before = dict(os.environ); import fleetbake.verify, fleetbake.bench; "
+    check = ("import os, sys; before = dict(os.environ); import fleetbake.pipeline.verify, fleetbake.devtools.bench; "
              "assert dict(os.environ) == before, set(os.environ) ^ set(before); "
              "assert 'testcontainers' not in sys.modules")
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)

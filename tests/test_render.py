@@ -1,12 +1,13 @@
 import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import MINIMAL, ROOT, invoke, snapshot
-from fleetbake import families, matrix, render
 from fleetbake.errors import UsageError
+from fleetbake.pipeline import families, matrix, render
 
 CERT = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 
@@ -83,16 +84,35 @@ def test_copied_files_are_the_sources_plus_the_header(project, no_ca):
     row = project.rows["debian-12"]
     family = families.family_of(row)
     origins = {f"scripts/{Path(name).name}": ROOT / "images" / name for name in family.scripts}
-    origins.update({source.name: source for source in family.runtime_files})
+    origins.update(dict(family.runtime_files))
     context = render.render_row(project, row)
     assert set(origins) <= set(context) and len(origins) >= 8
     for name, origin in origins.items():
         source = origin.read_text().splitlines()
         rendered = context[name].content.decode().splitlines()
-        position = 1 if rendered[0].startswith("#!") else 0
+        position = 1 if rendered and rendered[0].startswith("#!") else 0
         assert rendered[position].startswith("# Generated from matrix.yml")
         assert rendered[:position] + rendered[position + 1 :] == source, name
-        assert context[name].executable == (name.startswith("scripts/") or name.endswith(".py")), name
+        assert context[name].executable == name.startswith("scripts/"), name
+
+
+def test_the_worker_package_is_stdlib_only_and_never_edits_its_import_path():
+    """It runs in the image's worker venv as root (the supervisor) and as the build user (twistd)."""
+    import ast
+
+    package = ROOT / "fleetbake" / "worker"
+    for path in [*package.glob("*.py"), package / "buildbot.tac"]:
+        text = path.read_text()
+        assert "sys.path" not in text, path.name
+        for node in ast.walk(ast.parse(text)):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if (
+                isinstance(node, ast.ImportFrom) and node.level == 0) else []
+            for name in names:
+                top = name.split(".")[0]
+                allowed = top in sys.stdlib_module_names or name.startswith("fleetbake.worker") or name == "fleetbake.worker"
+                if path.name == "buildbot.tac":  # run by twistd, in the worker venv
+                    allowed = allowed or top in ("buildbot_worker", "twisted")
+                assert allowed, f"{path.name} imports {name}"
 
 
 def test_render_is_deterministic_and_every_file_says_generated(project, tmp_path, no_ca):

@@ -8,7 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import invoke, snapshot
-from fleetbake import service
+from fleetbake.operate import service
 
 
 @pytest.fixture

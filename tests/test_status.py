@@ -7,8 +7,8 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 import pytest
 
 from conftest import free_port
-from fleetbake import status
 from fleetbake.errors import FleetbakeError
+from fleetbake.operate import status
 
 WORKERS = {"workers": [
     {"name": "up", "connected_to": [{"masterid": 1}], "workerinfo": {"version": "4.3.0", "admin": "A <a@x>"}},

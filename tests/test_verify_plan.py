@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from fleetbake import cpython, verify
+from fleetbake.pipeline import cpython, verify
 
 MAKE_OUTPUT = """\
 gcc -o python Programs/python.o

@@ -4,7 +4,7 @@ import uuid
 import docker
 import pytest
 
-from fleetbake import build
+from fleetbake.pipeline import build
 
 TEST_LABEL = "io.fleetbake.test"
 # Each test session cleans up only its own containers, never a concurrent session's.
@@ -42,7 +42,7 @@ def image(client, project):
 @pytest.fixture(scope="session")
 def verified_image(image, project):
     """The debian-12 image with a passing pydebug record: setup's, or one verified here for real."""
-    from fleetbake import record, verify
+    from fleetbake.pipeline import record, verify
 
     passed, failed = record.status(image.image_id)
     assert not failed, f"{image.image_id[:19]} has failing records: {failed}"
@@ -73,7 +73,7 @@ def run(client):
 
 def build_user(client, image) -> tuple[str, int]:
     """The image's build user and uid, as the image itself declares them (never a hard-coded 1000)."""
-    from fleetbake import verify
+    from fleetbake.pipeline import verify
 
     name = verify.build_user(image.image_id)
     uid = client.containers.run(image.image_id, ["id", "-u", name], remove=True)

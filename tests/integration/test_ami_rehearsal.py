@@ -15,9 +15,9 @@ import boto3
 import pytest
 
 from conftest import AWS_ENV, MotoServer, free_port
-from fleetbake import master as master_mod
-from fleetbake import packer
-from fleetbake.buildbot_api import BuildbotApi
+from fleetbake.devtools import master as master_mod
+from fleetbake.operate.buildbot_api import BuildbotApi
+from fleetbake.pipeline import packer
 from integration.conftest import unique_password, wait_connected
 
 WORKER = "ami-latent"

@@ -13,8 +13,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from fleetbake import master as master_mod
-from fleetbake.buildbot_api import FAILURE, SUCCESS, BuildbotApi
+from fleetbake.devtools import master as master_mod
+from fleetbake.pipeline import families
+from fleetbake.operate.buildbot_api import BuildbotApi, FAILURE, SUCCESS
 from integration.conftest import build_user, unique_password, wait_connected, wait_for_log
 
 PORTS = dict(pb_port=19989, www_port=18010, git_port=19418)
@@ -116,7 +117,7 @@ def test_a_build_step_can_neither_forge_health_nor_escape_the_umask(api, master,
         wait_health(client, container, "unhealthy")
         for _ in range(6):
             time.sleep(1)
-            code, out = container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])
+            code, out = container.exec_run([*families.ENTRYPOINT, "health"])
             assert code == 1 and b"forged" not in out, out
             assert health_status(client, container) == "unhealthy"
     finally:
@@ -132,7 +133,7 @@ def test_a_build_step_can_neither_forge_health_nor_escape_the_umask(api, master,
     assert container.exec_run(["python3", "-c", signal, twistd, "SIGSTOP"], user=user).exit_code == 0
     try:
         wait_health(client, container, "unhealthy", timeout=90)
-        code, out = container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])
+        code, out = container.exec_run([*families.ENTRYPOINT, "health"])
         assert code == 1 and b"no report from the worker" in out, out
     finally:
         container.exec_run(["python3", "-c", signal, twistd, "SIGCONT"], user=user)
@@ -143,7 +144,7 @@ def test_wrong_password_is_refused_in_words_an_owner_understands(api, master, im
     container = start_worker(run, image, master, "join-faults", password="not-the-password")
     wait_for_log(container, "unauthorized login; check worker name and password")
     assert not api.connected("join-faults")
-    code, out = container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])
+    code, out = container.exec_run([*families.ENTRYPOINT, "health"])
     assert code == 1 and b"connected" not in out.replace(b"disconnected", b"")
 
 
@@ -200,7 +201,7 @@ def test_a_full_buildarea_fails_the_build_not_the_worker(api, master, image, run
     assert result["results"] == FAILURE
     assert "No space left on device" in "".join(logs.values())
     assert api.connected("join-faults")
-    assert container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])[0] == 0
+    assert container.exec_run([*families.ENTRYPOINT, "health"])[0] == 0
 
 
 def test_status_reports_and_notifies(master, image, run, api, tmp_path):
@@ -226,7 +227,7 @@ def test_status_reports_and_notifies(master, image, run, api, tmp_path):
 
 def test_a_plain_host_worker_from_invoke_service_joins(api, master, tmp_path):
     """The service files' buildbot.tac, run by twistd on this host as the unit would run it."""
-    from fleetbake import service
+    from fleetbake.operate import service
 
     venv = Path(sys.executable).parent.parent
     s = service.settings("linux", "join-file", master=f"127.0.0.1:{master.pb_port}", admin="Plain Host <p@x>",

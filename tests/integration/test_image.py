@@ -7,9 +7,10 @@ import time
 from pathlib import Path
 
 
+from fleetbake.pipeline import families
 from integration.conftest import build_user as image_build_user, unique_password, wait_for_log
 
-HUNT = (Path(__file__).parents[2] / "fleetbake" / "hunt.py").read_text()
+HUNT = (Path(__file__).parents[2] / "fleetbake" / "worker" / "hunt.py").read_text()
 # The README's recommended hardening, minus the restart policy.
 HARDENED = dict(
     cap_drop=["ALL"],
@@ -228,7 +229,7 @@ def test_a_build_step_cannot_forge_health(client, image, run):
     container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()}, **HARDENED)
     wait_for_log(container, "Scheduling retry")
     user = build_user(client, image)
-    assert container.exec_run(["/opt/fleetbake/entrypoint.py", "health"]).exit_code == 1
+    assert container.exec_run([*families.ENTRYPOINT, "health"]).exit_code == 1
     forge = (
         "import glob, os\n"
         "for path in ['/tmp/fleetbake/health', '/tmp/fleetbake/health.new', '/tmp/fleetbake-worker.health',\n"
@@ -247,7 +248,7 @@ def test_a_build_step_cannot_forge_health(client, image, run):
     assert "CHANGED" not in out, out
     assert not [line for line in out.splitlines() if line.startswith("WROTE") and "/proc/" in line
                 and not line.endswith(("/fd/0", "/fd/1", "/fd/2"))], out  # only its own descriptors
-    code, state = container.exec_run(["/opt/fleetbake/entrypoint.py", "health"])
+    code, state = container.exec_run([*families.ENTRYPOINT, "health"])
     assert code == 1 and b"forged" not in state, state
 
 
@@ -264,7 +265,7 @@ def test_image_reports_its_own_build_dependencies(client, image):
     """Every package of the row is installed (dpkg), and nothing pulls recommends in."""
     out = client.containers.run(image.image_id, ["sh", "-c", "dpkg-query -W -f '${Package}\\n'"], remove=True).decode()
     installed = set(out.split())
-    from fleetbake import matrix as m
+    from fleetbake.pipeline import matrix as m
     from conftest import ROOT
 
     row = m.load(ROOT / "matrix.yml").rows["debian-12"]

@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from fleetbake import base, build, identity, packer, render, verify
+from fleetbake.pipeline import base, build, families, identity, packer, render, verify
 
 # Files whose bytes carry the moment they were written: dpkg's and apt's logs, ldconfig's cache of
 # file times. Their paths, modes and owners are still compared; only their bytes are not.
@@ -100,7 +100,7 @@ def test_packer_image_has_the_dockerfile_images_configuration(client, image, doc
     verified = config(client.images.get(image.image_id))
     assert {k: v for k, v in verified.items() if k != "Labels"} == {k: v for k, v in ours.items() if k != "Labels"}
     assert verified["Labels"][identity.INPUTS_LABEL] == ours["Labels"][identity.INPUTS_LABEL]
-    assert packer_image.attrs["Config"]["Healthcheck"]["Test"] == ["CMD", "/opt/fleetbake/entrypoint.py", "health"]
+    assert packer_image.attrs["Config"]["Healthcheck"]["Test"] == ["CMD", *families.ENTRYPOINT, "health"]
     assert packer_image.labels[identity.INPUTS_LABEL] == image.inputs_hash
 
 
@@ -111,7 +111,7 @@ def test_packer_image_has_the_dockerfile_images_file_tree(client, dockerfile_ima
     differ = sorted(path for path in set(ours) & set(theirs) if ours[path] != theirs[path])
     assert (only_dockerfile, only_packer) == ([], []), (only_dockerfile[:20], only_packer[:20])
     assert differ == [], [(path, ours[path], theirs[path]) for path in differ[:20]]
-    assert len(ours) > 10000 and "opt/fleetbake/entrypoint.py" in ours
+    assert len(ours) > 10000 and "opt/fleetbake/fleetbake/worker/entrypoint.py" in ours
 
 
 def test_packer_image_verifies(project, packer_image):

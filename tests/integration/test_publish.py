@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from conftest import MINIMAL, free_port, wait_for_http
-from fleetbake import build, matrix, publish, record, verify
+from fleetbake.pipeline import build, matrix, publish, record, verify
 from integration.test_build_cli import remove_images
 from test_cli import invoke
 

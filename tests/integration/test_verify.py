@@ -6,8 +6,8 @@ import json
 import pytest
 
 from conftest import MINIMAL, ROOT
-from fleetbake import build, cpython, matrix, record, verify
 from fleetbake.errors import FleetbakeError
+from fleetbake.pipeline import build, cpython, matrix, record, verify
 
 
 def test_pydebug_compiles_cpython_and_passes_the_smoke_tests(project, image):

@@ -84,7 +84,7 @@ build {
   provisioner "shell" {
     inline = [
       "install -d -m 0755 /opt/fleetbake/ca-certificates",
-      "find /tmp/fleetbake-context/ca-certificates/ -maxdepth 1 -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/ca-certificates/ \\;",
+      "(cd /tmp/fleetbake-context/ca-certificates/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/ca-certificates/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/ca-certificates/{} \\;)",
       "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-ca.sh /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/ca-certificates",
@@ -115,11 +115,8 @@ build {
 
   provisioner "shell" {
     inline = [
-      "install -d -m 0755 /opt/fleetbake",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/entrypoint.py /opt/fleetbake/",
-      "install -o root -g root -m 0644 /tmp/fleetbake-context/buildbot.tac /opt/fleetbake/",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/preflight.py /opt/fleetbake/",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/hostport.py /opt/fleetbake/",
+      "install -d -m 0755 /opt/fleetbake/fleetbake",
+      "(cd /tmp/fleetbake-context/fleetbake/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/fleetbake/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/fleetbake/{} \\;)",
     ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }

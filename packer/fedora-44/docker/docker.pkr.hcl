@@ -36,8 +36,8 @@ source "docker" "worker" {
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 FLEETBAKE_ROW=fedora-44 FLEETBAKE_IMAGE=fleetbake/worker:fedora-44 FLEETBAKE_USER=buildbot",
     "VOLUME [\"/buildarea\"]",
     "WORKDIR /buildarea",
-    "HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=3 CMD [\"/opt/fleetbake/entrypoint.py\", \"health\"]",
-    "ENTRYPOINT [\"/usr/bin/tini\", \"-e\", \"143\", \"--\", \"/opt/fleetbake/entrypoint.py\"]",
+    "HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=3 CMD [\"/opt/buildbot-worker/bin/python3\", \"-I\", \"-m\", \"fleetbake.worker.entrypoint\", \"health\"]",
+    "ENTRYPOINT [\"/usr/bin/tini\", \"-e\", \"143\", \"--\", \"/opt/buildbot-worker/bin/python3\", \"-I\", \"-m\", \"fleetbake.worker.entrypoint\"]",
     "CMD [\"worker\"]",
     "LABEL ${var.labels}",
   ]
@@ -79,7 +79,7 @@ build {
   provisioner "shell" {
     inline = [
       "install -d -m 0755 /opt/fleetbake/ca-certificates",
-      "find /tmp/fleetbake-context/ca-certificates/ -maxdepth 1 -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/ca-certificates/ \\;",
+      "(cd /tmp/fleetbake-context/ca-certificates/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/ca-certificates/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/ca-certificates/{} \\;)",
       "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-ca.sh /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/ca-certificates",
@@ -107,11 +107,8 @@ build {
 
   provisioner "shell" {
     inline = [
-      "install -d -m 0755 /opt/fleetbake",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/entrypoint.py /opt/fleetbake/",
-      "install -o root -g root -m 0644 /tmp/fleetbake-context/buildbot.tac /opt/fleetbake/",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/preflight.py /opt/fleetbake/",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/hostport.py /opt/fleetbake/",
+      "install -d -m 0755 /opt/fleetbake/fleetbake",
+      "(cd /tmp/fleetbake-context/fleetbake/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/fleetbake/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/fleetbake/{} \\;)",
     ]
   }
 

@@ -1,0 +1,1 @@
+"""Development aids: a local Buildbot master to try a worker against, and the benchmark."""

@@ -1,0 +1,641 @@
+"""Speed and size against careful hand-written baselines, in alternating pairs on this machine.
+
+(a) cold build: fleetbake's build with no layer cache vs bench/baseline.Dockerfile, also with none
+(b) no-op `invoke build` when nothing changed (wall time, Python start-up included)
+(c) image size: fleetbake's image vs the baseline's (both from the cold builds of (a))
+(d) `invoke verify --config pydebug` vs a raw `docker run` of the same commands under the same limits
+
+Every ratio comes from `pairs` alternating pairs (fleetbake, baseline, fleetbake, baseline, ...):
+each side's median and min-max, and the ratio of the medians. A failing `invoke verify`, baseline
+build or raw run fails the bench: a figure is never computed from a failed run. The report goes
+to docs/benchmarks.md for a complete run (every part, at least 3 pairs), otherwise to
+build/bench/benchmarks.md, so that a quick check never overwrites the published figures.
+
+fleetbake's cold builds are tagged fleetbake-bench/ours:<row>, never fleetbake/worker:<row>:
+the images other people and tests use, and their verification records, are left alone.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from docker.errors import APIError, DockerException, NotFound
+
+from fleetbake import files, paths, proc
+from fleetbake.errors import FleetbakeError, UsageError
+from fleetbake.pipeline import base, build, cpython, engine, identity, render, verify
+from fleetbake.pipeline.matrix import Matrix, RowView
+
+Log = Callable[[str], None]
+BASELINE_DOCKERFILE = paths.ROOT / "bench" / "baseline.Dockerfile"
+REPORT = paths.ROOT / "docs" / "benchmarks.md"
+BENCH_REPO = "fleetbake-bench"
+CONFIG = "pydebug"  # the configuration (d) verifies
+MIN_PAIRS = 3  # fewer makes a preliminary report, never the published one
+SIDES = ("fleetbake", "baseline")
+# The targets: on the ratio of medians (fleetbake / baseline), or, for the no-op build, in seconds.
+TARGETS = {"cold": 1.10, "noop": 1.0, "size": 1.00, "verify": 1.05}
+# docker-py's container arguments (verify.SANDBOX) as `docker run` flags. A setting missing
+# here fails the bench rather than let the raw run drift from verify's sandbox.
+RUN_FLAGS = {
+    "cap_drop": "--cap-drop",
+    "cap_add": "--cap-add",
+    "security_opt": "--security-opt",
+    "read_only": "--read-only",
+    "network_mode": "--network",
+    "mem_limit": "--memory",
+    "memswap_limit": "--memory-swap",
+    "pids_limit": "--pids-limit",
+    "shm_size": "--shm-size",
+    "ulimits": "--ulimit",
+}
+
+
+class BenchError(FleetbakeError):
+    """A run the figures cannot come from: a failed verify, baseline build or raw run."""
+
+
+# --- the pure parts: statistics, order, verdicts, report ----------------------------------
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One side's measurements of one figure."""
+
+    values: tuple[float, ...]
+
+    def __post_init__(self) -> None:
+        if not self.values:
+            raise ValueError("no measurements")
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    @property
+    def low(self) -> float:
+        return min(self.values)
+
+    @property
+    def high(self) -> float:
+        return max(self.values)
+
+
+def ratio_of_medians(ours: Stats, theirs: Stats) -> float:
+    return ours.median / theirs.median
+
+
+def alternation(pairs: int) -> list[tuple[int, str]]:
+    """(pair number, side) in the order they run: fleetbake, baseline, fleetbake, baseline, ..."""
+    if pairs < 1:
+        raise UsageError(f"--pairs {pairs}: at least 1 (and {MIN_PAIRS} or more for published figures)")
+    return [(n, side) for n in range(1, pairs + 1) for side in SIDES]
+
+
+def measure_pairs(
+    pairs: int, sides: dict[str, Callable[[int], dict[str, float]]], log: Log, what: str
+) -> dict[str, list[dict[str, float]]]:
+    """Run each side `pairs` times, alternating; each call returns its named measurements."""
+    results: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
+    for n, side in alternation(pairs):
+        measured = sides[side](n)
+        shown = ", ".join(f"{v / 1e6:.0f} MB" if k == "bytes" else f"{v:.2f} s" for k, v in measured.items())
+        log(f"bench {what}: pair {n}/{pairs} {side}: {shown}")
+        results[side].append(measured)
+    return results
+
+
+def stats_of(runs: list[dict[str, float]], key: str, scale: float = 1.0) -> Stats:
+    return Stats(tuple(run[key] / scale for run in runs))
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str  # "(a) cold build"
+    unit: str  # "s" or "MB"
+    ours: Stats
+    baseline: Stats | None  # None: no baseline, the target is on fleetbake's median, in `unit`
+    target: float
+
+    @property
+    def measured(self) -> float:
+        return ratio_of_medians(self.ours, self.baseline) if self.baseline else self.ours.median
+
+    @property
+    def met(self) -> bool:
+        return self.measured <= self.target
+
+    def target_text(self) -> str:
+        return f"<= {self.target:.2f} x baseline" if self.baseline else f"<= {self.target:g} {self.unit}"
+
+    def verdict(self) -> str:
+        unit = "" if self.baseline else f" {self.unit}"
+        shown = f"{self.measured:.3f}{unit}"
+        if self.met:
+            return f"met ({shown} <= {self.target:g}{unit})"
+        over = self.measured - self.target
+        return f"missed by {over:.3f}{unit}, {over / self.target:.1%} over the target ({shown} > {self.target:g}{unit})"
+
+
+def _number(value: float, unit: str) -> str:
+    if unit == "MB":
+        return f"{value:.0f}"
+    return f"{value:.2f}" if value < 10 else f"{value:.1f}"
+
+
+def spread(stats: Stats, unit: str) -> str:
+    """`median unit (min–max)`."""
+    return f"{_number(stats.median, unit)} {unit} ({_number(stats.low, unit)}–{_number(stats.high, unit)})"
+
+
+@dataclass(frozen=True)
+class Machine:
+    cpu: str
+    cores: int
+    ram_gib: float
+    kernel: str
+    docker_engine: str
+    docker_cli: str
+    storage_driver: str
+
+    def describe(self) -> str:
+        return (f"{self.cpu}, {self.cores} cores, {self.ram_gib:.1f} GiB RAM, kernel {self.kernel}, "
+                f"Docker engine {self.docker_engine} ({self.storage_driver}), docker CLI {self.docker_cli}")
+
+
+@dataclass(frozen=True)
+class Revision:
+    commit: str
+    changed: tuple[str, ...]  # `git status --porcelain` lines: the tree is dirty when there are any
+
+    def describe(self) -> str:
+        if not self.changed:
+            return f"`{self.commit}` (clean tree)"
+        shown = ", ".join(line[3:] for line in self.changed[:8]) + (", ..." if len(self.changed) > 8 else "")
+        return f"`{self.commit}` (dirty tree: {len(self.changed)} changed or untracked files: {shown})"
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as the user typed it, without the virtualenv's path."""
+    program = Path(argv[0]).name if argv else "invoke"
+    if program in ("__main__.py", "-c"):
+        program = "python -m fleetbake.devtools.bench"
+    return shlex.join([program, *argv[1:]])
+
+
+BASELINE_TEXT = {
+    "build": (
+        "**(a) cold build and (c) image size: `bench/baseline.Dockerfile`**, the Dockerfile a careful "
+        "engineer would write by hand for the same job, from the same inputs. It starts `FROM {base}`, the "
+        "same locally bootstrapped base fleetbake builds on; runs `apt-get update && apt-get -y upgrade` "
+        "(fleetbake's upgrade step), then `apt-get install -y --no-install-recommends` of the row's "
+        "{packages} packages, the very list fleetbake renders into `packages.txt`, passed as a build "
+        "argument, and removes the package lists and the downloaded .deb files in the same layer; trusts the "
+        "same {certs} extra CA certificate(s) with `update-ca-certificates`; creates the non-root user "
+        "`{user}` (uid {uid}) with `/buildarea` as its home; and installs `buildbot-worker=={worker}` into "
+        "its own virtualenv with `pip install --no-cache-dir`. It passes hadolint at fleetbake's own "
+        "threshold (`--failure-threshold warning`), with one reasoned exception, DL3008 (pinning every "
+        "package would undo the upgrade). Both sides build with the engine's classic builder through the "
+        "same docker-py call (no layer cache, no pull) from an in-memory context; fleetbake's side is "
+        "`invoke build --force` (render, base check, inputs hash, build) tagged `{ours}` instead of "
+        "`fleetbake/worker:{row}`, the baseline is tagged `{theirs}`, and each build first removes its "
+        "side's previous image. Size is the engine's image size of each."
+    ),
+    "noop": (
+        "**(b) no-op build** has no baseline: the wall time of `invoke build --os {row}` (Python start-up "
+        "included) when the content tag exists, after one warm-up run; each timed run must report the image "
+        "up to date."
+    ),
+    "verify": (
+        "**(d) verify: a raw `docker run`** of the same image (the one `fleetbake/worker:{row}` names when "
+        "the bench starts) running `verify.plan`'s commands for `{config}` (unpack, configure, make, "
+        "pythoninfo, module imports, the smoke tests under Xvfb) as one `sh -c` chain, under verify's own "
+        "sandbox, read from `verify.SANDBOX`, `verify.TMPFS` and `verify.build_user`: the image's "
+        "build user by name (`FLEETBAKE_USER`, `{user}`), a read-only root, a tmpfs `/tmp` with the same "
+        "options, `--cap-drop ALL`, `no-new-privileges`, `--network none`, the same memory and pids limits, "
+        "the same environment, the source mounted read-only, the same `-j`. fleetbake's side is "
+        "`invoke verify --os {row} --config {config}` as a user runs it, given the same image ID and "
+        "source tarball. Both send their output to a log file."
+    ),
+}
+
+
+def report(
+    figures: list[Figure],
+    *,
+    row: RowView,
+    command: str,
+    when: dt.datetime,
+    revision: Revision,
+    machine: Machine,
+    base_id: str,
+    pairs: int,
+    skipped: list[str],
+    certs: int,
+    packages: int,
+) -> str:
+    """docs/benchmarks.md."""
+    skipped = sorted(skipped)
+    preliminary = pairs < MIN_PAIRS or bool(skipped)
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `invoke bench` (fleetbake/bench.py): the figures of one run on one machine.",
+        "",
+        f"- Command: `{command}`",
+        f"- Date: {when.strftime('%Y-%m-%d %H:%M UTC')}",
+        f"- Revision: {revision.describe()}",
+        f"- Machine: {machine.describe()}",
+        f"- Base: `{row.spec.base}`, image `{base_id}`",
+        f"- Method: {pairs} alternating pair(s) per ratio (fleetbake, baseline, fleetbake, baseline, ...); "
+        "each side is quoted as its median (min–max), each ratio is the ratio of the medians.",
+        "",
+    ]
+    if preliminary:
+        reasons = ([f"only {pairs} pair(s), fewer than {MIN_PAIRS}"] if pairs < MIN_PAIRS else []) + \
+            [f"{part} not measured" for part in skipped]
+        lines += [f"**Preliminary, not for publication**: {'; '.join(reasons)}.", ""]
+    lines += [
+        "| figure | fleetbake median (min–max) | baseline median (min–max) | ratio of medians | target | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        theirs = spread(f.baseline, f.unit) if f.baseline else "–"
+        ratio = f"{f.measured:.2f}" if f.baseline else "–"
+        lines.append(f"| {f.name} | {spread(f.ours, f.unit)} | {theirs} | {ratio} | {f.target_text()} | "
+                     f"{'met' if f.met else 'MISSED'} |")
+    lines += ["", "## Targets", ""]
+    for f in figures:
+        why = "" if f.met else " Why: _to be written after the final run._"
+        lines.append(f"- {f.name}: {f.verdict()}.{why}")
+    for part in skipped:
+        lines.append(f"- {part}: not measured in this run.")
+    values = dict(base=row.spec.base, packages=packages, certs=certs, user=row.spec.user, uid=row.spec.uid,
+                  worker=row.spec.worker_version, row=row.name, config=CONFIG,
+                  ours=ours_tag(row), theirs=baseline_tag(row))
+    lines += ["", "## Baselines", ""]
+    for key in ("build", "noop", "verify"):
+        lines += [BASELINE_TEXT[key].format(**values), ""]
+    return "\n".join(lines)
+
+
+# --- the baseline's inputs: the row's own data ----------------------------------------------
+
+
+def ours_tag(row: RowView) -> str:
+    return f"{BENCH_REPO}/ours:{row.name}"
+
+
+def baseline_tag(row: RowView) -> str:
+    return f"{BENCH_REPO}/baseline:{row.name}"
+
+
+def bench_dir() -> Path:
+    return paths.build_dir() / "bench"
+
+
+def baseline_packages(matrix: Matrix, row: RowView) -> list[str]:
+    """The packages fleetbake installs, read from the packages.txt it renders for the row."""
+    text = render.render_row(matrix, row)["packages.txt"].content.decode()
+    return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
+
+
+def baseline_build_args(matrix: Matrix, row: RowView) -> dict[str, str]:
+    return {
+        "PACKAGES": " ".join(baseline_packages(matrix, row)),
+        "BUILDBOT_WORKER_VERSION": row.spec.worker_version,
+        "WORKER_USER": row.spec.user,
+        "WORKER_UID": str(row.spec.uid),
+    }
+
+
+def baseline_context(certs: list[bytes] | None) -> bytes:
+    """The baseline's build context, as a tar: its Dockerfile and the extra CA certificates, one a file."""
+    files = {"Dockerfile": BASELINE_DOCKERFILE.read_bytes(),
+             "extra-ca/README.txt": b"Extra CA certificates, the same as fleetbake trusts (invoke bench).\n"}
+    for index, cert in enumerate(certs or [], start=1):
+        files[f"extra-ca/extra-{index:03d}.crt"] = cert
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, content in sorted(files.items()):
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(content), 0o644
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+# --- (d): the raw run under verify's sandbox --------------------------------------------------
+
+
+def sandbox_flags(sandbox: dict[str, object], tmpfs: dict[str, str]) -> list[str]:
+    """verify's container settings (docker-py arguments) as `docker run` flags."""
+    flags: list[str] = []
+    for key, value in sandbox.items():
+        flag = RUN_FLAGS.get(key)
+        if flag is None:
+            raise BenchError(f"verify's sandbox sets {key}, which bench cannot pass to docker run: add it to bench.RUN_FLAGS")
+        if isinstance(value, bool):
+            flags += [flag] if value else []
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                flags += [flag, str(item)]
+        else:
+            flags += [flag, str(value)]
+    for target, options in tmpfs.items():
+        flags += ["--tmpfs", f"{target}:{options}" if options else target]
+    return flags
+
+
+def raw_script(steps: list[tuple[str, list[str]]]) -> str:
+    """verify's steps as one shell chain, each in the working directory verify gives it."""
+    return " && ".join(
+        f"cd {'/buildarea' if name == 'unpack' else verify.WORK} && {shlex.join(argv)}" for name, argv in steps
+    )
+
+
+def raw_run_argv(row: RowView, image_id: str, user: str, source: cpython.Source, jobs: int) -> list[str]:
+    config = row.configurations[CONFIG]
+    steps = verify.plan(config, source, jobs, row.spec.missing_ok)
+    env = [arg for key, value in verify.step_env(config).items() for arg in ("-e", f"{key}={value}")]
+    return [
+        "docker", "run", "--rm", "--user", user, *sandbox_flags(verify.SANDBOX, verify.TMPFS),
+        "-v", f"{source.path}:{verify.SOURCE_MOUNT}/{source.path.name}:ro", *env,
+        image_id, "sh", "-c", raw_script(steps),
+    ]
+
+
+# --- running things --------------------------------------------------------------------------
+
+
+def _run_logged(argv: list[str], log_path: Path, **kwargs: object) -> tuple[int, float, str]:
+    """Run a command with its output in a file: (exit code, wall seconds, output).
+
+    Not proc.run: the timed program writes straight into the file, with no reader of ours on the clock,
+    and a failure is a figure's verdict (the caller names the log), not a one-line cause.
+    """
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with log_path.open("w+", encoding="utf-8", errors="replace") as out:
+        out.write(f"$ {shlex.join(argv)}\n")
+        out.flush()
+        started = time.monotonic()
+        code = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, check=False, **kwargs).returncode
+        seconds = time.monotonic() - started
+        out.seek(0)
+        return code, seconds, out.read()
+
+
+def _file_log(path: Path) -> tuple[Log, Callable[[], None]]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = path.open("w", encoding="utf-8")
+    return (lambda line: handle.write(line + "\n")), handle.close
+
+
+def _remove_tag(tag: str) -> None:
+    """Untag one of the bench's own tags; the engine deletes the image once no tag is left."""
+    try:
+        engine.client().images.remove(tag)
+    except NotFound:
+        pass
+    except APIError as exc:
+        raise BenchError(f"cannot remove the bench image {tag}: {exc.explanation or exc}") from None
+
+
+def _size(image: str) -> float:
+    return float(engine.client().images.get(image).attrs["Size"])
+
+
+def build_ours(matrix: Matrix, row: RowView, certs: list[bytes] | None, tag: str, log: Log) -> str:
+    """`invoke build --force` for the row (build.build_row's steps), tagged `tag` alone."""
+    context = render.render_row(matrix, row, certs)
+    render.write_context(context, paths.context_dir(row.name))
+    base_id = base.ensure_base(row, log=log)
+    inputs = identity.inputs_hash(render.context_digest(context), base_id)
+    return build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id),
+                               nocache=True, log=log)
+
+
+def build_baseline(context_tar: bytes, tag: str, build_args: dict[str, str], log: Log) -> str:
+    """`docker build --no-cache` of the baseline, through the same docker-py call as fleetbake's build."""
+    step = "before the first step"
+    image_id = None
+    try:
+        stream = engine.client().api.build(
+            fileobj=io.BytesIO(context_tar), custom_context=True, tag=tag, buildargs=build_args, decode=True,
+            rm=True, forcerm=True, nocache=True, pull=False,
+        )
+        for entry in stream:
+            if "stream" in entry:
+                for line in entry["stream"].splitlines():
+                    step = line if line.startswith("Step ") else step
+                    if line.strip():
+                        log(line.rstrip())
+            elif "aux" in entry and "ID" in entry["aux"]:
+                image_id = entry["aux"]["ID"]
+            elif "error" in entry:
+                message = (entry.get("errorDetail", {}).get("message") or entry["error"]).strip().splitlines()[-1]
+                raise BenchError(f"the baseline build failed at {step!r}: {message}")
+    except (APIError, DockerException) as exc:
+        raise BenchError(f"the baseline build failed at {step!r}: {getattr(exc, 'explanation', None) or exc}") from None
+    image_id = image_id or engine.image_id(tag)
+    if image_id is None:
+        raise BenchError("the baseline build ended without an image")
+    return image_id
+
+
+def _cold_side(side: str, row: RowView, build_one: Callable[[Log], str], check_base: Callable[[], None]) -> Callable[[int], dict[str, float]]:
+    tag = ours_tag(row) if side == "fleetbake" else baseline_tag(row)
+
+    def measure(n: int) -> dict[str, float]:
+        _remove_tag(tag)  # each build starts from the same state: the base, and no image of its own
+        os.sync()  # the removal's writes land before the clock starts, not during the build
+        log_path = bench_dir() / f"cold-{side}-{n}.log"
+        file_log, close = _file_log(log_path)
+        try:
+            started = time.monotonic()
+            try:
+                build_one(file_log)
+            except FleetbakeError as exc:
+                raise BenchError(f"{side} cold build {n} failed: {exc} (log: {log_path})") from None
+            seconds = time.monotonic() - started
+        finally:
+            close()
+        check_base()
+        return {"seconds": seconds, "bytes": _size(tag)}
+
+    return measure
+
+
+def cold_builds(matrix: Matrix, row: RowView, pairs: int, check_base: Callable[[], None], log: Log) -> list[Figure]:
+    certs = render.ca_certs_from(None)
+    context_tar = baseline_context(certs)
+    args = baseline_build_args(matrix, row)
+    log(f"bench (a)+(c): {pairs} alternating pair(s) of cold builds (no layer cache); logs in {bench_dir()}/")
+    sides = {
+        "fleetbake": _cold_side("fleetbake", row, lambda lg: build_ours(matrix, row, certs, ours_tag(row), lg), check_base),
+        "baseline": _cold_side("baseline", row, lambda lg: build_baseline(context_tar, baseline_tag(row), args, lg), check_base),
+    }
+    runs = measure_pairs(pairs, sides, log, "(a) cold build")
+    return [
+        Figure("(a) cold build", "s", stats_of(runs["fleetbake"], "seconds"), stats_of(runs["baseline"], "seconds"),
+               TARGETS["cold"]),
+        Figure("(c) image size", "MB", stats_of(runs["fleetbake"], "bytes", 1e6), stats_of(runs["baseline"], "bytes", 1e6),
+               TARGETS["size"]),
+    ]
+
+
+def noop_builds(matrix: Matrix, row: RowView, runs: int, log: Log) -> Figure:
+    argv = [sys.executable, "-m", "invoke", "build", "--os", row.name, "--matrix", str(matrix.path.resolve())]
+    log(f"bench (b): {shlex.join(argv[1:])}, one warm-up and {runs} timed run(s)")
+    times = []
+    for n in range(runs + 1):
+        log_path = bench_dir() / f"noop-{n}.log"
+        code, seconds, output = _run_logged(argv, log_path, cwd=paths.ROOT)
+        if code != 0:
+            raise BenchError(f"invoke build --os {row.name} failed (exit {code}) (log: {log_path})")
+        if n == 0:  # the warm-up builds, as `invoke build` does, when the row's content tag does not exist yet
+            if "up to date" not in output:
+                log(f"bench (b): the warm-up built {identity.image_tag(row)} (its content tag did not exist)")
+            continue
+        if "up to date" not in output:
+            raise BenchError(f"invoke build --os {row.name} was not a no-op on timed run {n} (log: {log_path})")
+        times.append(seconds)
+        log(f"bench (b): run {n}/{runs}: {seconds:.2f}s")
+    return Figure("(b) no-op build", "s", Stats(tuple(times)), None, TARGETS["noop"])
+
+
+def verify_pairs(matrix: Matrix, row: RowView, pairs: int, log: Log) -> Figure:
+    image_id = engine.image_id(identity.image_tag(row))
+    if image_id is None:
+        raise UsageError(f"image {identity.image_tag(row)} is not built here: run `invoke build --os {row.name}` first")
+    if not row.spec.cpython:
+        raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: (d) needs a CPython source")
+    source = cpython.resolve(row.spec.cpython, log)  # fetched once, before the clock starts; both sides read it
+    jobs = os.cpu_count() or 2
+    user = verify.build_user(image_id)
+    ours_argv = [sys.executable, "-m", "invoke", "verify", "--os", row.name, "--matrix", str(matrix.path.resolve()),
+                 "--config", CONFIG, "--cpython", str(source.path), "--jobs", str(jobs), "--image", image_id]
+    raw_argv = raw_run_argv(row, image_id, user, source, jobs)
+    log(f"bench (d): {pairs} alternating pair(s) on {image_id[:19]}: invoke verify --config {CONFIG} vs raw docker run")
+
+    def ours(n: int) -> dict[str, float]:
+        log_path = bench_dir() / f"verify-fleetbake-{n}.log"
+        code, seconds, _ = _run_logged(ours_argv, log_path, cwd=paths.ROOT)
+        if code != 0:
+            raise BenchError(f"fleetbake's own verify failed (exit {code}) on pair {n} (log: {log_path})")
+        return {"seconds": seconds}
+
+    def raw(n: int) -> dict[str, float]:
+        log_path = bench_dir() / f"verify-raw-{n}.log"
+        code, seconds, _ = _run_logged(raw_argv, log_path)
+        if code != 0:
+            raise BenchError(f"the raw docker run failed (exit {code}) on pair {n} (log: {log_path})")
+        return {"seconds": seconds}
+
+    runs = measure_pairs(pairs, {"fleetbake": ours, "baseline": raw}, log, "(d) verify")
+    return Figure(f"(d) verify {CONFIG}", "s", stats_of(runs["fleetbake"], "seconds"), stats_of(runs["baseline"], "seconds"),
+                  TARGETS["verify"])
+
+
+# --- the run and its record ------------------------------------------------------------------
+
+
+def machine() -> Machine:
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1024**3
+    client = engine.client()
+    try:  # the client prints its version even when it cannot reach the engine, and exits 1
+        cli = proc.call(["docker", "version", "--format", "{{.Client.Version}}"], timeout=30).output.strip() or "?"
+    except proc.ProcError:
+        cli = "not installed"
+    return Machine(cpu, os.cpu_count() or 0, ram, platform.release(), client.version().get("Version", "?"), cli,
+                   client.info().get("Driver", "?"))
+
+
+def revision() -> Revision:
+    def git(*args: str) -> str:
+        return proc.run(["git", "-C", paths.ROOT, *args], timeout=30)
+
+    try:
+        return Revision(git("rev-parse", "HEAD").strip(), tuple(git("status", "--porcelain").splitlines()))
+    except proc.ProcError:
+        return Revision("unknown (not a git checkout)", ())
+
+
+def run(
+    matrix: Matrix,
+    row: RowView,
+    skip_cold: bool = False,
+    log: Log = print,
+    *,
+    pairs: int = MIN_PAIRS,
+    skip_noop: bool = False,
+    skip_verify: bool = False,
+    output: Path | None = None,
+    command: str | None = None,
+) -> str:
+    """Measure, write the report, return it. See the module docstring."""
+    alternation(pairs)  # validates --pairs before anything runs
+    if row.spec.family != "debian":
+        raise UsageError(f"bench measures a debian-family row (the baseline is an apt Dockerfile); {row.name} is {row.spec.family}")
+    command = command or command_line(sys.argv)
+    base_id = engine.image_id(row.spec.base)
+    if base_id is None:
+        raise UsageError(f"base {row.spec.base} is not here: run `invoke base --os {row.name}` first")
+
+    def check_base() -> None:
+        if engine.image_id(row.spec.base) != base_id:
+            raise BenchError(f"the base {row.spec.base} changed during the bench: both sides must build on the same one")
+
+    when = dt.datetime.now(dt.timezone.utc)
+    rev, host = revision(), machine()
+    row_image = engine.image_id(identity.image_tag(row))
+    figures: list[Figure] = []
+    skipped = []
+    try:
+        if skip_cold:
+            skipped += ["(a) cold build", "(c) image size"]
+        else:
+            figures += cold_builds(matrix, row, pairs, check_base, log)
+        if skip_noop:
+            skipped.append("(b) no-op build")
+        else:
+            figures.append(noop_builds(matrix, row, pairs, log))
+        if skip_verify:
+            skipped.append(f"(d) verify {CONFIG}")
+        else:
+            figures.append(verify_pairs(matrix, row, pairs, log))
+    finally:
+        for tag in (ours_tag(row), baseline_tag(row)):
+            _remove_tag(tag)
+    if engine.image_id(identity.image_tag(row)) != row_image:
+        log(f"bench: note: {identity.image_tag(row)} changed during the bench: a plain build, (b)'s warm-up or "
+            "another user's (the cold builds never tag it)")
+    figures.sort(key=lambda f: f.name)
+    text = report(figures, row=row, command=command, when=when, revision=rev, machine=host, base_id=base_id,
+                  pairs=pairs, skipped=skipped, certs=len(render.ca_certs_from(None) or []),
+                  packages=len(baseline_packages(matrix, row)))
+    complete = pairs >= MIN_PAIRS and not skipped
+    target = output or (REPORT if complete else bench_dir() / "benchmarks.md")
+    files.write_text(target, text)
+    log(text)
+    log(f"written to {target}" + ("" if complete else " (a partial run: docs/benchmarks.md is left alone)"))
+    return text

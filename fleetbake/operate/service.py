@@ -1,0 +1,153 @@
+"""Service files for the devguide's "conventional always-on machines" (no containers).
+
+`invoke service --platform linux|macos|windows --name W` writes, from the same
+settings: a buildbot.tac that reads the password from a file, and
+- linux: a hardened systemd unit, and the devguide's `@reboot` crontab line;
+- macos: the LaunchDaemon plist (net.buildbot.worker) and run_worker.sh;
+- windows: a Task Scheduler XML that starts the worker at boot.
+No secret is ever written: the files point at a password file.
+"""
+
+from __future__ import annotations
+
+import plistlib
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass
+from pathlib import Path
+
+import jinja2
+
+from fleetbake import paths
+from fleetbake.errors import UsageError
+from fleetbake.pipeline import render as render_mod
+from fleetbake.worker import fleet
+from fleetbake.worker.hostport import parse_hostport
+
+
+TASK_NS = "http://schemas.microsoft.com/windows/2004/02/mit/task"
+DEFAULTS = {
+    "linux": {"buildarea": "/home/buildbot/buildarea", "venv": "/opt/buildbot-worker",
+              "password_file": "/etc/buildbot-worker/workerpass"},
+    "macos": {"buildarea": "/Users/buildbot/buildarea", "venv": "/Users/buildbot/buildbot-worker",
+              "password_file": "/Users/buildbot/.workerpass"},
+    "windows": {"buildarea": "C:\\buildarea", "venv": "C:\\buildbot-worker",
+                "password_file": "C:\\ProgramData\\buildbot-worker\\workerpass"},
+}
+SAFE_PATH = re.compile(r"[A-Za-z0-9_./:\\ -]+")
+
+
+@dataclass(frozen=True)
+class Settings:
+    platform: str
+    name: str
+    master_host: str
+    master_port: int
+    admin: str
+    user: str
+    buildarea: str
+    venv: str
+    password_file: str
+
+
+def settings(platform: str, name: str, master: str = fleet.DEFAULT_ADDRESS, admin: str = "",
+             user: str = "buildbot", buildarea: str | None = None, venv: str | None = None,
+             password_file: str | None = None) -> Settings:
+    if platform not in DEFAULTS:
+        raise UsageError(f"--platform {platform!r}: expected one of {', '.join(DEFAULTS)}")
+    if not fleet.is_worker_name(name):
+        raise UsageError(f"--name {name!r}: Buildbot takes at most 50 letters, digits, '_' and '-', not starting with a digit")
+    if not re.fullmatch(r"[a-z_][a-z0-9_-]*", user):
+        raise UsageError(f"--user {user!r}: not a user name")
+    try:
+        host, port = parse_hostport(master, fleet.DEFAULT_PORT)
+    except ValueError as exc:
+        raise UsageError(f"--master {exc}") from None
+    if "\n" in admin or len(admin) > 200:
+        raise UsageError("--admin: one line, at most 200 characters")
+    chosen = {**DEFAULTS[platform], **{k: v for k, v in
+              {"buildarea": buildarea, "venv": venv, "password_file": password_file}.items() if v}}
+    for key, value in chosen.items():
+        if not SAFE_PATH.fullmatch(value):
+            raise UsageError(f"--{key.replace('_', '-')} {value!r}: not a plain path")
+    return Settings(platform, name, host, port, admin, user, **chosen)
+
+
+def _templates() -> jinja2.Environment:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(paths.IMAGES / "service")),
+                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    env.filters["pyrepr"] = repr
+    return env
+
+
+def render(s: Settings) -> dict[str, bytes]:
+    env = _templates()
+    values = vars(s)
+    files = {"buildbot.tac": env.get_template("buildbot.tac.j2").render(values).encode()}
+    if s.platform == "linux":
+        files["buildbot-worker.service"] = env.get_template("buildbot-worker.service.j2").render(values).encode()
+        files["crontab"] = env.get_template("crontab.j2").render(values).encode()
+    elif s.platform == "macos":
+        files["run_worker.sh"] = env.get_template("run_worker.sh.j2").render(values).encode()
+        files["net.buildbot.worker.plist"] = launch_daemon(s)
+    else:
+        files["buildbot-worker-task.xml"] = scheduled_task(s)
+    return files
+
+
+def launch_daemon(s: Settings) -> bytes:
+    """The devguide's LaunchDaemon, built with plistlib so that it is valid by construction."""
+    home = str(Path(s.buildarea).parent)
+    return plistlib.dumps({
+        "Label": "net.buildbot.worker",
+        "UserName": s.user,
+        "WorkingDirectory": s.buildarea,
+        "ProgramArguments": [f"{home}/bin/run_worker.sh"],
+        "StandardOutPath": "twistd.log",
+        "StandardErrorPath": "twistd.log",
+        "KeepAlive": True,
+        "SessionCreate": True,
+    })
+
+
+def scheduled_task(s: Settings) -> bytes:
+    """A Task Scheduler task: start the worker at boot as the buildbot user, restart on failure."""
+    ET.register_namespace("", TASK_NS)
+
+    def sub(parent, tag, text=None, **attrs):
+        element = ET.SubElement(parent, f"{{{TASK_NS}}}{tag}", attrs)
+        if text is not None:
+            element.text = text
+        return element
+
+    task = ET.Element(f"{{{TASK_NS}}}Task", {"version": "1.2"})
+    info = sub(task, "RegistrationInfo")
+    sub(info, "Description", f"CPython buildbot worker {s.name} (written by fleetbake)")
+    sub(sub(sub(task, "Triggers"), "BootTrigger"), "Enabled", "true")
+    principal = sub(sub(task, "Principals"), "Principal", id="Author")
+    sub(principal, "UserId", s.user)
+    sub(principal, "LogonType", "Password")
+    sub(principal, "RunLevel", "LeastPrivilege")
+    settings_el = sub(task, "Settings")
+    sub(settings_el, "MultipleInstancesPolicy", "IgnoreNew")
+    sub(settings_el, "DisallowStartIfOnBatteries", "false")
+    sub(settings_el, "ExecutionTimeLimit", "PT0S")
+    restart = sub(settings_el, "RestartOnFailure")
+    sub(restart, "Interval", "PT1M")
+    sub(restart, "Count", "999")
+    actions = sub(task, "Actions", Context="Author")
+    execute = sub(actions, "Exec")
+    sub(execute, "Command", f"{s.venv}\\Scripts\\twistd.exe")
+    sub(execute, "Arguments", "--nodaemon --pidfile= --python=buildbot.tac --logfile=twistd.log")
+    sub(execute, "WorkingDirectory", s.buildarea)
+    ET.indent(task)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(task) + b"\n"
+
+
+def write(s: Settings, out_dir: Path | None = None) -> dict[str, Path]:
+    out = Path(out_dir) if out_dir else paths.build_dir() / "service" / s.platform
+    files = render(s)  # all of it first: bad input leaves nothing half-written
+    for name, content in files.items():
+        # File by file, not render.write_context: --out may hold files of the owner's own.
+        render_mod.write_file(out / name, content, 0o755 if name.endswith(".sh") else 0o644)
+    return {name: out / name for name in files}

@@ -1,0 +1,1 @@
+"""The image pipeline: matrix -> render (Dockerfiles, Packer) -> base -> build -> verify -> publish."""

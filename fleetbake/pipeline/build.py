@@ -1,0 +1,130 @@
+"""Build a row's image with docker-py, streaming the log, skipping when nothing changed.
+
+Tags: fleetbake/worker:<row> and fleetbake/worker:<row>-<inputs hash>, the hash
+covering the rendered context and the base image ID. The content tag existing
+means an identical build exists: the build is skipped.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+from docker.errors import APIError, DockerException
+
+from fleetbake import paths
+from fleetbake.errors import CannotBuildHere, FleetbakeError
+from fleetbake.pipeline import base, engine, identity, render
+from fleetbake.pipeline.matrix import Matrix, RowView
+
+Log = Callable[[str], None]
+
+
+class BuildError(FleetbakeError):
+    pass
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    row: str
+    image_id: str
+    tags: list[str]
+    inputs_hash: str
+    skipped: bool
+    seconds: float
+
+
+def build_row(
+    matrix: Matrix,
+    row: RowView,
+    *,
+    ca_certs: list[bytes] | None,
+    force: bool = False,
+    refresh: bool = False,
+    log: Log = print,
+) -> BuildResult:
+    started = time.monotonic()
+    context = render.render_row(matrix, row, ca_certs)
+    out_dir = paths.context_dir(row.name)
+    render.write_context(context, out_dir)  # for people to read; the build reads the context itself
+    engine_os = engine.client().version().get("Os", "linux")
+    if (row.spec.family == "windows") != (engine_os == "windows"):
+        raise CannotBuildHere(f"cannot build here: {row.name} needs a {'Windows' if row.spec.family == 'windows' else 'Linux'} "
+                              f"Docker engine, this one runs {engine_os} containers (the nightly workflow builds it on {row.spec.runner})")
+    base_id = base.ensure_base(row, refresh=refresh, log=log)
+    inputs = identity.inputs_hash(render.context_digest(context), base_id)
+    tag = identity.content_tag(row, inputs)
+    row_tag = identity.image_tag(row)
+    api = engine.client().api
+
+    existing = engine.image_id(tag)
+    if existing and not (force or refresh):
+        api.tag(existing, *row_tag.split(":"))
+        log(f"{row.name}: up to date ({tag}, {existing[:19]}); nothing to build (--force rebuilds)")
+        return BuildResult(row.name, existing, [row_tag, tag], inputs, True, time.monotonic() - started)
+
+    log(f"{row.name}: building {tag} from {out_dir}")
+    image_id = _stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id), nocache=force or refresh, log=log)
+    api.tag(image_id, *row_tag.split(":"))
+    seconds = time.monotonic() - started
+    log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s, tagged {row_tag} and {tag}")
+    return BuildResult(row.name, image_id, [row_tag, tag], inputs, False, seconds)
+
+
+def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict[str, str], nocache: bool, log: Log) -> str:
+    step = "before the first step"
+    image_id = None
+    started = time.monotonic()
+    try:
+        stream = engine.client().api.build(
+            fileobj=io.BytesIO(context_tar), custom_context=True, tag=tag, labels=image_labels, decode=True, rm=True, forcerm=True, nocache=nocache, pull=False
+        )
+        for entry in stream:
+            if "stream" in entry:
+                for line in entry["stream"].splitlines():
+                    if line.startswith("Step "):
+                        step = line
+                    if line.strip():
+                        elapsed = int(time.monotonic() - started)
+                        log(f"[{row.name} {elapsed // 60:02d}:{elapsed % 60:02d}] {line.rstrip()}")
+            elif "aux" in entry and "ID" in entry["aux"]:
+                image_id = entry["aux"]["ID"]
+            elif "error" in entry:
+                message = entry.get("errorDetail", {}).get("message") or entry["error"]
+                raise BuildError(f"{row.name}: build failed at {step!r}: {message.strip().splitlines()[-1]}")
+    except APIError as exc:  # Dockerfile parse errors and the like arrive here
+        raise BuildError(f"{row.name}: build failed at {step!r}: {exc.explanation or exc}") from None
+    except DockerException as exc:
+        raise BuildError(f"{row.name}: build failed at {step!r}: {exc}") from None
+    if image_id is None:
+        image_id = engine.image_id(tag)
+    if image_id is None:
+        raise BuildError(f"{row.name}: the build stream ended without an image")
+    return image_id
+
+
+def build(
+    matrix: Matrix,
+    rows: list[RowView],
+    *,
+    ca_bundle: str | None = None,
+    force: bool = False,
+    refresh: bool = False,
+    log: Log = print,
+) -> list[BuildResult]:
+    """Build each row; rows that cannot be built here are reported, the others still built."""
+    certs = render.ca_certs_from(ca_bundle)
+    results, unbuildable = [], []
+    for row in rows:
+        try:
+            results.append(build_row(matrix, row, ca_certs=certs, force=force, refresh=refresh, log=log))
+        except CannotBuildHere as exc:
+            if len(rows) == 1:
+                raise
+            log(f"{row.name}: {exc}")
+            unbuildable.append(row.name)
+    if unbuildable:
+        raise CannotBuildHere(f"cannot build here: {', '.join(unbuildable)} (built: {', '.join(r.row for r in results) or 'none'})")
+    return results

@@ -1,0 +1,242 @@
+"""The family table, and each image's provisioning declared once.
+
+A family (debian, fedora, windows) says which scripts provision its images, in which
+order, with which inputs, and how the finished image runs (entrypoint, command,
+environment, volume, workdir, healthcheck). render.py turns a row's plan into its
+Dockerfile; packer.py turns the very same plan into the provisioners and `changes`
+of every Packer target. Nothing else says how an image is provisioned.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fleetbake import paths
+from fleetbake.pipeline import identity
+
+HOME = "/opt/fleetbake"
+# The worker venv's Python (install-worker.sh puts HOME on its path); -I: not the working
+# directory (the buildarea, which build steps write) nor PYTHON* variables on the import path.
+ENTRYPOINT = ("/opt/buildbot-worker/bin/python3", "-I", "-m", "fleetbake.worker.entrypoint")
+PROVISION = f"{HOME}/provision"
+CA_DIR = f"{HOME}/ca-certificates"
+WINDOWS_HOME = "C:/fleetbake"
+
+
+@dataclass(frozen=True)
+class Copy:
+    """Files from the build context into a folder of the image (a source ending in / copies a folder's files)."""
+
+    sources: tuple[str, ...]
+    dest: str
+
+
+@dataclass(frozen=True)
+class Run:
+    """A command run as root, with variables set for it alone."""
+
+    command: str
+    env: tuple[tuple[str, str], ...] = ()
+
+    def line(self, windows: bool = False) -> str:
+        if windows:
+            return "".join(f"$env:{k} = '{v}'; " for k, v in self.env) + self.command
+        return " ".join([*(f"{k}={shlex.quote(v)}" for k, v in self.env), self.command])
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One Dockerfile layer group: copies, then the commands (one RUN)."""
+
+    copies: tuple[Copy, ...] = ()
+    runs: tuple[Run, ...] = ()
+
+
+@dataclass(frozen=True)
+class Healthcheck:
+    options: tuple[str, ...]
+    command: tuple[str, ...]
+
+    def instruction(self, pretty: bool = False) -> str:
+        return " ".join(self.options) + (" \\\n    CMD " if pretty else " CMD ") + _json_array(self.command)
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """How the finished image runs: the same in the Dockerfile and in Packer's `changes`.
+
+    No stop signal: the worker stops on SIGTERM, Docker's default, and Docker's
+    `commit --change` (hence Packer's docker builder) refuses STOPSIGNAL.
+    """
+
+    env: tuple[tuple[str, str], ...]
+    volume: str
+    workdir: str
+    healthcheck: Healthcheck
+    entrypoint: tuple[str, ...]
+    cmd: tuple[str, ...]
+    user: str = ""
+    notes: tuple[tuple[str, str], ...] = ()  # (instruction, why): comments for the Dockerfile
+
+    def instructions(self, pretty: bool = False) -> list[str]:
+        """Dockerfile instructions, in the form both a Dockerfile and `docker commit --change` take
+        (`pretty`: continuation lines, for the Dockerfile)."""
+        join = " \\\n    " if pretty else " "
+        lines = ["ENV " + join.join(f"{k}={quote_word(v)}" for k, v in self.env), f"VOLUME {_json_array((self.volume,))}",
+                 f"WORKDIR {self.workdir}"]
+        if self.user:
+            lines.append(f"USER {self.user}")
+        return [*lines, f"HEALTHCHECK {self.healthcheck.instruction(pretty)}",
+                f"ENTRYPOINT {_json_array(self.entrypoint)}", f"CMD {_json_array(self.cmd)}"]
+
+    def dockerfile(self) -> str:
+        why = dict(self.notes)
+        out = []
+        for line in self.instructions(pretty=True):
+            keyword = line.split(" ", 1)[0]
+            out += [f"# {note}" for note in why.get(keyword, "").splitlines()] + [line]
+        return "\n".join(out) + "\n"
+
+
+@dataclass(frozen=True)
+class Plan:
+    layers: tuple[Layer, ...]
+    runtime: Runtime
+
+
+@dataclass(frozen=True)
+class Family:
+    """A family's provisioning scripts and what its images need at run time beyond the row's packages."""
+
+    name: str
+    runtime_packages: tuple[str, ...]
+    scripts: tuple[str, ...]  # provisioning scripts, relative to images/
+    runtime_files: tuple[tuple[str, Path], ...] = ()  # (name in the context, source): what the image runs
+    configure: str = ""  # the package manager's set-up script (Linux), run before install-packages.sh
+    windows: bool = False
+    notes: tuple[str, ...] = field(default=())  # the Dockerfile's opening comment
+
+    def plan(self, row, *, uid: int | None = None, pip_extras: str = "") -> Plan:
+        """The row's provisioning; an AMI passes its own uid and the extras its boot needs (boto3)."""
+        return (_windows_plan if self.windows else _linux_plan)(self, row, uid or row.spec.uid, pip_extras)
+
+
+def _json_array(items) -> str:
+    return json.dumps(list(items))
+
+
+def quote_word(value: str) -> str:
+    """A value as Dockerfile instructions and `docker commit --change` read it: double-quoted unless plain."""
+    if re.fullmatch(r"[A-Za-z0-9_.:/@+-]+", value):
+        return value
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
+    p = PROVISION
+    worker_env = (("BUILDBOT_WORKER_VERSION", row.spec.worker_version),) + (
+        (("WORKER_PIP_EXTRAS", pip_extras),) if pip_extras else ())
+    layers = (
+        Layer((Copy((f"scripts/{family.configure}", "scripts/install-packages.sh", "packages.txt"), p),),
+              (Run(f"{p}/{family.configure}"), Run(f"{p}/install-packages.sh {p}/packages.txt"))),
+        Layer((Copy(("ca-certificates/",), CA_DIR), Copy(("scripts/install-ca.sh",), p)),
+              (Run(f"{p}/install-ca.sh {CA_DIR}"),)),
+        Layer((Copy(("scripts/create-user.sh",), p),),
+              (Run(f"{p}/create-user.sh", (("WORKER_USER", row.spec.user), ("WORKER_UID", str(uid)))),)),
+        Layer((Copy(("scripts/install-worker.sh",), p),), (Run(f"{p}/install-worker.sh", worker_env),)),
+        Layer((Copy(("fleetbake/",), f"{HOME}/fleetbake"),)),
+    )
+    runtime = Runtime(
+        # PATH: a `docker import`ed base has none; the classic builder adds this default, `docker commit` does not.
+        env=(("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("LANG", "C.UTF-8"), ("FLEETBAKE_ROW", row.name), ("FLEETBAKE_IMAGE", identity.image_tag(row)),
+             ("FLEETBAKE_USER", row.spec.user)),
+        volume="/buildarea",
+        workdir="/buildarea",
+        healthcheck=Healthcheck(("--interval=30s", "--timeout=10s", "--start-period=2m", "--retries=3"),
+                                (*ENTRYPOINT, "health")),
+        entrypoint=("/usr/bin/tini", "-e", "143", "--", *ENTRYPOINT),
+        cmd=("worker",),
+        notes=(("HEALTHCHECK", "Healthy only while logged in to the master, as recorded by the root supervisor in a\n"
+                               "root-owned file (/tmp/fleetbake/health) that build steps cannot write."),
+               ("ENTRYPOINT", "tini as PID 1 reaps the grandchildren that test runs orphan and forwards signals;\n"
+                              "`-e 143` makes a SIGTERM shutdown (docker stop) exit 0.")),
+    )
+    return Plan(layers, runtime)
+
+
+def _windows_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
+    p, home = f"{WINDOWS_HOME}/provision", WINDOWS_HOME
+    layers = (
+        Layer((Copy(("scripts/", "packages.txt"), p),), (Run(f"{p}/Install-BuildTools.ps1 -PackagesFile {p}/packages.txt"),)),
+        Layer((Copy(("ca-certificates/",), f"{home}/ca-certificates"),),
+              (Run(f"{p}/Install-CaCertificates.ps1 -Path {home}/ca-certificates"),)),
+        Layer((), (Run(f"{p}/Install-Worker.ps1 -WorkerVersion {row.spec.worker_version}"),)),
+        Layer((Copy(tuple(name for name, _ in family.runtime_files), home),)),
+    )
+    runtime = Runtime(
+        env=(("FLEETBAKE_ROW", row.name), ("FLEETBAKE_IMAGE", identity.image_tag(row))),
+        volume="C:/buildarea",
+        workdir="C:/buildarea",
+        user="ContainerUser",
+        healthcheck=Healthcheck(("--interval=30s", "--timeout=10s", "--start-period=2m", "--retries=3"),
+                                ("powershell", "-NoProfile", "-File", f"{home}/entrypoint.ps1", "health")),
+        entrypoint=("powershell", "-NoLogo", "-NoProfile", "-ExecutionPolicy", "Bypass", "-File", f"{home}/entrypoint.ps1"),
+        cmd=("worker",),
+        notes=(("USER", "ContainerUser is Windows containers' unprivileged account: builds never run as an administrator."),),
+    )
+    return Plan(layers, runtime)
+
+
+LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/install-worker.sh")
+
+
+def _worker_package() -> tuple[tuple[str, Path], ...]:
+    """fleetbake.worker (stdlib only) and the package's __init__: the image imports them as the host does."""
+    package = paths.ROOT / "fleetbake"
+    sources = [package / "__init__.py", *sorted((package / "worker").glob("*.py")), package / "worker" / "buildbot.tac"]
+    return tuple((source.relative_to(paths.ROOT).as_posix(), source) for source in sources)
+
+
+LINUX_RUNTIME = _worker_package()
+LINUX_NOTES = ("Builds with Docker's classic builder (docker-py has no BuildKit): no RUN --mount,",
+               "no heredocs, no COPY --chmod. Layers go from least to most often changed.")
+
+
+def _linux(name: str, configure: str, runtime_packages: tuple[str, ...]) -> Family:
+    scripts = (f"{name}/scripts/{configure}", f"{name}/scripts/install-packages.sh", *LINUX_SCRIPTS)
+    return Family(name, runtime_packages, scripts, LINUX_RUNTIME, configure, notes=LINUX_NOTES)
+
+
+FAMILIES = {
+    "debian": _linux("debian", "configure-apt.sh", ("ca-certificates", "python3-venv", "tini")),
+    "fedora": _linux("fedora", "configure-dnf.sh", ("ca-certificates", "python3", "tini", "util-linux", "shadow-utils")),
+    "windows": Family(
+        "windows", (), ("windows/scripts/Install-BuildTools.ps1", "windows/scripts/Install-CaCertificates.ps1",
+                        "windows/scripts/Install-Worker.ps1"),
+        (("entrypoint.ps1", paths.IMAGES / "windows" / "entrypoint.ps1"),), windows=True,
+        notes=("Windows Server Core worker: Visual Studio Build Tools, Git, Python and buildbot-worker.",
+               "Built on Windows runners (nightly); a Linux Docker engine cannot build it.")),
+}
+WINDOWS_SHELL = ["powershell", "-NoLogo", "-NoProfile", "-ExecutionPolicy", "Bypass", "-Command",
+                 "$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue';"]
+
+
+# An AMI's own last layer: the worker as a systemd service that reads its name and password at
+# boot (files from images/ami/, uploaded beside the context as ami/).
+AMI_SERVICE = Layer(
+    (Copy(("ami/fleetbake-worker.service", "ami/fleetbake-worker-config.service"), "/etc/systemd/system"),
+     Copy(("ami/fleetbake-worker-config", "ami/fleetbake-latent-stop"), HOME)),
+    (Run("systemctl enable fleetbake-worker-config.service fleetbake-worker.service"),),
+)
+
+
+def family_of(row) -> Family:
+    return FAMILIES[row.spec.family]
+
+
+def plan(row, **kwargs) -> Plan:
+    return family_of(row).plan(row, **kwargs)

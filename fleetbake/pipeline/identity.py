@@ -1,0 +1,73 @@
+"""An image's identity: its tags, its labels and the names it goes by, for build, verify, publish and packer."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import subprocess
+
+from fleetbake import __version__, paths
+
+IMAGE_REPO = "fleetbake/worker"
+LABEL_PREFIX = "io.fleetbake"
+INPUTS_LABEL = f"{LABEL_PREFIX}.inputs-hash"
+CREATED_LABEL = "org.opencontainers.image.created"  # the one label that differs between two builds of the same inputs
+# Labels that follow from the row alone: the default of a committed Packer template's labels.
+STATIC_LABELS = ("org.opencontainers.image.source", "org.opencontainers.image.title", "org.opencontainers.image.base.name",
+                 f"{LABEL_PREFIX}.row", f"{LABEL_PREFIX}.worker-version", f"{LABEL_PREFIX}.fleetbake-version")
+SOURCE_URL = "https://github.com/python/fleetbake"
+
+
+def image_tag(row) -> str:
+    """What the image is: fleetbake/worker:<row>, also the FLEETBAKE_IMAGE it carries."""
+    return f"{IMAGE_REPO}:{row.name}"
+
+
+def content_tag(row, inputs: str) -> str:
+    """Exists only when an image of exactly these inputs was built."""
+    return f"{IMAGE_REPO}:{row.name}-{inputs[:16]}"
+
+
+def packer_image_tag(row) -> str:
+    """Packer's docker target: the same image, built by Packer, beside the Dockerfile's."""
+    return f"{IMAGE_REPO}:{row.name}-packer"
+
+
+def rehearsal_image_tag(row) -> str:
+    return f"{IMAGE_REPO}:{row.name}-ami-rehearsal"
+
+
+def inputs_hash(context_digest: str, base_id: str) -> str:
+    return hashlib.sha256(f"{context_digest}\0{base_id}".encode()).hexdigest()
+
+
+def git_revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return f"{out}-dirty" if dirty else out
+
+
+def labels(row, inputs: str, base_id: str) -> dict[str, str]:
+    """Every builder (docker-py, Packer) gives the image these labels."""
+    oci = "org.opencontainers.image"
+    return {
+        CREATED_LABEL: dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f"{oci}.revision": git_revision(),
+        f"{oci}.source": SOURCE_URL,
+        f"{oci}.version": f"{row.spec.worker_version}-{inputs[:12]}",
+        f"{oci}.title": f"CPython buildbot worker ({row.name})",
+        f"{oci}.base.name": row.spec.base,
+        f"{LABEL_PREFIX}.row": row.name,
+        f"{LABEL_PREFIX}.worker-version": row.spec.worker_version,
+        INPUTS_LABEL: inputs,
+        f"{LABEL_PREFIX}.base-id": base_id,
+        f"{LABEL_PREFIX}.fleetbake-version": __version__,
+    }

@@ -1,0 +1,470 @@
+"""Packer HCL2 templates from the same matrix rows and the same provisioning scripts.
+
+`invoke packer --target docker|ami|ami-rehearsal --os ROW` writes build/packer/<row>/<target>/: the row's
+rendered build context (scripts, packages.txt, CA certificates, entrypoint) and
+`<target>.pkr.hcl`, produced from Python data with python-hcl2's writer, parsed
+back as a check, and laid out by `packer fmt`. `plugins.pkr.hcl` holds the
+`required_plugins` block that modern Packer needs and Packer 1.6.6 rejects: it is
+a file of its own, so 1.6.6 is given the template file alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Callable
+
+import hcl2
+
+from fleetbake import paths, proc
+from fleetbake.errors import UsageError
+from fleetbake.pipeline import families, identity, render
+from fleetbake.pipeline.matrix import Matrix, RowView
+
+Log = Callable[[str], None]
+DEBIAN_AMI_OWNER = "136693071363"  # Debian's official AWS account
+TARGETS = ("docker", "ami", "ami-rehearsal")
+SUDO = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"  # as on an AMI, whose ssh user is not root
+
+
+class PackerError(proc.ProcError):
+    pass
+
+
+# --- python-hcl2's dict format: quoted strings, blocks marked __is_block__ -------------
+
+def q(value: str) -> str:
+    """An HCL string literal (a literal `${` is escaped as `$${`)."""
+    return json.dumps(value.replace("${", "$${"))
+
+
+def expr(expression: str) -> str:
+    return "${" + expression + "}"
+
+
+def block(*labels: str, **body: Any) -> dict[str, Any]:
+    inner: dict[str, Any] = {**body, "__is_block__": True}
+    for label in reversed(labels):
+        inner = {q(label): inner}
+    return inner
+
+
+def variable(name: str, type_: str, default: Any = None, description: str = "", sensitive: bool = False) -> dict:
+    body: dict[str, Any] = {"type": type_, "description": q(description)}
+    if default is not None:
+        body["default"] = q(default) if isinstance(default, str) else default
+    if sensitive:
+        body["sensitive"] = True
+    return block(name, **body)
+
+
+# --- provisioning: families.py's plan, as Packer provisioners ---------------------------
+
+STAGE = "/tmp/fleetbake-context"  # the build context, uploaded once; each layer installs its files from it
+
+
+def _context(sub: str = "") -> str:
+    """A path in the build context: var.context is relative to this template's folder."""
+    return '"${path.root}/${var.context}/' + sub + '"'
+
+
+def _repo(sub: str) -> str:
+    """A path in this checkout's images/ (files every host has: the AMI's units)."""
+    return '"${path.root}/${var.images}/' + sub + '"'
+
+
+def _install(copy: families.Copy, modes: dict[str, int]) -> list[str]:
+    """What Docker's COPY does, as root: the files (or a folder's files) into `dest`, owned by root."""
+    lines = [f"install -d -m 0755 {copy.dest}"]
+    for source in copy.sources:
+        if source.endswith("/"):  # its tree: folders 0755, files 0644, as Docker copies a tar without folder entries
+            lines.append(f"(cd {STAGE}/{source} && find . -mindepth 1 -type d -exec install -d -m 0755 {copy.dest}/{{}} \\; "
+                         f"&& find . -type f -exec install -o root -g root -m 0644 {{}} {copy.dest}/{{}} \\;)")
+        else:
+            lines.append(f"install -o root -g root -m {modes[source]:04o} {STAGE}/{source} {copy.dest}/")
+    return lines
+
+
+def _modes(matrix: Matrix, row: RowView) -> dict[str, int]:
+    context = render.render_row(matrix, row)
+    modes = {name: 0o755 if item.executable else 0o644 for name, item in context.items()}
+    for copy in families.AMI_SERVICE.copies:
+        for source in copy.sources:
+            modes[source] = 0o755 if os.access(paths.IMAGES / source, os.X_OK) else 0o644
+    return modes
+
+
+def linux_provisioners(matrix: Matrix, row: RowView, plan: families.Plan, sudo: bool,
+                       extra: tuple[families.Layer, ...] = ()) -> list[dict]:
+    """The plan's layers in order: each installs its files from the uploaded context, then runs its commands."""
+    execute = {"execute_command": q(SUDO)} if sudo else {}
+    modes = _modes(matrix, row)
+    uploads = [block("shell", inline=[q(f"rm -rf {STAGE}"), q(f"mkdir -p {STAGE}")]),  # as the ssh user: it uploads
+               block("file", source=_context(), destination=q(STAGE))]
+    if extra:
+        uploads.append(block("file", source=_repo("ami/"), destination=q(f"{STAGE}/ami")))
+    layers = []
+    for layer in (*plan.layers, *extra):
+        lines = [line for copy in layer.copies for line in _install(copy, modes)]
+        layers.append(block("shell", inline=[q(line) for line in [*lines, *(run.line() for run in layer.runs)]], **execute))
+    # Docker's WORKDIR creates the folder if missing (and leaves an existing one as it is); `docker commit` does not.
+    finish = [f"rm -rf {STAGE}", f"mkdir -p {plan.runtime.workdir}"]
+    return [*uploads, *layers, block("shell", inline=[q(line) for line in finish], **execute)]
+
+
+def _changes(runtime: families.Runtime, label_variable: str | None) -> list[str]:
+    changes = [q(line) for line in runtime.instructions()]
+    if label_variable:
+        changes.append('"LABEL ${var.' + label_variable + '}"')
+    return changes
+
+
+def label_arguments(image_labels: dict[str, str]) -> str:
+    """LABEL's arguments, quoted as `docker commit --change` reads them."""
+    return " ".join(f"{families.quote_word(key)}={families.quote_word(value)}" for key, value in sorted(image_labels.items()))
+
+
+def _common_variables(matrix: Matrix, row: RowView, directory: Path) -> list[dict]:
+    context = os.path.relpath(paths.image_dir(matrix, row), directory)
+    images = os.path.relpath(paths.IMAGES, directory)
+    return [variable("context", "string", context, "the build context, relative to this folder (invoke packer passes "
+                     "build/contexts/<row>/, which adds the host's extra CA certificates)"),
+            variable("images", "string", images, "this checkout's images/, relative to this folder")]
+
+
+def docker_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str, Any]:
+    """The Dockerfile's image, built by Packer: the same plan, the same runtime settings, the same labels."""
+    plan = families.plan(row)
+    static = {k: v for k, v in identity.labels(row, "", "").items() if k in identity.STATIC_LABELS}
+    labels = variable("labels", "string", label_arguments(static),
+                      "LABEL arguments (invoke packer passes every label `invoke build` gives the image)")
+    return _docker_build(row, "worker", _changes(plan.runtime, "labels"), linux_provisioners(matrix, row, plan, sudo=False),
+                         identity.packer_image_tag(row), [*_common_variables(matrix, row, directory), labels])
+
+
+def _docker_build(row: RowView, name: str, changes: list[str], provisioners: list[dict], tag: str,
+                  variables: list[dict]) -> dict[str, Any]:
+    """Packer's docker builder on the row's locally bootstrapped base, tagged as fleetbake's."""
+    return {
+        "variable": [variable("base", "string", row.spec.base, "base image (locally bootstrapped: pull = false)"), *variables],
+        # container_dir: Packer bind-mounts its files there; a folder the base already has leaves no trace in the image.
+        "source": [block("docker", name, image=expr("var.base"), commit=True, pull=False, container_dir=q("/mnt"),
+                         changes=changes)],
+        "build": [block(
+            name=q("fleetbake"),
+            sources=[q(f"source.docker.{name}")],
+            provisioner=provisioners,
+            **{"post-processor": [block("docker-tag", repository=q(identity.IMAGE_REPO), tags=[q(tag.split(":", 1)[1])])]},
+        )],
+    }
+
+
+def ami_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str, Any]:
+    ami = _ami_spec(row)
+    connect = dict(communicator=q("ssh"), ssh_username=q(ami.ssh_username), ssh_timeout=expr("var.ssh_timeout"))
+    timeout = variable("ssh_timeout", "string", "5m", "how long to wait for SSH on the build instance")
+    return _ami_build(matrix, row, directory, connect, timeout, ami_provisioners(matrix, row))
+
+
+def _ami_spec(row: RowView):
+    if row.spec.ami is None:
+        raise UsageError(f"rows.{row.name}.ami is not set: the row has no AMI target")
+    return row.spec.ami
+
+
+def _provisioned_name(row: RowView) -> str:
+    return "windows" if row.spec.family == "windows" else "worker"
+
+
+def _ami_build(matrix: Matrix, row: RowView, directory: Path, connect: dict[str, Any], timeout: dict,
+               provisioners: list[dict]) -> dict[str, Any]:
+    """One amazon-ebs source, provisioned over its communicator (`connect`, whose timeout is a variable)."""
+    ami = _ami_spec(row)
+    name = _provisioned_name(row)
+    return {
+        "variable": [*_ami_variables(row, ami), *_common_variables(matrix, row, directory), timeout],
+        "source": [block("amazon-ebs", name, **connect, **_ami_common(row, ami))],
+        "build": [block(
+            name=q("fleetbake"),
+            sources=[q(f"source.amazon-ebs.{name}")],
+            provisioner=provisioners,
+            **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
+        )],
+    }
+
+
+def _ami_variables(row: RowView, ami) -> list[dict]:
+    return [
+        variable("region", "string", "us-east-1", "AWS region"),
+        variable("profile", "string", "", "AWS profile (credentials stay in ~/.aws or the environment)"),
+        variable("instance_type", "string", ami.instance_type, "from matrix.yml"),
+        variable("configuration", "string", next(iter(row.configurations)), "the configuration, for the AMI's name and tags"),
+        variable("inputs_hash", "string", "unknown", "fleetbake inputs hash, for the tags"),
+        variable("ec2_endpoint", "string", "", "EC2 API endpoint override (tests use moto on loopback)"),
+    ]
+
+
+def _ami_common(row: RowView, ami) -> dict[str, Any]:
+    tags = {q("Name"): f'"fleetbake-{row.name}-${{var.configuration}}"', q("fleetbake"): q("true"),
+            q("fleetbake-row"): q(row.name), q("fleetbake-configuration"): expr("var.configuration"),
+            q("fleetbake-inputs-hash"): expr("var.inputs_hash"),
+            q("fleetbake-date"): expr('formatdate("YYYY-MM-DD", timestamp())')}
+    return dict(
+        region=expr("var.region"),
+        profile=expr("var.profile"),
+        instance_type=expr("var.instance_type"),
+        ami_name=f'"fleetbake-{row.name}-${{var.configuration}}-' + '${formatdate("YYYYMMDDhhmmss", timestamp())}"',
+        source_ami_filter=[block(
+            filters={q("name"): q(ami.source_ami_name), q("virtualization-type"): q("hvm"),
+                     q("root-device-type"): q("ebs"), q("architecture"): q("x86_64")},
+            owners=[q(ami.source_ami_owner)],
+            most_recent=True,
+        )],
+        launch_block_device_mappings=[block(device_name=q("/dev/sda1" if row.spec.family == "windows" else "/dev/xvda"),
+                                            volume_size=ami.volume_gb, volume_type=q("gp3"),
+                                            iops=3000, throughput=125, delete_on_termination=True)],
+        tags=tags,
+        run_tags={q("fleetbake"): q("true"), q("fleetbake-row"): q(row.name)},
+        custom_endpoint_ec2=expr("var.ec2_endpoint"),
+        skip_region_validation=expr('var.ec2_endpoint != ""'),
+    )
+
+
+def ami_provisioners(matrix: Matrix, row: RowView) -> list[dict]:
+    """Everything an AMI gets: the Dockerfile's plan (boto3 added to the worker's venv, for
+    WORKERPASS_SSM; the AMI's own uid), then the worker as a systemd service that reads its
+    name and password at boot, never baked in."""
+    plan = families.plan(row, uid=_ami_spec(row).uid, pip_extras="boto3")
+    return linux_provisioners(matrix, row, plan, sudo=True, extra=(families.AMI_SERVICE,))
+
+
+# What the official Debian and Fedora cloud images have and a bootstrapped base lacks.
+REHEARSAL_BASE = {
+    "debian": "apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -qq -y --no-install-recommends"
+              " systemd systemd-sysv sudo dbus >/dev/null && rm -rf /var/lib/apt/lists/*",
+    "fedora": "dnf install -q -y systemd sudo && dnf clean all",
+}
+
+
+def rehearsal_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str, Any]:
+    """The AMI's provisioners, verbatim, on a local container that boots systemd: try the
+    AMI's provisioning and its boot-time units before paying for an EC2 build."""
+    changes = ['ENTRYPOINT ["/sbin/init"]', 'CMD []', "ENV container=docker",
+               f"LABEL io.fleetbake.row={row.name} io.fleetbake.builder=packer-ami-rehearsal"]
+    # The cloud image's login user, as cloud-init creates it at first boot (uid 1000).
+    login_user = f"useradd --create-home --user-group --uid 1000 {_ami_spec(row).ssh_username}"
+    provisioners = [block("shell", inline=[q(REHEARSAL_BASE[row.spec.family]), q(login_user)]),
+                    *ami_provisioners(matrix, row)]
+    return _docker_build(row, "rehearsal", [q(c) for c in changes], provisioners, identity.rehearsal_image_tag(row),
+                         _common_variables(matrix, row, directory))
+
+
+def provisioned_source(row: RowView, target: str) -> str | None:
+    """`-only` for `--build`: the AMI template's one source, named as Packer 1.6.6 matches it
+    (`<build>.<type>.<name>`; a bare `amazon-ebs.<name>` silently matches nothing)."""
+    if target != "ami":
+        return None
+    return f"fleetbake.amazon-ebs.{_provisioned_name(row)}"
+
+
+def windows_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str, Any]:
+    """Windows Server AMI: WinRM, the Windows Dockerfile's plan as file and powershell provisioners, then
+    images/windows/ami/Install-AmiWorker.ps1: the buildbot user, its firewall rule, the boot tasks."""
+    connect = dict(communicator=q("winrm"), winrm_username=q("Administrator"), winrm_use_ssl=True, winrm_insecure=True,
+                   winrm_timeout=expr("var.winrm_timeout"), user_data_file=_repo("windows/ami/winrm-bootstrap.ps1"))
+    timeout = variable("winrm_timeout", "string", "30m", "how long to wait for WinRM on the build instance")
+    provisioners = []
+    for layer in families.plan(row).layers:
+        for copy in layer.copies:
+            folders = [s for s in copy.sources if s.endswith("/")]
+            files = [s for s in copy.sources if not s.endswith("/")]
+            provisioners += [block("file", source=_context(s), destination=q(f"{copy.dest}/")) for s in folders]
+            if files:
+                provisioners.append(block("file", sources=[_context(s) for s in files], destination=q(f"{copy.dest}/")))
+        if layer.runs:
+            provisioners.append(block("powershell", inline=[q(run.line(windows=True)) for run in layer.runs]))
+    provisioners += [
+        block("file", source=_repo("windows/ami/"), destination=q(f"{families.WINDOWS_HOME}/ami/")),
+        block("windows-restart"),
+        # Last: it registers the task that closes Packer's WinRM listener at the fleet instance's first boot.
+        block("powershell", inline=[q(f"{families.WINDOWS_HOME}/ami/Install-AmiWorker.ps1")]),
+    ]
+    return _ami_build(matrix, row, directory, connect, timeout, provisioners)
+
+
+PLUGINS = {"packer": [block(required_plugins={"docker": {"source": q("github.com/hashicorp/docker"), "version": q(">= 1.0.0")},
+                                              "amazon": {"source": q("github.com/hashicorp/amazon"), "version": q(">= 1.3.0")}})]}
+HEADER = "# Generated from {matrix} (row {row}) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.\n"
+
+
+# --- writing, checking, running -------------------------------------------------------
+
+def targets(row: RowView) -> tuple[str, ...]:
+    """The Packer targets a row has: Windows has an AMI only (no Windows container engine here)."""
+    if row.spec.family == "windows":
+        return ("ami",)
+    return TARGETS if row.spec.ami else ("docker",)
+
+
+def _check_target(row: RowView, target: str) -> None:
+    if target not in TARGETS:
+        raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}")
+    if row.spec.family == "windows" and target != "ami":
+        raise UsageError(f"--target {target}: {row.name} has an AMI target only (no Windows container engine here)")
+    if target != "docker":
+        _ami_spec(row)
+
+
+def render_templates(matrix: Matrix, row: RowView) -> dict[str, bytes]:
+    """Every Packer file of the row, `<target>/<name>` -> formatted HCL (in memory: for render and --check)."""
+    root = paths.packer_dir(matrix)
+    makers = {"docker": docker_template, "ami-rehearsal": rehearsal_template,
+              "ami": windows_template if row.spec.family == "windows" else ami_template}
+    files = {}
+    for target in targets(row):
+        directory = root / row.name / target
+        files[f"{target}/{target}.pkr.hcl"] = makers[target](matrix, row, directory)
+        files[f"{target}/plugins.pkr.hcl"] = PLUGINS
+    head = HEADER.format(matrix=matrix.path.name, row=row.name)
+    return _format({name: head + _dumps(data) for name, data in files.items()})
+
+
+def _dumps(data: dict[str, Any]) -> str:
+    text = hcl2.dumps(data)
+    hcl2.loads(text)  # python-hcl2 must read back what it wrote
+    return text
+
+
+def _format(texts: dict[str, str]) -> dict[str, bytes]:
+    """`packer fmt` lays the files out (in a scratch folder: it wants the .pkr.hcl ending)."""
+    with tempfile.TemporaryDirectory(prefix="fleetbake-packer-") as scratch:
+        for name, text in texts.items():
+            (Path(scratch) / name.replace("/", "__")).write_text(text)
+        _packer(["fmt", "."], cwd=Path(scratch))
+        return {name: (Path(scratch) / name.replace("/", "__")).read_bytes() for name in texts}
+
+
+def write(matrix: Matrix, row: RowView, target: str, config: str | None = None, log: Log = print) -> Path:
+    """Render the row (images/<family>/<row>/ and packer/<row>/, as `invoke render`) and return `target`'s template."""
+    _check_target(row, target)
+    if config is not None and config not in row.configurations:
+        raise UsageError(f"--config {config!r}: {row.name} has {', '.join(row.configurations)}")
+    render.render(matrix, [row], log=log)
+    template = paths.packer_dir(matrix) / row.name / target / f"{target}.pkr.hcl"
+    log(f"packer: {template}")
+    return template
+
+
+def check_row(matrix: Matrix, row: RowView) -> list[str]:
+    files = render_templates(matrix, row)
+    out = paths.packer_dir(matrix) / row.name
+    return render.diff_context({name: render.RenderedFile(content) for name, content in files.items()}, out)
+
+
+def _packer(args: list[str], cwd: Path, env: dict[str, str] | None = None, stream: Log | None = None) -> str:
+    binary = shutil.which("packer")
+    if binary is None:
+        raise PackerError("packer is not installed (apt-get install packer, or run scripts/setup.sh)")
+
+    def errored(result: proc.Result) -> str | None:  # packer build names the failing build and its cause
+        return next((line.strip() for line in result.output.splitlines() if " errored after " in line), None)
+
+    # stderr joins stdout: packer's cause is its last line whichever stream it went to
+    return proc.run([binary, *args], what=f"packer {args[0]}", cwd=cwd, stream=stream or (lambda _: None),
+                    env={**os.environ, "CHECKPOINT_DISABLE": "1", **(env or {})}, reason=errored, error=PackerError)
+
+
+def validate(template: Path) -> str:
+    """Packer 1.6.6 is given the template file alone (it rejects plugins.pkr.hcl)."""
+    return _packer(["validate", template.name], cwd=template.parent)
+
+
+def fmt_check(template: Path) -> None:
+    _packer(["fmt", "-check", template.name], cwd=template.parent)
+
+
+def workdir(row: RowView, target: str) -> Path:
+    """Where a build runs and leaves manifest.json and handoff.json: never the committed packer/."""
+    return paths.build_dir() / "packer" / row.name / target
+
+
+def build(template: Path, only: str | None = None, variables: dict[str, str] | None = None,
+          env: dict[str, str] | None = None, log: Log = print, cwd: Path | None = None) -> str:
+    args = ["build", "-color=false"]
+    if only:
+        args.append(f"-only={only}")
+    for key, value in (variables or {}).items():
+        args.append(f"-var={key}={value}")
+    cwd = cwd or template.parent
+    cwd.mkdir(parents=True, exist_ok=True)
+    return _packer([*args, str(template.resolve())], cwd=cwd, env=env, stream=log)
+
+
+def context_variable(template: Path, context_dir: Path) -> str:
+    """var.context for a build context elsewhere (build/contexts/<row>/): relative to the template's folder."""
+    return os.path.relpath(context_dir.resolve(), template.parent.resolve())
+
+
+def handoff(work: Path, row: RowView, region: str) -> dict[str, str]:
+    """What the devguide says the admins need: instance size, region, AMI ID."""
+    try:
+        manifest = json.loads((work / "manifest.json").read_text())
+    except FileNotFoundError:
+        raise PackerError(f"packer build left no {work / 'manifest.json'}: no AMI was made") from None
+    artifact = manifest["builds"][-1]["artifact_id"]  # "us-east-1:ami-0123..."
+    match = re.fullmatch(r"([a-z0-9-]+):(ami-[0-9a-f]+)", artifact)
+    if not match:
+        raise PackerError(f"unexpected artifact id in manifest.json: {artifact!r}")
+    info = {"instance_type": row.spec.ami.instance_type, "region": match.group(1), "ami_id": match.group(2),
+            "worker_row": row.name}
+    (work / "handoff.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *, config: str | None = None,
+                    ca_bundle: str | None = None, log: Log = print) -> dict[str, str]:
+    """What a build of this host passes: the assembled context (extra CA certificates added) and,
+    for the docker target, every label `invoke build` gives its image."""
+    context = render.render_row(matrix, row, render.ca_certs_from(ca_bundle))
+    render.write_context(context, paths.context_dir(row.name))
+    variables = {"context": context_variable(template, paths.context_dir(row.name))}
+    if target == "ami":
+        ami = _ami_spec(row)
+        variables["configuration"] = config or next(iter(row.configurations))
+        variables["inputs_hash"] = identity.inputs_hash(render.context_digest(context),
+                                                        f"ami:{ami.source_ami_owner}/{ami.source_ami_name}")
+    else:
+        from fleetbake.pipeline import base  # Docker only for the docker targets
+
+        base_id = base.ensure_base(row, log=log)
+        if target == "docker":
+            inputs = identity.inputs_hash(render.context_digest(context), base_id)
+            variables["labels"] = label_arguments(identity.labels(row, inputs, base_id))
+    return variables
+
+
+def run(matrix: Matrix, row: RowView, target: str, *, config: str | None = None, run_build: bool = False,
+        region: str = "us-east-1", profile: str = "", run_validate: bool = True, ca_bundle: str | None = None,
+        log: Log = print) -> dict[str, str] | None:
+    """`invoke packer`: write the row's templates, validate one, and with `build` run it (AMI: the handoff)."""
+    template = write(matrix, row, target, config, log=log)
+    if run_validate:
+        validate(template)
+        log(f"packer validate: {template.name} is valid")
+    if not run_build:
+        return None
+    variables = build_variables(matrix, row, target, template, config=config, ca_bundle=ca_bundle, log=log)
+    if target == "ami":
+        variables.update(region=region, profile=profile)
+    work = workdir(row, target)
+    build(template, provisioned_source(row, target), variables, log=log, cwd=work)
+    if target != "ami":
+        return None
+    info = handoff(work, row, region)
+    log(f"hand this to the fleet admins (also in {work / 'handoff.json'}):")
+    log(json.dumps(info, indent=2))
+    return info

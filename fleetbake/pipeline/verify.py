@@ -1,0 +1,346 @@
+"""Verify an image the way the fleet uses it: compile CPython in it and run a smoke subset.
+
+Each configuration runs in its own hardened container (testcontainers): the
+build user, no capabilities, no-new-privileges, a read-only root with a tmpfs
+/tmp, no network, memory and pids limits, and the /buildarea volume. The steps
+are the fleet's Unix sequence (configure, make, pythoninfo, tests); a record
+(JSON + JUnit XML + log) is written under build/reports/<image id>/ (fleetbake.record).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import os
+import shlex
+import tarfile
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+from fleetbake.errors import CannotBuildHere, UsageError
+from fleetbake.pipeline import cpython, engine, identity, record
+from fleetbake.pipeline.matrix import Configuration, Matrix, RowView
+from fleetbake.pipeline.modules import OPTIONAL_MODULES
+
+if TYPE_CHECKING:
+    from testcontainers.core.container import DockerContainer
+
+Log = Callable[[str], None]
+WORK = "/buildarea/cpython"
+SOURCE_MOUNT = "/src"
+VERIFY_LABEL = f"{identity.LABEL_PREFIX}.verify"
+TEST_TIMEOUT = 1200  # the fleet's default per-test timeout, in seconds
+# Resources for the smoke run: everything but what needs the network or hours.
+TEST_RESOURCES = "all,-network,-urlfetch,-cpu,-largefile,-decimal,-audio"
+MISSING_HEADERS = (
+    "The necessary bits to build these optional modules were not found:",
+    "Failed to build these modules:",
+    "Following modules built successfully but were removed because they could not be imported:",
+)
+
+
+@dataclass
+class StepResult:
+    name: str
+    exit_code: int
+    seconds: float
+
+
+@dataclass
+class ConfigResult:
+    row: str
+    configuration: str
+    image_id: str
+    passed: bool
+    reason: str
+    steps: list[StepResult] = field(default_factory=list)
+    missing_modules: list[str] = field(default_factory=list)
+    missing_ok: dict[str, str] = field(default_factory=dict)  # unbuilt, as the row allows, with its reason
+    tests: dict[str, int] = field(default_factory=dict)
+    record: Path | None = None
+
+    def seconds(self, *names: str) -> float:
+        return sum(s.seconds for s in self.steps if s.name in names)
+
+
+def smoke_command(config: Configuration, source: cpython.Source, jobs: int) -> list[str]:
+    if config.install:
+        python = [f"{WORK}/target/bin/python{source.version_tuple[0]}.{source.version_tuple[1]}", "-Wdefault", "-bb", "-E"]
+    else:
+        python = ["./python"]
+    timeout = int(TEST_TIMEOUT * config.timeout_factor)
+    return [
+        "xvfb-run", "--auto-servernum", "--server-args=-screen 0 1024x768x24",
+        *python, "-m", "test", "--fail-env-changed", "--slowest", "-W",
+        f"-j{jobs}", f"-u{TEST_RESOURCES}", f"--timeout={timeout}",
+        "--junit-xml", f"{WORK}/test-results.xml", *(config.smoke or []),
+    ]
+
+
+def step_env(config: Configuration) -> dict[str, str]:
+    """What every step gets; ours last, so that the matrix cannot override them."""
+    return {**config.env, "BUILDBOT": "1", "TERM": "xterm"}
+
+
+def plan(config: Configuration, source: cpython.Source, jobs: int,
+         missing_ok: dict[str, str] | None = None) -> list[tuple[str, list[str]]]:
+    """The fleet's UnixBuild sequence for one configuration, as (step, argv) pairs.
+
+    `missing_ok`: the row's optional modules that may stay unbuilt; they are not imported.
+    """
+    modules = [m for m in OPTIONAL_MODULES if m not in (missing_ok or {})]
+    name = source.path.name
+    if source.is_tarball:
+        unpack = f"mkdir -p {WORK} && tar -xf {SOURCE_MOUNT}/{shlex.quote(name)} -C {WORK} --strip-components=1"
+    else:
+        unpack = f"mkdir -p {WORK} && cp -a {SOURCE_MOUNT}/{shlex.quote(name)}/. {WORK}/"
+    steps = [
+        ("unpack", ["sh", "-c", unpack]),
+        ("configure", ["./configure", f"--prefix={WORK}/target", *config.configure]),
+        ("make", ["make", f"-j{jobs}", "all"]),
+        ("pythoninfo", ["make", "pythoninfo"]),
+        ("modules", ["./python", "-c", "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]", *modules]),
+    ]
+    if config.install:
+        steps += [("install", ["sh", "-c", f"make install && chmod -R a-w {WORK}/target"])]
+    steps.append(("tests", smoke_command(config, source, jobs)))
+    return steps
+
+
+def missing_modules(make_output: str) -> list[str]:
+    """Modules CPython's build reports as not built, from `make` output."""
+    found: list[str] = []
+    lines = make_output.splitlines()
+    for index, line in enumerate(lines):
+        if line.strip() not in MISSING_HEADERS:
+            continue
+        for follow in lines[index + 1 :]:
+            if not follow.strip() or follow.startswith(("To find", "Python build finished", "checking")):
+                break
+            found += follow.split()
+    return list(dict.fromkeys(found))
+
+
+def junit_summary(xml_bytes: bytes) -> dict[str, int]:
+    root = ET.fromstring(xml_bytes)
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
+    for case in root.iter("testcase"):
+        counts["tests"] += 1
+        for kind, key in (("failure", "failures"), ("error", "errors"), ("skipped", "skipped")):
+            if case.find(kind) is not None:
+                counts[key] += 1
+    return counts
+
+
+def _image(row: RowView, ref: str | None = None) -> tuple[str, str]:
+    tag = ref or identity.image_tag(row)
+    image = engine.image_id(tag)
+    if image is None:
+        raise UsageError(f"image {tag} is not built here: run `invoke build --os {row.name}` first")
+    return tag, image
+
+
+def build_user(image_id: str) -> str:
+    """The image's own build user (its FLEETBAKE_USER): Docker resolves the name in the image's /etc/passwd."""
+    user = engine.image_env(image_id).get("FLEETBAKE_USER")
+    if not user:
+        raise UsageError(f"image {image_id[:19]} names no build user (FLEETBAKE_USER): not a fleetbake worker image")
+    return user
+
+
+# The sandbox every verification runs in; bench runs its baseline under the same limits.
+SANDBOX = dict(
+    cap_drop=["ALL"],
+    security_opt=["no-new-privileges"],
+    read_only=True,
+    network_mode="none",
+    mem_limit="8g",
+    pids_limit=4096,
+)
+TMPFS = {"/tmp": "rw,exec,nosuid,nodev,size=4g"}
+
+
+def verify(
+    matrix: Matrix,
+    row: RowView,
+    configs: list[str],
+    cpython_spec: str | None = None,
+    jobs: int | None = None,
+    log: Log = print,
+    image: str | None = None,
+) -> list[ConfigResult]:
+    spec = cpython_spec or row.spec.cpython
+    if spec is None:
+        raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: pass --cpython DIR|TARBALL|URL|git:REF")
+    if row.spec.family == "windows":
+        raise CannotBuildHere(f"cannot verify here: {row.name} is verified by the nightly workflow on {row.spec.runner}")
+    tag, image_id = _image(row, image)
+    source = cpython.resolve(spec, log)
+    log(f"verify {row.name}: image {tag} ({image_id[:19]}), CPython {source.version} from {source.spec}")
+    jobs = jobs or os.cpu_count() or 2
+    results = []
+    for name in configs:
+        results.append(_verify_config(row, name, row.configurations[name], image_id, source, jobs, log))
+    return results
+
+
+def _verify_config(
+    row: RowView, name: str, config: Configuration, image_id: str, source: cpython.Source, jobs: int, log: Log
+) -> ConfigResult:
+    result = ConfigResult(row.name, name, image_id, passed=False, reason="")
+    started = dt.datetime.now(dt.timezone.utc)
+    if config.requires_python and source.version_tuple < tuple(int(p) for p in config.requires_python.split(".")):
+        result.reason = f"needs CPython >= {config.requires_python}, the source is {source.version}"
+        log(f"verify {row.name}/{name}: FAIL: {result.reason}")
+        return _write_record(result, config, source, started, None)
+
+    steps = plan(config, source, jobs, row.spec.missing_ok)
+    env = step_env(config)
+    log_path = record.log_path(image_id, name)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = log_path.with_name(f".{name}.log.{os.getpid()}")  # a concurrent run never truncates this run's log
+    junit = None
+    try:
+        with partial.open("w", encoding="utf-8") as log_file, _container(row, image_id, source) as container:
+            api = engine.client().api
+            cid = container.get_wrapped_container().id
+            for index, (step, argv) in enumerate(steps, start=1):
+                prefix = f"[{row.name} {name} {index}/{len(steps)} {step}]"
+                log(f"{prefix} $ {shlex.join(argv)}")
+                log_file.write(f"$ {shlex.join(argv)}\n")
+                begun = time.monotonic()
+                workdir = "/buildarea" if step == "unpack" else WORK  # the source tree exists after unpacking
+                exit_code, output = _exec(api, cid, argv, env, workdir,
+                                          lambda line: (log(f"{prefix} {line}"), log_file.write(line + "\n")))
+                result.steps.append(StepResult(step, exit_code, round(time.monotonic() - begun, 1)))
+                if step == "make":
+                    missing = missing_modules(output)
+                    result.missing_ok = {m: row.spec.missing_ok[m] for m in missing if m in row.spec.missing_ok}
+                    result.missing_modules = [m for m in missing if m not in row.spec.missing_ok]
+                if step == "tests":
+                    junit = _copy_out(container, f"{WORK}/test-results.xml")
+                    if junit:
+                        result.tests = junit_summary(junit)
+                if exit_code != 0:
+                    result.reason = f"{step} failed (exit {exit_code})"
+                    break
+                if step == "make" and result.missing_modules:
+                    result.reason = f"optional modules not built: {', '.join(result.missing_modules)}"
+                    break
+            else:
+                result.passed = True
+                result.reason = "ok"
+    finally:
+        if partial.exists():
+            os.replace(partial, log_path)  # even a run that broke off leaves its log where people look
+    status = "PASS" if result.passed else "FAIL"
+    log(f"verify {row.name}/{name}: {status}: {result.reason} (log: {log_path})")
+    return _write_record(result, config, source, started, junit)
+
+
+def _containers() -> type[DockerContainer]:
+    """testcontainers, told to run no Ryuk (its image is on Docker Hub): here, as a container starts, never at import."""
+    from testcontainers.core.config import testcontainers_config
+    from testcontainers.core.container import DockerContainer
+
+    testcontainers_config.ryuk_disabled = True  # we remove our containers ourselves (_container.__exit__)
+    return DockerContainer
+
+
+class _container:
+    """A hardened, network-less container of the image, removed (with its volume) on exit."""
+
+    def __init__(self, row: RowView, image_id: str, source: cpython.Source):
+        self.container = _containers()(image_id, command=["sleep", "infinity"])
+        self.container.with_volume_mapping(str(source.path), f"{SOURCE_MOUNT}/{source.path.name}", "ro")
+        for target, options in TMPFS.items():  # with_tmpfs_mount passes its "size" through as the mount options
+            self.container.with_tmpfs_mount(target, options)
+        self.container.with_kwargs(user=build_user(image_id), labels={VERIFY_LABEL: row.name}, **SANDBOX)
+
+    def __enter__(self) -> DockerContainer:
+        self.container.start()
+        return self.container
+
+    def __exit__(self, *exc: object) -> None:
+        self.container.stop(force=True, delete_volume=True)
+
+
+def _exec(api, cid: str, argv: list[str], env: dict[str, str], workdir: str, emit: Callable[[str], object]) -> tuple[int, str]:
+    exec_id = api.exec_create(cid, argv, environment=env, workdir=workdir)["Id"]
+    pending = b""
+    chunks: list[str] = []
+    for chunk in api.exec_start(exec_id, stream=True):
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8", "replace").rstrip("\r")
+            chunks.append(line)
+            emit(line)
+    if pending:
+        line = pending.decode("utf-8", "replace")
+        chunks.append(line)
+        emit(line)
+    return api.exec_inspect(exec_id)["ExitCode"], "\n".join(chunks)
+
+
+def _copy_out(container: DockerContainer, path: str) -> bytes | None:
+    try:
+        stream, _ = container.get_wrapped_container().get_archive(path)
+    except Exception:  # noqa: BLE001 - absent file: the record says so
+        return None
+    with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+        member = archive.next()
+        return archive.extractfile(member).read() if member else None
+
+
+def _write_record(
+    result: ConfigResult,
+    config: Configuration,
+    source: cpython.Source,
+    started: dt.datetime,
+    junit: bytes | None,
+) -> ConfigResult:
+    result.record = record.write(result.image_id, result.configuration, {
+        "row": result.row,
+        "configure": config.configure,
+        "env": config.env,
+        "cpython": source.to_json(),
+        "passed": result.passed,
+        "reason": result.reason,
+        "steps": [vars(step) for step in result.steps],
+        "missing_modules": result.missing_modules,
+        "missing_ok": result.missing_ok,
+        "tests": result.tests,
+        "started": record.timestamp(started),
+    }, junit)
+    return result
+
+
+def summary_table(results: list[ConfigResult]) -> str:
+    rows = [("configuration", "result", "compile", "tests", "detail")]
+    for r in results:
+        tests = r.tests
+        detail = r.reason if not r.passed else f"{tests.get('tests', 0)} tests, {tests.get('skipped', 0)} skipped"
+        if r.missing_ok:
+            detail += f"; not built, as the row allows: {', '.join(r.missing_ok)}"
+        rows.append(
+            (
+                f"{r.row}/{r.configuration}",
+                "pass" if r.passed else "FAIL",
+                _duration(r.seconds("configure", "make")),
+                _duration(r.seconds("tests")),
+                detail,
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4] for row in rows
+    )
+
+
+def _duration(seconds: float) -> str:
+    return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
+
