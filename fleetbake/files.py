@@ -1,4 +1,7 @@
-"""The one atomic file writer: readers see the old file or the new one, never half of it."""
+"""The one atomic file writer: readers see the old file or the new one, never half of it.
+
+Standard library only: worker images carry it too, for the entrypoint's health file.
+"""
 
 from __future__ import annotations
 

@@ -195,9 +195,10 @@ LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh"
 
 
 def _worker_package() -> tuple[tuple[str, Path], ...]:
-    """fleetbake.worker (stdlib only) and the package's __init__: the image imports them as the host does."""
+    """fleetbake.worker (stdlib only), the package's __init__ and the one atomic writer: the image imports them
+    as the host does."""
     package = paths.ROOT / "fleetbake"
-    sources = [package / "__init__.py", *sorted((package / "worker").glob("*.py")), package / "worker" / "buildbot.tac"]
+    sources = [package / "__init__.py", package / "files.py", *sorted((package / "worker").glob("*.py")), package / "worker" / "buildbot.tac"]
     return tuple((source.relative_to(paths.ROOT).as_posix(), source) for source in sources)
 
 

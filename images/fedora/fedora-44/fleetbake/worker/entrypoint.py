@@ -37,7 +37,9 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
+from fleetbake import files
 from fleetbake.worker import fleet, hostport
 
 PROG = "fleetbake-worker"
@@ -487,18 +489,13 @@ def own_health_dir(path: str = HEALTH_DIR) -> None:
 
 def write_health(state: str, path: str = HEALTH_FILE) -> None:
     """Atomically record the worker's connection state; when that fails, leave no stale state behind."""
-    tmp = f"{path}.{os.getpid()}"
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(state + "\n")
-        os.replace(tmp, path)
+        files.write_text(Path(path), state + "\n", 0o644)
     except OSError:
-        for stale in (tmp, path):
-            try:
-                os.unlink(stale)
-            except OSError:
-                pass
+        try:
+            os.unlink(path)
+        except OSError:
+            pass
 
 
 def health(path: str = HEALTH_FILE) -> int:

@@ -1,0 +1,29 @@
+# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+"""The one atomic file writer: readers see the old file or the new one, never half of it.
+
+Standard library only: worker images carry it too, for the entrypoint's health file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+
+def write_file(target: Path, content: bytes, mode: int = 0o644) -> None:
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(content)
+        os.chmod(tmp, mode)
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_text(target: Path, text: str, mode: int = 0o644) -> None:
+    write_file(target, text.encode("utf-8"), mode)
