@@ -89,12 +89,7 @@ def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=Non
     from fleetbake.pipeline import verify as verify_mod
 
     m = _load(matrix)
-    failed = False
-    for row in m.select(os):
-        results = verify_mod.verify(m, row, m.configurations(row, config), cpython, int(jobs) if jobs else None, log, image)
-        print(verify_mod.summary_table(results), flush=True)
-        failed |= not all(r.passed for r in results)
-    if failed:
+    if not verify_mod.verify_rows(m, m.select(os), config, cpython, int(jobs) if jobs else None, image, log=log):
         from invoke import Exit
 
         raise Exit("error: verification failed", code=1)
@@ -118,18 +113,11 @@ def publish(c, registry, os="all", matrix="matrix.yml"):
 def master(c, worker=None, stop=False, cpython=None, matrix="matrix.yml", pb_port=9989, www_port=8010, git_port=9418):
     """Start (or --stop) a local Buildbot master with the fleet's Unix build, for trying a worker."""
     from fleetbake.devtools import master as master_mod
-    from fleetbake.pipeline import identity
 
     if stop:
         master_mod.stop(log=log)
-        return
-    row = _load(matrix).one("debian-12")
-    info = master_mod.start(master_mod.parse_workers(worker), cpython or row.spec.cpython,
-                            int(pb_port), int(www_port), int(git_port), log=log)
-    log(f"web UI and REST API: {info.url}")
-    for name in info.workers:
-        log(f"worker {name}:\n  {info.docker_run_line(name, identity.image_tag(row))}")
-    log("stop it with: invoke master --stop")
+    else:
+        master_mod.serve(_load(matrix), worker, cpython, int(pb_port), int(www_port), int(git_port), log=log)
 
 
 @task(iterable=["worker"], help={"master": "the master's web URL, e.g. https://buildbot.python.org/",
@@ -200,24 +188,9 @@ def packer(c, target="docker", os="debian-12", matrix="matrix.yml", config=None,
 def aws_zombies(c, older_than="6h", region="us-east-1", profile=None, tag=None, key_name=None, master=None,
                 worker_tag="buildbot-worker", terminate=False):
     """List (or --terminate) fleet instances running longer than --older-than."""
-    import datetime as dt
-
     from fleetbake.operate import aws
-    from fleetbake.operate.buildbot_api import BuildbotApi
 
-    tags = aws.parse_tags(tag or ["fleetbake=true"])
-    connected = None
-    if master:
-        connected = {w["name"] for w in BuildbotApi(master).workers() if w["connected_to"]}
-    client = aws.ec2(region, profile)
-    found = aws.zombies(client, region, aws.parse_age(older_than), tags, key_name or [], worker_tag, connected)
-    now = dt.datetime.now(dt.timezone.utc)
-    for instance in found:
-        log(instance.describe(now))
-    log(f"{len(found)} zombie instance(s) in {region}" + ("" if terminate or not found else " (dry run: --terminate ends them)"))
-    if terminate:
-        aws.terminate(client, region, found)
-        log(f"terminated {len(found)}")
+    aws.zombie_sweep(region, profile, older_than, tag or [], key_name or [], master, worker_tag, terminate, log=log)
 
 
 @task(help={"keep": "newest AMIs to keep per row and configuration", "region": "AWS region", "profile": "AWS profile",
@@ -227,14 +200,7 @@ def ami_prune(c, keep=3, region="us-east-1", profile=None, delete=False):
     """Deregister all but the newest --keep fleetbake AMIs per row, and delete their snapshots."""
     from fleetbake.operate import aws
 
-    client = aws.ec2(region, profile)
-    old = aws.prune_plan(aws.fleetbake_images(client, region), int(keep))
-    for image in old:
-        log(f"{image.image_id}  {image.row:24}  {image.created}  {image.name}  snapshots {', '.join(image.snapshots) or '-'}")
-    log(f"{len(old)} AMI(s) to prune" + ("" if delete or not old else " (dry run: --delete prunes them)"))
-    if delete:
-        aws.deregister(client, region, old)
-        log(f"deregistered {len(old)} AMI(s) and deleted their snapshots")
+    aws.ami_sweep(region, profile, int(keep), delete, log=log)
 
 
 @task(help={"unit": "only the fast unit tests", "k": "pytest -k expression"})

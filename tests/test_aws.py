@@ -1,4 +1,4 @@
-"""fleetbake/aws.py against moto: zombie instances, pruning old AMIs, and the missing-credentials error."""
+"""fleetbake/operate/aws.py against moto: zombie instances, pruning old AMIs, and the missing-credentials error."""
 
 import datetime as dt
 import os
@@ -71,3 +71,21 @@ def test_missing_credentials_are_a_clear_error(moto, tmp_path):
     assert result.returncode == 1
     assert result.stderr.strip() == ("error: no AWS credentials: set AWS_PROFILE (or --profile), "
                                      "or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
+
+
+def test_the_zombie_sweep_is_a_dry_run_unless_told(moto, monkeypatch):
+    monkeypatch.setenv("FLEETBAKE_EC2_ENDPOINT", moto)
+    client = aws.ec2("us-east-1")
+    tag = [{"ResourceType": "instance", "Tags": [{"Key": "fleetbake", "Value": "true"}]}]
+    instance = client.run_instances(ImageId="ami-0debian1200000001", MinCount=1, MaxCount=1,
+                                    TagSpecifications=tag)["Instances"][0]["InstanceId"]
+
+    def state() -> str:
+        return client.describe_instances(InstanceIds=[instance])["Reservations"][0]["Instances"][0]["State"]["Name"]
+
+    lines = []
+    found = aws.zombie_sweep("us-east-1", None, "0m", [], [], None, "buildbot-worker", False, log=lines.append)
+    assert instance in {i.instance_id for i in found} and state() == "running"
+    assert lines[-1].endswith("(dry run: --terminate ends them)")
+    aws.zombie_sweep("us-east-1", None, "0m", [], [], None, "buildbot-worker", True, log=lines.append)
+    assert state() in {"terminated", "shutting-down"} and lines[-1].startswith("terminated ")

@@ -1,4 +1,4 @@
-"""fleetbake/preflight.py: its probes against loopback ports and this machine."""
+"""fleetbake/worker/preflight.py: its probes against loopback ports and this machine."""
 
 import socket
 

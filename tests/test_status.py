@@ -1,4 +1,4 @@
-"""fleetbake/status.py against a Buildbot REST server on loopback."""
+"""fleetbake/operate/status.py against a Buildbot REST server on loopback."""
 
 import json
 import threading

@@ -252,7 +252,7 @@ def report(
     lines = [
         "# Benchmarks",
         "",
-        "Written by `invoke bench` (fleetbake/bench.py): the figures of one run on one machine.",
+        "Written by `invoke bench` (fleetbake/devtools/bench.py): the figures of one run on one machine.",
         "",
         f"- Command: `{command}`",
         f"- Date: {when.strftime('%Y-%m-%d %H:%M UTC')}",

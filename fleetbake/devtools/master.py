@@ -172,3 +172,17 @@ def stop(log: Log = print, directory: Path | None = None) -> None:
         except (ValueError, ProcessLookupError):
             pass
         pid_file.unlink(missing_ok=True)
+
+
+def serve(matrix, workers: list[str] | None, cpython: str | None, pb_port: int, www_port: int, git_port: int,
+          log: Log = print) -> MasterInfo:
+    """`invoke master`: start it for debian-12's CPython (or `cpython`), and say how to run each worker against it."""
+    from fleetbake.pipeline import identity
+
+    row = matrix.one("debian-12")
+    info = start(parse_workers(workers), cpython or row.spec.cpython, pb_port, www_port, git_port, log=log)
+    log(f"web UI and REST API: {info.url}")
+    for name in info.workers:
+        log(f"worker {name}:\n  {info.docker_run_line(name, identity.image_tag(row))}")
+    log("stop it with: invoke master --stop")
+    return info

@@ -171,3 +171,40 @@ def deregister(client, region: str, images: list[Image]) -> None:
         _call("DeregisterImage", region, client.deregister_image, ImageId=image.image_id)
         for snapshot in image.snapshots:
             _call("DeleteSnapshot", region, client.delete_snapshot, SnapshotId=snapshot)
+
+
+def connected_workers(master_url: str) -> set[str]:
+    """Worker names the master sees connected: their instances are busy, not zombies."""
+    from fleetbake.operate.buildbot_api import BuildbotApi
+
+    return {worker["name"] for worker in BuildbotApi(master_url).workers() if worker["connected_to"]}
+
+
+def zombie_sweep(region: str, profile: str | None, older_than: str, tags: list[str], key_names: list[str],
+                 master: str | None, worker_tag: str, terminate_them: bool, log: Log = print) -> list[Instance]:
+    """`invoke aws-zombies`: list fleet instances running longer than `older_than`; end them only when told."""
+    age, wanted = parse_age(older_than), parse_tags(tags or ["fleetbake=true"])
+    connected = connected_workers(master) if master else None
+    client = ec2(region, profile)
+    found = zombies(client, region, age, wanted, key_names, worker_tag, connected)
+    now = dt.datetime.now(dt.timezone.utc)
+    for instance in found:
+        log(instance.describe(now))
+    log(f"{len(found)} zombie instance(s) in {region}" + ("" if terminate_them or not found else " (dry run: --terminate ends them)"))
+    if terminate_them and found:
+        terminate(client, region, found)
+        log(f"terminated {len(found)}")
+    return found
+
+
+def ami_sweep(region: str, profile: str | None, keep: int, delete: bool, log: Log = print) -> list[Image]:
+    """`invoke ami-prune`: all but the newest `keep` AMIs per row and configuration; deregistered only when told."""
+    client = ec2(region, profile)
+    old = prune_plan(fleetbake_images(client, region), keep)
+    for image in old:
+        log(f"{image.image_id}  {image.row:24}  {image.created}  {image.name}  snapshots {', '.join(image.snapshots) or '-'}")
+    log(f"{len(old)} AMI(s) to prune" + ("" if delete or not old else " (dry run: --delete prunes them)"))
+    if delete and old:
+        deregister(client, region, old)
+        log(f"deregistered {len(old)} AMI(s) and deleted their snapshots")
+    return old

@@ -1,11 +1,12 @@
-"""Packer HCL2 templates from the same matrix rows and the same provisioning scripts.
+"""Packer HCL2 templates from the same plan as the Dockerfile (families.py).
 
-`invoke packer --target docker|ami|ami-rehearsal --os ROW` writes build/packer/<row>/<target>/: the row's
-rendered build context (scripts, packages.txt, CA certificates, entrypoint) and
-`<target>.pkr.hcl`, produced from Python data with python-hcl2's writer, parsed
-back as a check, and laid out by `packer fmt`. `plugins.pkr.hcl` holds the
-`required_plugins` block that modern Packer needs and Packer 1.6.6 rejects: it is
-a file of its own, so 1.6.6 is given the template file alone.
+`invoke render` writes the committed packer/<row>/<target>/ (docker, ami, ami-rehearsal; Windows:
+ami): `<target>.pkr.hcl`, produced from Python data with python-hcl2's writer, parsed back as a
+check and laid out by `packer fmt`, and `plugins.pkr.hcl`, the `required_plugins` block that
+modern Packer needs and Packer 1.6.6 rejects (a file of its own: 1.6.6 is given the template
+alone). A template reads the row's build context from images/<family>/<row>/ (var.context);
+`invoke packer --build` passes build/contexts/<row>/, which adds the host's extra CA
+certificates, and builds in build/packer/<row>/<target>/.
 """
 
 from __future__ import annotations

@@ -344,3 +344,14 @@ def summary_table(results: list[ConfigResult]) -> str:
 def _duration(seconds: float) -> str:
     return f"{int(seconds) // 60}m{int(seconds) % 60:02d}s"
 
+
+
+def verify_rows(matrix: Matrix, rows: list[RowView], config: str, cpython: str | None = None, jobs: int | None = None,
+                image: str | None = None, log: Log = print) -> bool:
+    """`invoke verify`: each row's configurations (a name or 'all'), a summary table per row; True when all passed."""
+    passed = True
+    for row in rows:
+        results = verify(matrix, row, matrix.configurations(row, config), cpython, jobs, log, image)
+        log(summary_table(results))
+        passed &= all(result.passed for result in results)
+    return passed
