@@ -1,6 +1,5 @@
 import os
 import re
-import sys
 from pathlib import Path
 
 import pytest
@@ -94,26 +93,6 @@ def test_copied_files_are_the_sources_plus_the_header(project, no_ca):
         assert rendered[position].startswith("# Generated from matrix.yml")
         assert rendered[:position] + rendered[position + 1 :] == source, name
         assert context[name].executable == name.startswith("scripts/"), name
-
-
-def test_the_worker_package_is_stdlib_only_and_never_edits_its_import_path():
-    """It runs in the image's worker venv as root (the supervisor) and as the build user (twistd)."""
-    import ast
-
-    package = ROOT / "fleetbake" / "worker"
-    for path in [*package.glob("*.py"), package / "buildbot.tac", ROOT / "fleetbake" / "files.py", ROOT / "fleetbake" / "__init__.py"]:
-        text = path.read_text()
-        assert "sys.path" not in text, path.name
-        for node in ast.walk(ast.parse(text)):
-            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""] if (
-                isinstance(node, ast.ImportFrom) and node.level == 0) else []
-            for name in names:
-                top = name.split(".")[0]
-                allowed = top in sys.stdlib_module_names or name.startswith("fleetbake.worker") or name == "fleetbake.files" or (
-                    name == "fleetbake" and {a.name for a in node.names} <= {"files"})
-                if path.name == "buildbot.tac":  # run by twistd, in the worker venv
-                    allowed = allowed or top in ("buildbot_worker", "twisted")
-                assert allowed, f"{path.name} imports {name}"
 
 
 def test_render_is_deterministic_and_every_file_says_generated(project, tmp_path, no_ca):
