@@ -43,7 +43,7 @@ def build_dir(tmp_path, monkeypatch):
 
 @pytest.fixture
 def no_ca(monkeypatch):
-    """Render as a machine with no extra CA would (goldens must not depend on the host)."""
+    """Render as a machine with no extra CA would (committed output must not depend on the host)."""
     monkeypatch.setenv("FLEETBAKE_CA_BUNDLE", "")
 
 

@@ -182,7 +182,7 @@ def test_capability_bits_are_read_from_proc_status(entrypoint, tmp_path):
 )
 def test_missing_settings_exit_2_with_one_line_before_anything_starts(env, needle):
     result = subprocess.run(
-        [sys.executable, "-I", "-m", "fleetbake.worker.entrypoint"], cwd=ROOT,
+        [sys.executable, "-I", "-m", "fleetbake.worker.entrypoint"],
         env={"PATH": os.environ["PATH"], "FLEETBAKE_USER": "nobody", **env}, capture_output=True, text=True, timeout=30, check=False,
     )
     assert result.returncode == 2

@@ -2,12 +2,24 @@
 
 import json
 import re
+import shlex
+import subprocess
 
 import hcl2
 import pytest
 
+from conftest import ROOT
 from fleetbake.pipeline import families, packer, render
 from test_packer import provisioners
+
+
+RUNTIME = ("ENV", "VOLUME", "WORKDIR", "USER", "LABEL", "HEALTHCHECK", "ENTRYPOINT", "CMD", "STOPSIGNAL", "SHELL", "EXPOSE")
+
+
+def runtime_block(dockerfile: str) -> list[str]:
+    """The Dockerfile's runtime instructions, continuation lines joined, comments dropped."""
+    joined = re.sub(r" \\\n\s+", " ", "\n".join(l for l in dockerfile.splitlines() if not l.startswith("#")))
+    return [line for line in joined.splitlines() if line.split(" ", 1)[0] in RUNTIME]
 
 
 @pytest.mark.parametrize("row", ["debian-12", "fedora-44"])
@@ -19,8 +31,7 @@ def test_the_dockerfile_and_every_packer_target_run_one_plan(project, row):
     dockerfile = render.render_row(project, row)["Dockerfile"].content.decode()
     runs = [run.line() for layer in plan.layers for run in layer.runs]
     assert [line.strip() for line in re.findall(r"^(?:RUN | && )(.+?)(?: \\)?$", dockerfile, re.MULTILINE)] == runs
-    for instruction in plan.runtime.instructions():
-        assert instruction.split(" ", 1)[0] in dockerfile
+    assert runtime_block(dockerfile) == plan.runtime.instructions()
     for target in packer.targets(row):
         template = packer.write(project, row, target, log=lambda _: None)
         inline = [line.strip('"') for kind, body in provisioners(template) if kind == "shell" for line in body["inline"]]
@@ -44,3 +55,18 @@ def test_runtime_instructions_are_what_docker_commit_takes():
         healthcheck=families.Healthcheck(("--interval=1s",), ("z",))).instructions())
     assert families.quote_word("plain-1.2:3/x") == "plain-1.2:3/x"
     assert families.quote_word('say "hi" $HOME') == '"say \\"hi\\" \\$HOME"'
+
+
+def test_the_ami_runs_the_images_entrypoint_with_the_images_environment(project):
+    """The AMI's unit starts what the image's ENTRYPOINT starts, and its drop-in gives it the image's ENV."""
+    row = project.rows["debian-12"]
+    plan = families.plan(row, uid=row.spec.ami.uid, pip_extras="boto3")
+    unit = (ROOT / "images" / "ami" / "fleetbake-worker.service").read_text()
+    [exec_start] = re.findall(r"^ExecStart=(.+)$", unit, re.MULTILINE)
+    assert exec_start == shlex.join([*families.ENTRYPOINT, "worker"])
+    assert plan.runtime.entrypoint[-len(families.ENTRYPOINT):] == families.ENTRYPOINT
+    [dropin] = [run.command for run in families.ami_service(plan.runtime).runs if families.AMI_DROPIN in run.command]
+    out = subprocess.run(["sh", "-c", dropin.replace(families.AMI_DROPIN, "/dev/stdout").split(" && ", 1)[1]
+                          .replace(" && chmod 0644 /dev/stdout", "")], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines() == ["[Service]", *(f'Environment="{k}={v}"' for k, v in plan.runtime.env)]
+    assert f'Environment="FLEETBAKE_USER={row.spec.user}"' in out

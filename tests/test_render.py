@@ -34,6 +34,12 @@ def test_the_drift_check_names_what_a_matrix_change_leaves_stale(write_matrix, t
     with pytest.raises(render.FleetbakeError, match=r"differ from a fresh render in: images/debian/debian-12"):
         render.check(edited, edited.select("all"), log=lines.append)
     assert "images/debian/debian-12/: differs: packages.txt" in lines
+    script = tmp_path / "images/debian/debian-12/scripts/create-user.sh"
+    script.chmod(0o644)  # a checkout that lost the executable bit builds an image whose RUN fails
+    with pytest.raises(render.FleetbakeError):
+        render.check(m, rows, log=lines.append)
+    assert "images/debian/debian-12/: differs: scripts/create-user.sh" in lines
+    script.chmod(0o755)
     (tmp_path / "images/debian/debian-12/NOTES.txt").write_text("a stray file is drift too\n")
     with pytest.raises(render.FleetbakeError):
         render.check(m, rows, log=lines.append)

@@ -23,3 +23,25 @@ def test_the_worker_package_is_stdlib_only_and_never_edits_its_import_path():
                 if path.name == "buildbot.tac":  # run by twistd, in the worker venv
                     allowed = allowed or top in ("buildbot_worker", "twisted")
                 assert allowed, f"{path.name} imports {name}"
+
+
+def test_the_copied_package_imports_alone_with_the_standard_library(project, tmp_path):
+    """What the image gets (the rendered fleetbake/), imported by a Python that sees nothing else (-S: no
+    site-packages, so not this checkout's editable install): a missing file or a non-stdlib import fails."""
+    import subprocess
+
+    from fleetbake.pipeline import render
+
+    context = render.render_row(project, project.rows["debian-12"])
+    for name, item in context.items():
+        if name.startswith("fleetbake/"):
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_bytes(item.content)
+    modules = sorted(f"fleetbake.worker.{p.stem}" for p in (tmp_path / "fleetbake" / "worker").glob("*.py")
+                     if p.stem != "__init__")  # importing one changes nothing: each runs from a main()
+    code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); " + "; ".join(f"import {m}" for m in modules) + (
+        "; import fleetbake.worker.entrypoint as e; print(e.__file__)")
+    result = subprocess.run([sys.executable, "-I", "-S", "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(tmp_path / "fleetbake" / "worker" / "entrypoint.py")
+    assert {"fleetbake.worker.entrypoint", "fleetbake.worker.preflight", "fleetbake.worker.hostport"} <= set(modules)

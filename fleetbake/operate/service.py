@@ -20,7 +20,7 @@ import jinja2
 
 from fleetbake import paths
 from fleetbake.errors import UsageError
-from fleetbake.pipeline import render as render_mod
+from fleetbake.files import write_file
 from fleetbake.worker import fleet
 from fleetbake.worker.hostport import parse_hostport
 
@@ -149,5 +149,5 @@ def write(s: Settings, out_dir: Path | None = None) -> dict[str, Path]:
     files = render(s)  # all of it first: bad input leaves nothing half-written
     for name, content in files.items():
         # File by file, not render.write_context: --out may hold files of the owner's own.
-        render_mod.write_file(out / name, content, 0o755 if name.endswith(".sh") else 0o644)
+        write_file(out / name, content, 0o755 if name.endswith(".sh") else 0o644)
     return {name: out / name for name in files}

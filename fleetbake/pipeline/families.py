@@ -19,9 +19,9 @@ from fleetbake import paths
 from fleetbake.pipeline import identity
 
 HOME = "/opt/fleetbake"
-# The worker venv's Python (install-worker.sh puts HOME on its path); -I: not the working
-# directory (the buildarea, which build steps write) nor PYTHON* variables on the import path.
-ENTRYPOINT = ("/opt/buildbot-worker/bin/python3", "-I", "-m", "fleetbake.worker.entrypoint")
+# The system Python, standard library only (install-fleetbake.sh puts HOME on its path); -I: neither
+# the working directory (the buildarea, which build steps write) nor PYTHON* variables on the import path.
+ENTRYPOINT = ("/usr/bin/python3", "-I", "-m", "fleetbake.worker.entrypoint")
 PROVISION = f"{HOME}/provision"
 CA_DIR = f"{HOME}/ca-certificates"
 WINDOWS_HOME = "C:/fleetbake"
@@ -80,6 +80,7 @@ class Runtime:
     entrypoint: tuple[str, ...]
     cmd: tuple[str, ...]
     user: str = ""
+    labels: tuple[tuple[str, str], ...] = ()  # what follows from the row alone; a build adds its own
     notes: tuple[tuple[str, str], ...] = ()  # (instruction, why): comments for the Dockerfile
 
     def instructions(self, pretty: bool = False) -> list[str]:
@@ -90,6 +91,8 @@ class Runtime:
                  f"WORKDIR {self.workdir}"]
         if self.user:
             lines.append(f"USER {self.user}")
+        if self.labels:
+            lines.append("LABEL " + join.join(f"{quote_word(k)}={quote_word(v)}" for k, v in self.labels))
         return [*lines, f"HEALTHCHECK {self.healthcheck.instruction(pretty)}",
                 f"ENTRYPOINT {_json_array(self.entrypoint)}", f"CMD {_json_array(self.cmd)}"]
 
@@ -148,7 +151,8 @@ def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
         Layer((Copy(("scripts/create-user.sh",), p),),
               (Run(f"{p}/create-user.sh", (("WORKER_USER", row.spec.user), ("WORKER_UID", str(uid)))),)),
         Layer((Copy(("scripts/install-worker.sh",), p),), (Run(f"{p}/install-worker.sh", worker_env),)),
-        Layer((Copy(("fleetbake/",), f"{HOME}/fleetbake"),)),
+        Layer((Copy(("fleetbake/",), f"{HOME}/fleetbake"), Copy(("scripts/install-fleetbake.sh",), p)),
+              (Run(f"{p}/install-fleetbake.sh"),)),
     )
     runtime = Runtime(
         # PATH: a `docker import`ed base has none; the classic builder adds this default, `docker commit` does not.
@@ -160,6 +164,7 @@ def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
                                 (*ENTRYPOINT, "health")),
         entrypoint=("/usr/bin/tini", "-e", "143", "--", *ENTRYPOINT),
         cmd=("worker",),
+        labels=tuple(identity.static_labels(row).items()),
         notes=(("HEALTHCHECK", "Healthy only while logged in to the master, as recorded by the root supervisor in a\n"
                                "root-owned file (/tmp/fleetbake/health) that build steps cannot write."),
                ("ENTRYPOINT", "tini as PID 1 reaps the grandchildren that test runs orphan and forwards signals;\n"
@@ -186,12 +191,14 @@ def _windows_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
                                 ("powershell", "-NoProfile", "-File", f"{home}/entrypoint.ps1", "health")),
         entrypoint=("powershell", "-NoLogo", "-NoProfile", "-ExecutionPolicy", "Bypass", "-File", f"{home}/entrypoint.ps1"),
         cmd=("worker",),
+        labels=tuple(identity.static_labels(row).items()),
         notes=(("USER", "ContainerUser is Windows containers' unprivileged account: builds never run as an administrator."),),
     )
     return Plan(layers, runtime)
 
 
-LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/install-worker.sh")
+LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/install-worker.sh",
+                 "common/scripts/install-fleetbake.sh")
 
 
 def _worker_package() -> tuple[tuple[str, Path], ...]:
@@ -226,13 +233,19 @@ WINDOWS_SHELL = ["powershell", "-NoLogo", "-NoProfile", "-ExecutionPolicy", "Byp
                  "$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue';"]
 
 
-# An AMI's own last layer: the worker as a systemd service that reads its name and password at
-# boot (files from images/ami/, uploaded beside the context as ami/).
-AMI_SERVICE = Layer(
-    (Copy(("ami/fleetbake-worker.service", "ami/fleetbake-worker-config.service"), "/etc/systemd/system"),
-     Copy(("ami/fleetbake-worker-config", "ami/fleetbake-latent-stop"), HOME)),
-    (Run("systemctl enable fleetbake-worker-config.service fleetbake-worker.service"),),
-)
+AMI_FILES = (Copy(("ami/fleetbake-worker.service", "ami/fleetbake-worker-config.service"), "/etc/systemd/system"),
+             Copy(("ami/fleetbake-worker-config", "ami/fleetbake-latent-stop"), HOME))
+AMI_DROPIN = "/etc/systemd/system/fleetbake-worker.service.d/image.conf"
+
+
+def ami_service(runtime: Runtime) -> Layer:
+    """An AMI's own last layer: the worker as a systemd service that reads its name and password at boot
+    (files from images/ami/, uploaded beside the context as ami/), with the image's environment, as a
+    container has it from ENV, in a drop-in."""
+    lines = ["[Service]", *(f'Environment="{k}={v}"' for k, v in runtime.env)]
+    dropin = (f"install -d -m 0755 {AMI_DROPIN.rsplit('/', 1)[0]} && printf '%s\\n' "
+              + " ".join(shlex.quote(line) for line in lines) + f" > {AMI_DROPIN} && chmod 0644 {AMI_DROPIN}")
+    return Layer(AMI_FILES, (Run(dropin), Run("systemctl enable fleetbake-worker-config.service fleetbake-worker.service")))
 
 
 def family_of(row) -> Family:

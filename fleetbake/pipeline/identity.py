@@ -12,9 +12,6 @@ IMAGE_REPO = "fleetbake/worker"
 LABEL_PREFIX = "io.fleetbake"
 INPUTS_LABEL = f"{LABEL_PREFIX}.inputs-hash"
 CREATED_LABEL = "org.opencontainers.image.created"  # the one label that differs between two builds of the same inputs
-# Labels that follow from the row alone: the default of a committed Packer template's labels.
-STATIC_LABELS = ("org.opencontainers.image.source", "org.opencontainers.image.title", "org.opencontainers.image.base.name",
-                 f"{LABEL_PREFIX}.row", f"{LABEL_PREFIX}.worker-version", f"{LABEL_PREFIX}.fleetbake-version")
 SOURCE_URL = "https://github.com/python/fleetbake"
 
 
@@ -55,19 +52,28 @@ def git_revision() -> str:
     return f"{out}-dirty" if dirty else out
 
 
-def labels(row, inputs: str, base_id: str) -> dict[str, str]:
-    """Every builder (docker-py, Packer) gives the image these labels."""
+def static_labels(row) -> dict[str, str]:
+    """The labels that follow from the row alone: the Dockerfile (and Packer's `changes`) carry them."""
     oci = "org.opencontainers.image"
     return {
-        CREATED_LABEL: dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        f"{oci}.revision": git_revision(),
         f"{oci}.source": SOURCE_URL,
-        f"{oci}.version": f"{row.spec.worker_version}-{inputs[:12]}",
         f"{oci}.title": f"CPython buildbot worker ({row.name})",
         f"{oci}.base.name": row.spec.base,
         f"{LABEL_PREFIX}.row": row.name,
         f"{LABEL_PREFIX}.worker-version": row.spec.worker_version,
+        f"{LABEL_PREFIX}.fleetbake-version": __version__,
+    }
+
+
+def labels(row, inputs: str, base_id: str) -> dict[str, str]:
+    """Every label a build gives the image (docker-py's `labels=`, Packer's var.labels): the static ones and
+    what this build adds."""
+    oci = "org.opencontainers.image"
+    return {
+        **static_labels(row),
+        CREATED_LABEL: dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        f"{oci}.revision": git_revision(),
+        f"{oci}.version": f"{row.spec.worker_version}-{inputs[:12]}",
         INPUTS_LABEL: inputs,
         f"{LABEL_PREFIX}.base-id": base_id,
-        f"{LABEL_PREFIX}.fleetbake-version": __version__,
     }

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import hcl2
 
-from fleetbake import paths, proc
+from fleetbake import files, paths, proc
 from fleetbake.errors import UsageError
 from fleetbake.pipeline import families, identity, render
 from fleetbake.pipeline.matrix import Matrix, RowView
@@ -93,7 +93,7 @@ def _install(copy: families.Copy, modes: dict[str, int]) -> list[str]:
 def _modes(matrix: Matrix, row: RowView) -> dict[str, int]:
     context = render.render_row(matrix, row)
     modes = {name: 0o755 if item.executable else 0o644 for name, item in context.items()}
-    for copy in families.AMI_SERVICE.copies:
+    for copy in families.AMI_FILES:
         for source in copy.sources:
             modes[source] = 0o755 if os.access(paths.IMAGES / source, os.X_OK) else 0o644
     return modes
@@ -140,9 +140,8 @@ def _common_variables(matrix: Matrix, row: RowView, directory: Path) -> list[dic
 def docker_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str, Any]:
     """The Dockerfile's image, built by Packer: the same plan, the same runtime settings, the same labels."""
     plan = families.plan(row)
-    static = {k: v for k, v in identity.labels(row, "", "").items() if k in identity.STATIC_LABELS}
-    labels = variable("labels", "string", label_arguments(static),
-                      "LABEL arguments (invoke packer passes every label `invoke build` gives the image)")
+    labels = variable("labels", "string", label_arguments({f"{identity.LABEL_PREFIX}.row": row.name}),
+                      "more LABEL arguments (invoke packer passes every label `invoke build` gives the image)")
     return _docker_build(row, "worker", _changes(plan.runtime, "labels"), linux_provisioners(matrix, row, plan, sudo=False),
                          identity.packer_image_tag(row), [*_common_variables(matrix, row, directory), labels])
 
@@ -240,7 +239,7 @@ def ami_provisioners(matrix: Matrix, row: RowView) -> list[dict]:
     WORKERPASS_SSM; the AMI's own uid), then the worker as a systemd service that reads its
     name and password at boot, never baked in."""
     plan = families.plan(row, uid=_ami_spec(row).uid, pip_extras="boto3")
-    return linux_provisioners(matrix, row, plan, sudo=True, extra=(families.AMI_SERVICE,))
+    return linux_provisioners(matrix, row, plan, sudo=True, extra=(families.ami_service(plan.runtime),))
 
 
 # What the official Debian and Fedora cloud images have and a bootstrapped base lacks.
@@ -282,10 +281,10 @@ def windows_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str,
     for layer in families.plan(row).layers:
         for copy in layer.copies:
             folders = [s for s in copy.sources if s.endswith("/")]
-            files = [s for s in copy.sources if not s.endswith("/")]
+            singles = [s for s in copy.sources if not s.endswith("/")]
             provisioners += [block("file", source=_context(s), destination=q(f"{copy.dest}/")) for s in folders]
-            if files:
-                provisioners.append(block("file", sources=[_context(s) for s in files], destination=q(f"{copy.dest}/")))
+            if singles:
+                provisioners.append(block("file", sources=[_context(s) for s in singles], destination=q(f"{copy.dest}/")))
         if layer.runs:
             provisioners.append(block("powershell", inline=[q(run.line(windows=True)) for run in layer.runs]))
     provisioners += [
@@ -299,7 +298,6 @@ def windows_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str,
 
 PLUGINS = {"packer": [block(required_plugins={"docker": {"source": q("github.com/hashicorp/docker"), "version": q(">= 1.0.0")},
                                               "amazon": {"source": q("github.com/hashicorp/amazon"), "version": q(">= 1.3.0")}})]}
-HEADER = "# Generated from {matrix} (row {row}) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.\n"
 
 
 # --- writing, checking, running -------------------------------------------------------
@@ -325,13 +323,13 @@ def render_templates(matrix: Matrix, row: RowView) -> dict[str, bytes]:
     root = paths.packer_dir(matrix)
     makers = {"docker": docker_template, "ami-rehearsal": rehearsal_template,
               "ami": windows_template if row.spec.family == "windows" else ami_template}
-    files = {}
+    templates = {}
     for target in targets(row):
         directory = root / row.name / target
-        files[f"{target}/{target}.pkr.hcl"] = makers[target](matrix, row, directory)
-        files[f"{target}/plugins.pkr.hcl"] = PLUGINS
-    head = HEADER.format(matrix=matrix.path.name, row=row.name)
-    return _format({name: head + _dumps(data) for name, data in files.items()})
+        templates[f"{target}/{target}.pkr.hcl"] = makers[target](matrix, row, directory)
+        templates[f"{target}/plugins.pkr.hcl"] = PLUGINS
+    head = render.header(matrix, row) + "\n"
+    return _format({name: head + _dumps(data) for name, data in templates.items()})
 
 
 def _dumps(data: dict[str, Any]) -> str:
@@ -361,9 +359,9 @@ def write(matrix: Matrix, row: RowView, target: str, config: str | None = None, 
 
 
 def check_row(matrix: Matrix, row: RowView) -> list[str]:
-    files = render_templates(matrix, row)
+    templates = render_templates(matrix, row)
     out = paths.packer_dir(matrix) / row.name
-    return render.diff_context({name: render.RenderedFile(content) for name, content in files.items()}, out)
+    return render.diff_context({name: render.RenderedFile(content) for name, content in templates.items()}, out)
 
 
 def _packer(args: list[str], cwd: Path, env: dict[str, str] | None = None, stream: Log | None = None) -> str:
@@ -422,7 +420,7 @@ def handoff(work: Path, row: RowView, region: str) -> dict[str, str]:
         raise PackerError(f"unexpected artifact id in manifest.json: {artifact!r}")
     info = {"instance_type": row.spec.ami.instance_type, "region": match.group(1), "ami_id": match.group(2),
             "worker_row": row.name}
-    (work / "handoff.json").write_text(json.dumps(info, indent=2) + "\n")
+    files.write_text(work / "handoff.json", json.dumps(info, indent=2) + "\n")
     return info
 
 

@@ -39,9 +39,10 @@ Context = dict[str, RenderedFile]
 
 
 def header(matrix: Matrix, row: RowView, comment: str = "#") -> str:
+    """The first line of every generated file (the second after a shebang)."""
     return (
         f"{comment} Generated from {matrix.path.name} (row {row.name}) by fleetbake: do not edit."
-        f" Change the matrix or images/, then run `invoke render`."
+        f" Change the matrix, images/ or fleetbake/worker/, then run `invoke render`."
     )
 
 
@@ -167,11 +168,13 @@ def _prune_empty(directory: Path, top: Path) -> None:
 
 
 def diff_context(context: Context, out_dir: Path) -> list[str]:
-    """Names that differ between a fresh render and what is on disk (the drift check)."""
+    """Names that differ between a fresh render and what is on disk (the drift check): bytes, and whether a
+    file is executable (`docker build` of the committed folder takes its modes from the checkout)."""
     drift = []
     for name, item in sorted(context.items()):
         target = out_dir / name
-        if not target.is_file() or target.read_bytes() != item.content:
+        if not target.is_file() or target.read_bytes() != item.content or (
+                bool(target.stat().st_mode & 0o111) != item.executable):
             drift.append(name)
     if out_dir.is_dir():
         drift += sorted(

@@ -5,7 +5,6 @@
 import ctypes
 import importlib.metadata
 import os
-import sys
 
 from buildbot_worker.bot import Worker
 from twisted.application import service

@@ -1,5 +1,4 @@
-#!/usr/bin/python3
-"""Entrypoint of fleetbake worker images (stdlib only: it runs on the image's python3).
+"""Entrypoint of fleetbake worker images (stdlib only: the image runs it with its system python3 -I -m).
 
 PID 1 is tini, as root. This script starts as root too. It parses every
 setting once, reads the password (WORKERPASS or WORKERPASS_FILE), strips it

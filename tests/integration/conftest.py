@@ -27,27 +27,21 @@ def client():
 
 
 @pytest.fixture(scope="session")
-def project(live_project):
-    """The live matrix.yml: these tests build, verify and publish the real debian-12 image."""
-    return live_project
-
-
-@pytest.fixture(scope="session")
-def image(client, project):
+def image(client, live_project):
     """The debian-12 image, built through fleetbake (a no-op when setup already built it)."""
-    [result] = build.build(project, project.select("debian-12"), log=print)
+    [result] = build.build(live_project, live_project.select("debian-12"), log=print)
     return result
 
 
 @pytest.fixture(scope="session")
-def verified_image(image, project):
+def verified_image(image, live_project):
     """The debian-12 image with a passing pydebug record: setup's, or one verified here for real."""
     from fleetbake.pipeline import record, verify
 
     passed, failed = record.status(image.image_id)
     assert not failed, f"{image.image_id[:19]} has failing records: {failed}"
     if "pydebug" not in passed:
-        [result] = verify.verify(project, project.rows["debian-12"], ["pydebug"], log=print)
+        [result] = verify.verify(live_project, live_project.rows["debian-12"], ["pydebug"], log=print)
         assert result.passed, result.reason
     return image
 

@@ -17,7 +17,7 @@ import pytest
 from conftest import AWS_ENV, MotoServer, free_port
 from fleetbake.devtools import master as master_mod
 from fleetbake.operate.buildbot_api import BuildbotApi
-from fleetbake.pipeline import packer
+from fleetbake.pipeline import identity, packer
 from integration.conftest import unique_password, wait_connected
 
 WORKER = "ami-latent"
@@ -65,19 +65,17 @@ class ImdsHandler(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def rehearsal(project, image, client):
+def rehearsal(live_project, image, client):
     """The image, built by Packer from the AMI's own provisioners."""
-    row = project.rows["debian-12"]
-    template = packer.write(project, row, "ami-rehearsal", log=print)
-    packer.validate(template)
-    packer.build(template, log=print)
-    return client.images.get(packer.rehearsal_image_tag(row))
+    row = live_project.rows["debian-12"]
+    packer.run(live_project, row, "ami-rehearsal", run_build=True, log=print)  # as `invoke packer --build` runs it
+    return client.images.get(identity.rehearsal_image_tag(row))
 
 
 @pytest.fixture(scope="module")
-def master(tmp_path_factory, project):
+def master(tmp_path_factory, live_project):
     directory = tmp_path_factory.mktemp("master")
-    info = master_mod.start({WORKER: unique_password()}, project.rows["debian-12"].spec.cpython, jobs=2,
+    info = master_mod.start({WORKER: unique_password()}, live_project.rows["debian-12"].spec.cpython, jobs=2,
                             directory=directory, **PORTS)
     yield info
     master_mod.stop(directory=directory)
@@ -121,6 +119,9 @@ def test_the_ami_boots_joins_restarts_and_powers_off_without_its_master(rehearsa
         assert sh(container, "systemd-analyze verify fleetbake-worker.service fleetbake-worker-config.service 2>&1") == ""
         props = sh(container, "systemctl show fleetbake-worker -p Restart -p NoNewPrivileges -p PrivateTmp -p ProtectSystem")
         assert sorted(props.split()) == ["NoNewPrivileges=yes", "PrivateTmp=yes", "ProtectSystem=strict", "Restart=always"]
+        # The image's ENV, from the drop-in families.ami_service writes: the same user, locale and names as a container.
+        environment = sh(container, "systemctl show -p Environment --value fleetbake-worker").split()
+        assert {"LANG=C.UTF-8", "FLEETBAKE_ROW=debian-12", "FLEETBAKE_USER=buildbot"} <= set(environment), environment
 
         # The unit's main process is the root supervisor; the worker under it runs as buildbot,
         # without privileges; the password is root's alone.

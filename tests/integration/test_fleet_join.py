@@ -23,10 +23,10 @@ SMOKE = "test_sys test_bz2"
 
 
 @pytest.fixture(scope="module")
-def master(tmp_path_factory, project):
+def master(tmp_path_factory, live_project):
     directory = tmp_path_factory.mktemp("master")
     workers = {"join-env": unique_password(), "join-file": unique_password(), "join-faults": unique_password()}
-    info = master_mod.start(workers, project.rows["debian-12"].spec.cpython, jobs=2, test_timeout=900,
+    info = master_mod.start(workers, live_project.rows["debian-12"].spec.cpython, jobs=2, test_timeout=900,
                             directory=directory, **PORTS)
     yield info
     master_mod.stop(directory=directory)

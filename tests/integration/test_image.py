@@ -75,21 +75,21 @@ def put_secret(client, password, tmp_path):
     return str(secret)
 
 
-def test_image_is_labelled_and_tagged(client, image, project):
+def test_image_is_labelled_and_tagged(client, image, live_project):
     img = client.images.get(image.image_id)
     labels = img.labels
     assert labels["io.fleetbake.row"] == "debian-12"
     assert labels["io.fleetbake.inputs-hash"] == image.inputs_hash
-    assert labels["io.fleetbake.worker-version"] == project.rows["debian-12"].spec.worker_version
+    assert labels["io.fleetbake.worker-version"] == live_project.rows["debian-12"].spec.worker_version
     for key in ("created", "revision", "source", "version", "title"):
         assert labels[f"org.opencontainers.image.{key}"]
     assert {"fleetbake/worker:debian-12", f"fleetbake/worker:debian-12-{image.inputs_hash[:16]}"} <= set(img.tags)
 
 
-def test_default_user_and_worker_version(client, image, project):
+def test_default_user_and_worker_version(client, image, live_project):
     out = client.containers.run(image.image_id, ["sh", "-c", "id -u; id -un; buildbot-worker --version"], remove=True)
     uid, user, version = out.decode().split("\n")[:3]
-    row = project.rows["debian-12"].spec
+    row = live_project.rows["debian-12"].spec
     assert (int(uid), user) == (row.uid, row.user)
     assert version.strip().endswith(row.worker_version)
 
@@ -101,7 +101,7 @@ def test_missing_name_is_one_line_and_exit_2(client, image, run):
     assert lines == ["fleetbake-worker: error: WORKERNAME is not set: pass -e WORKERNAME=<the name the fleet admins gave you>"]
 
 
-def test_worker_contract_with_the_hardened_run_line(client, image, run, project):
+def test_worker_contract_with_the_hardened_run_line(client, image, run, live_project):
     password = unique_password()
     container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": password}, **HARDENED)
     logs = wait_for_log(container, "Starting Worker")

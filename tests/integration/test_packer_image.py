@@ -52,7 +52,10 @@ class _Stream:
         return data
 
 
-CONFIG = ("Entrypoint", "Cmd", "Env", "User", "WorkingDir", "Volumes", "StopSignal", "Healthcheck")
+# Every setting a container takes from its image (Tty, OpenStdin and the like, which Packer's `docker run -i -t`
+# leaves in the committed config, are not: `docker run` takes those from its own flags).
+CONFIG = ("Entrypoint", "Cmd", "Env", "User", "WorkingDir", "Volumes", "StopSignal", "Healthcheck", "ExposedPorts",
+          "Shell", "OnBuild")
 
 
 def config(image) -> dict:
@@ -62,19 +65,19 @@ def config(image) -> dict:
 
 
 @pytest.fixture(scope="module")
-def packer_image(client, project, image):
-    row = project.rows["debian-12"]
-    packer.run(project, row, "docker", run_build=True, log=print)
+def packer_image(client, live_project, image):
+    row = live_project.rows["debian-12"]
+    packer.run(live_project, row, "docker", run_build=True, log=print)
     return client.images.get(identity.packer_image_tag(row))
 
 
 @pytest.fixture(scope="module")
-def dockerfile_image(client, project, packer_image):
+def dockerfile_image(client, live_project, packer_image):
     """The Dockerfile's image, built again without the cache right after Packer's: both read the archive as it
     is now (a cached layer from last week would differ by the updates published since). Its own tag: the
     verified fleetbake/worker:debian-12 stays as it is."""
-    row = project.rows["debian-12"]
-    context = render.render_row(project, row, render.ca_certs_from(None))
+    row = live_project.rows["debian-12"]
+    context = render.render_row(live_project, row, render.ca_certs_from(None))
     base_id = base.ensure_base(row, log=print)
     inputs = identity.inputs_hash(render.context_digest(context), base_id)
     tag = f"{identity.IMAGE_REPO}:{row.name}-dockerfile-compare"
@@ -114,8 +117,8 @@ def test_packer_image_has_the_dockerfile_images_file_tree(client, dockerfile_ima
     assert len(ours) > 10000 and "opt/fleetbake/fleetbake/worker/entrypoint.py" in ours
 
 
-def test_packer_image_verifies(project, packer_image):
-    row = project.rows["debian-12"]
-    [result] = verify.verify(project, row, ["pydebug"], log=print, image=identity.packer_image_tag(row))
+def test_packer_image_verifies(live_project, packer_image):
+    row = live_project.rows["debian-12"]
+    [result] = verify.verify(live_project, row, ["pydebug"], log=print, image=identity.packer_image_tag(row))
     assert result.passed, result.reason
     assert result.image_id == packer_image.id

@@ -102,10 +102,10 @@ def small(client, rows, tmp_path_factory):
         remove_images(client, [SMALL], SMALL_BASE)
 
 
-def test_a_verified_image_is_pushed_with_three_tags_and_pulls_back_identical(registry, project, verified, client):
+def test_a_verified_image_is_pushed_with_three_tags_and_pulls_back_identical(registry, live_project, verified, client):
     image = verified
-    row = project.rows["debian-12"]
-    [done] = publish.publish(project, [row], f"{registry}/fleetbake", log=print)
+    row = live_project.rows["debian-12"]
+    [done] = publish.publish(live_project, [row], f"{registry}/fleetbake", log=print)
     assert done.skipped is None and done.digest.startswith("sha256:")
     tags = catalog_tags(registry, "fleetbake/worker")
     assert tags == sorted(publish.tags_for(row, image.inputs_hash)), tags

@@ -10,10 +10,10 @@ from fleetbake.errors import FleetbakeError
 from fleetbake.pipeline import build, cpython, matrix, record, verify
 
 
-def test_pydebug_compiles_cpython_and_passes_the_smoke_tests(project, image):
-    row = project.rows["debian-12"]
+def test_pydebug_compiles_cpython_and_passes_the_smoke_tests(live_project, image):
+    row = live_project.rows["debian-12"]
     lines = []
-    [result] = verify.verify(project, row, ["pydebug"], log=lambda line: (lines.append(line), print(line)))
+    [result] = verify.verify(live_project, row, ["pydebug"], log=lambda line: (lines.append(line), print(line)))
     assert result.passed, result.reason
     assert [s.name for s in result.steps] == ["unpack", "configure", "make", "pythoninfo", "modules", "tests"]
     assert result.missing_modules == []
@@ -78,11 +78,11 @@ def project_source():
     return matrix.load(ROOT / "matrix.yml").rows["debian-12"].spec.cpython
 
 
-def test_debian_13_builds_from_a_bootstrapped_base_and_verifies(project):
+def test_debian_13_builds_from_a_bootstrapped_base_and_verifies(live_project):
     """The second Debian row, end to end: base (bootstrapped where no registry answers), build, verify."""
-    row = project.rows["debian-13"]
-    [built] = build.build(project, [row], log=print)
-    [result] = verify.verify(project, row, ["pydebug"], log=print)
+    row = live_project.rows["debian-13"]
+    [built] = build.build(live_project, [row], log=print)
+    [result] = verify.verify(live_project, row, ["pydebug"], log=print)
     assert result.passed, result.reason
     assert result.missing_modules == [] and result.tests["failures"] == 0
     assert json.loads(result.record.read_text())["image_id"] == built.image_id

@@ -20,6 +20,4 @@ python3 -m venv "$venv"
 # shellcheck disable=SC2086 # a space-separated list on purpose
 "$venv/bin/pip" install --quiet "buildbot-worker==$version" ${WORKER_PIP_EXTRAS:-}
 ln -sf "$venv/bin/buildbot-worker" /usr/local/bin/buildbot-worker
-# fleetbake.worker (entrypoint, buildbot.tac, preflight) is in /opt/fleetbake: on the venv's import path.
-echo /opt/fleetbake > "$("$venv/bin/python3" -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/fleetbake.pth"
 echo "install-worker: buildbot-worker $("$venv/bin/buildbot-worker" --version | awk '{print $NF}') in $venv"

@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row windows-2022) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row windows-2022) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 ##  File:  entrypoint.ps1
 ##  Desc:  Windows worker entrypoint: the Linux images' contract (WORKERNAME, WORKERPASS or WORKERPASS_FILE, BUILDMASTER, KEEPALIVE, WORKER_ADMIN, info/host).
 param([string] $Command = 'worker')

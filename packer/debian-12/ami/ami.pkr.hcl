@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 variable "region" {
   type        = string
   description = "AWS region"
@@ -186,6 +186,9 @@ build {
     inline = [
       "install -d -m 0755 /opt/fleetbake/fleetbake",
       "(cd /tmp/fleetbake-context/fleetbake/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/fleetbake/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/fleetbake/{} \\;)",
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-fleetbake.sh /opt/fleetbake/provision/",
+      "/opt/fleetbake/provision/install-fleetbake.sh",
     ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }
@@ -199,6 +202,7 @@ build {
       "install -d -m 0755 /opt/fleetbake",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/ami/fleetbake-worker-config /opt/fleetbake/",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/ami/fleetbake-latent-stop /opt/fleetbake/",
+      "install -d -m 0755 /etc/systemd/system/fleetbake-worker.service.d && printf '%s\\n' '[Service]' 'Environment=\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"' 'Environment=\"LANG=C.UTF-8\"' 'Environment=\"FLEETBAKE_ROW=debian-12\"' 'Environment=\"FLEETBAKE_IMAGE=fleetbake/worker:debian-12\"' 'Environment=\"FLEETBAKE_USER=buildbot\"' > /etc/systemd/system/fleetbake-worker.service.d/image.conf && chmod 0644 /etc/systemd/system/fleetbake-worker.service.d/image.conf",
       "systemctl enable fleetbake-worker-config.service fleetbake-worker.service",
     ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"

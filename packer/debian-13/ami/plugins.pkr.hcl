@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row debian-13) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row debian-13) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 packer {
   required_plugins = {
     docker = {

@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row ubuntu-24.04) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row ubuntu-24.04) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 variable "base" {
   type        = string
   description = "base image (locally bootstrapped: pull = false)"
@@ -22,8 +22,8 @@ variable "images" {
 
 variable "labels" {
   type        = string
-  description = "LABEL arguments (invoke packer passes every label `invoke build` gives the image)"
-  default     = "io.fleetbake.fleetbake-version=0.1.0 io.fleetbake.row=ubuntu-24.04 io.fleetbake.worker-version=4.3.0 org.opencontainers.image.base.name=ubuntu:24.04 org.opencontainers.image.source=https://github.com/python/fleetbake org.opencontainers.image.title=\"CPython buildbot worker (ubuntu-24.04)\""
+  description = "more LABEL arguments (invoke packer passes every label `invoke build` gives the image)"
+  default     = "io.fleetbake.row=ubuntu-24.04"
 }
 
 
@@ -36,8 +36,9 @@ source "docker" "worker" {
     "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 FLEETBAKE_ROW=ubuntu-24.04 FLEETBAKE_IMAGE=fleetbake/worker:ubuntu-24.04 FLEETBAKE_USER=buildbot",
     "VOLUME [\"/buildarea\"]",
     "WORKDIR /buildarea",
-    "HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=3 CMD [\"/opt/buildbot-worker/bin/python3\", \"-I\", \"-m\", \"fleetbake.worker.entrypoint\", \"health\"]",
-    "ENTRYPOINT [\"/usr/bin/tini\", \"-e\", \"143\", \"--\", \"/opt/buildbot-worker/bin/python3\", \"-I\", \"-m\", \"fleetbake.worker.entrypoint\"]",
+    "LABEL org.opencontainers.image.source=https://github.com/python/fleetbake org.opencontainers.image.title=\"CPython buildbot worker (ubuntu-24.04)\" org.opencontainers.image.base.name=ubuntu:24.04 io.fleetbake.row=ubuntu-24.04 io.fleetbake.worker-version=4.3.0 io.fleetbake.fleetbake-version=0.1.0",
+    "HEALTHCHECK --interval=30s --timeout=10s --start-period=2m --retries=3 CMD [\"/usr/bin/python3\", \"-I\", \"-m\", \"fleetbake.worker.entrypoint\", \"health\"]",
+    "ENTRYPOINT [\"/usr/bin/tini\", \"-e\", \"143\", \"--\", \"/usr/bin/python3\", \"-I\", \"-m\", \"fleetbake.worker.entrypoint\"]",
     "CMD [\"worker\"]",
     "LABEL ${var.labels}",
   ]
@@ -109,6 +110,9 @@ build {
     inline = [
       "install -d -m 0755 /opt/fleetbake/fleetbake",
       "(cd /tmp/fleetbake-context/fleetbake/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/fleetbake/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/fleetbake/{} \\;)",
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-fleetbake.sh /opt/fleetbake/provision/",
+      "/opt/fleetbake/provision/install-fleetbake.sh",
     ]
   }
 

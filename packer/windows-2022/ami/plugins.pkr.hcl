@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row windows-2022) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row windows-2022) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 packer {
   required_plugins = {
     docker = {

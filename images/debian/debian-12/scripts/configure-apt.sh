@@ -1,5 +1,5 @@
 #!/bin/bash
-# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 ##  File:  configure-apt.sh
 ##  Desc:  Make apt lean and unattended: no recommends, no docs or man pages, no prompts.
 set -euo pipefail

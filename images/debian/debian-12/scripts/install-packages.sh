@@ -1,5 +1,5 @@
 #!/bin/bash
-# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 ##  File:  install-packages.sh
 ##  Desc:  Install the packages listed in a file (one a line, # comments) with apt, plus security updates.
 set -euo pipefail

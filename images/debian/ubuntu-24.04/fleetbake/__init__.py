@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row ubuntu-24.04) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row ubuntu-24.04) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 """fleetbake: bake, test and ship worker images for the CPython buildbot fleet."""
 
 __version__ = "0.1.0"

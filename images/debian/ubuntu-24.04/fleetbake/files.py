@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row ubuntu-24.04) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row ubuntu-24.04) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 """The one atomic file writer: readers see the old file or the new one, never half of it.
 
 Standard library only: worker images carry it too, for the entrypoint's health file.

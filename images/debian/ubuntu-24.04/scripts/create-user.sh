@@ -1,5 +1,5 @@
 #!/bin/bash
-# Generated from matrix.yml (row ubuntu-24.04) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row ubuntu-24.04) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 ##  File:  create-user.sh
 ##  Desc:  Create the dedicated, unprivileged build user; its home is the buildarea (the worker's basedir).
 set -euo pipefail

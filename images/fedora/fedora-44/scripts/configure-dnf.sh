@@ -1,5 +1,5 @@
 #!/bin/bash
-# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 ##  File:  configure-dnf.sh
 ##  Desc:  Make dnf lean and unattended: no weak dependencies, no docs, retries.
 set -euo pipefail

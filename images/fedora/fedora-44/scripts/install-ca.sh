@@ -1,5 +1,5 @@
 #!/bin/bash
-# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 ##  File:  install-ca.sh
 ##  Desc:  Trust extra CA certificates (a corporate TLS proxy) system-wide, for apt, pip and CPython's ssl.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/bin/bash
-# Generated from matrix.yml (row fedora-45) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row fedora-45) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 ##  File:  install-packages.sh
 ##  Desc:  Install CPython's build dependencies with `dnf builddep python3` (the devguide's way) plus the listed packages.
 set -euo pipefail

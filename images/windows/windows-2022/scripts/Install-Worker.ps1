@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row windows-2022) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row windows-2022) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 ##  File:  Install-Worker.ps1
 ##  Desc:  Install the pinned buildbot-worker (and pywin32) into its own virtualenv, apart from any Python being built.
 param([Parameter(Mandatory)] [string] $WorkerVersion)

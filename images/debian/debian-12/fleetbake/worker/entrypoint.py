@@ -1,6 +1,5 @@
-#!/usr/bin/python3
-# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
-"""Entrypoint of fleetbake worker images (stdlib only: it runs on the image's python3).
+# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
+"""Entrypoint of fleetbake worker images (stdlib only: the image runs it with its system python3 -I -m).
 
 PID 1 is tini, as root. This script starts as root too. It parses every
 setting once, reads the password (WORKERPASS or WORKERPASS_FILE), strips it

@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 """What the fleet's master expects of a worker: where it listens, and which names it accepts.
 
 Read by the entrypoint and preflight inside the image, and by `invoke service` and

@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row debian-13) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row debian-13) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 """The one host:port parser, for the image's entrypoint and preflight and for the host side (stdlib only).
 
 Part of fleetbake.worker, which is copied into every Linux worker image.

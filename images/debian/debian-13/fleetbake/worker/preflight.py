@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-# Generated from matrix.yml (row debian-13) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row debian-13) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 """Check a host against the devguide's requirements for a buildbot worker (stdlib only).
 
 Runs on the host (`invoke preflight`) and inside the image (`docker run IMAGE preflight`).

@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 """What runs inside a worker: the entrypoint (root supervisor), buildbot.tac, preflight, the
 host:port parser, and the build steps the test master sends (the secret hunter, the health forger).
 

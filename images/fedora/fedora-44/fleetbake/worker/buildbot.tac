@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 # buildbot.tac for fleetbake worker images: run by twistd as the build user.
 # Settings and password come from a pipe that the root entrypoint filled (parsed
 # once, there), never from a file or a variable; the connection state goes back
@@ -6,7 +6,6 @@
 import ctypes
 import importlib.metadata
 import os
-import sys
 
 from buildbot_worker.bot import Worker
 from twisted.application import service

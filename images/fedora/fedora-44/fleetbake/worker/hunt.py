@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row fedora-44) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 """Look everywhere a build step can for the worker's password (stdlib only).
 
 Run on a worker as a build step (the test master's `secret-hunt` builder sends
@@ -10,48 +10,54 @@ Prints FOUND <places> and exits 1, or prints NOTHING.
 import os
 import sys
 
-needle = sys.argv[1][::-1].encode()
-found = []
-denied = []
 
-if needle in b"\0".join(k.encode() + b"=" + v.encode() for k, v in os.environ.items()):
-    found.append("own environment")
+def main(reversed_password: str) -> int:
+    needle = reversed_password[::-1].encode()
+    found = []
+    denied = []
 
-for pid in filter(str.isdigit, os.listdir("/proc")):
-    if int(pid) == os.getpid():  # the hunter itself holds the needle
-        continue
-    for name in ("environ", "cmdline"):
-        try:
-            with open(f"/proc/{pid}/{name}", "rb") as handle:
-                if needle in handle.read():
-                    found.append(f"/proc/{pid}/{name}")
-        except OSError:
-            denied.append(f"/proc/{pid}/{name}")
-    try:  # memory: every readable mapping
-        with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
-            for line in maps:
-                start, end = (int(x, 16) for x in line.split()[0].split("-"))
-                try:
-                    mem.seek(start)
-                    if needle in mem.read(end - start):
-                        found.append(f"/proc/{pid}/mem")
-                        break
-                except (OSError, ValueError, OverflowError):
-                    continue
-    except OSError:
-        denied.append(f"/proc/{pid}/mem")
+    if needle in b"\0".join(k.encode() + b"=" + v.encode() for k, v in os.environ.items()):
+        found.append("own environment")
 
-for top in ("/buildarea", "/home", "/root", "/run", "/opt", "/etc", "/tmp", "/var"):
-    for root, dirs, files in os.walk(top):
-        for name in files:
-            path = os.path.join(root, name)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == os.getpid():  # the hunter itself holds the needle
+            continue
+        for name in ("environ", "cmdline"):
             try:
-                with open(path, "rb") as handle:
-                    if needle in handle.read(50_000_000):
-                        found.append(path)
+                with open(f"/proc/{pid}/{name}", "rb") as handle:
+                    if needle in handle.read():
+                        found.append(f"/proc/{pid}/{name}")
             except OSError:
-                pass
+                denied.append(f"/proc/{pid}/{name}")
+        try:  # memory: every readable mapping
+            with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+                for line in maps:
+                    start, end = (int(x, 16) for x in line.split()[0].split("-"))
+                    try:
+                        mem.seek(start)
+                        if needle in mem.read(end - start):
+                            found.append(f"/proc/{pid}/mem")
+                            break
+                    except (OSError, ValueError, OverflowError):
+                        continue
+        except OSError:
+            denied.append(f"/proc/{pid}/mem")
 
-print("FOUND " + " ".join(found) if found else "NOTHING")
-print("DENIED " + " ".join(denied))
-sys.exit(1 if found else 0)
+    for top in ("/buildarea", "/home", "/root", "/run", "/opt", "/etc", "/tmp", "/var"):
+        for root, dirs, files in os.walk(top):
+            for name in files:
+                path = os.path.join(root, name)
+                try:
+                    with open(path, "rb") as handle:
+                        if needle in handle.read(50_000_000):
+                            found.append(path)
+                except OSError:
+                    pass
+
+    print("FOUND " + " ".join(found) if found else "NOTHING")
+    print("DENIED " + " ".join(denied))
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1]))

@@ -1,4 +1,4 @@
-# Generated from matrix.yml (row fedora-45) by fleetbake: do not edit. Change the matrix or images/, then run `invoke render`.
+# Generated from matrix.yml (row fedora-45) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
 """Try to make the worker look healthy while it is not, as a build step could (stdlib only).
 
 The test master's `secret-hunt` builder sends it. It writes a "connected" state

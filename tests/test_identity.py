@@ -1,0 +1,28 @@
+"""fleetbake/pipeline/identity.py: an image's tags and labels, the same from every builder."""
+
+from fleetbake.pipeline import families, identity
+
+
+def test_tags(project):
+    row = project.rows["debian-12"]
+    assert identity.image_tag(row) == "fleetbake/worker:debian-12"
+    assert identity.content_tag(row, "ab" * 32) == "fleetbake/worker:debian-12-" + "ab" * 8
+    assert identity.packer_image_tag(row) == "fleetbake/worker:debian-12-packer"
+    assert identity.rehearsal_image_tag(row) == "fleetbake/worker:debian-12-ami-rehearsal"
+
+
+def test_a_builds_labels_are_the_static_ones_plus_its_own(project):
+    row = project.rows["debian-12"]
+    static = identity.static_labels(row)
+    built = identity.labels(row, "f" * 64, "sha256:base")
+    assert {k: built[k] for k in static} == static
+    assert built[identity.INPUTS_LABEL] == "f" * 64 and built["io.fleetbake.base-id"] == "sha256:base"
+    assert set(built) - set(static) == {identity.CREATED_LABEL, "org.opencontainers.image.revision",
+                                        "org.opencontainers.image.version", identity.INPUTS_LABEL, "io.fleetbake.base-id"}
+    # The Dockerfile (and Packer's changes) carry exactly the static ones.
+    assert dict(families.plan(row).runtime.labels) == static
+
+
+def test_inputs_hash_covers_the_context_and_the_base():
+    one = identity.inputs_hash("context", "base")
+    assert len(one) == 64 and one != identity.inputs_hash("context", "other base") != identity.inputs_hash("other", "base")
