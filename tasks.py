@@ -23,6 +23,7 @@ Every task takes --matrix FILE (default matrix.yml).
 from invoke import task
 
 from fleetbake.cli import friendly, log
+from fleetbake.worker.fleet import DEFAULT_ADDRESS
 
 MATRIX_HELP = {"matrix": "matrix file (default matrix.yml)"}
 
@@ -135,10 +136,10 @@ def status(c, master, worker=None, notify_cmd=None):
         raise Exit(code=code)
 
 
-@task(help={"master": "master host:port (default buildbot-api.python.org:9020)",
+@task(help={"master": f"master host:port (default {DEFAULT_ADDRESS})",
             "buildarea": "where the buildarea lives (for the disk check)", "timeout": "seconds per probe"})
 @friendly
-def preflight(c, master="buildbot-api.python.org:9020", buildarea=".", timeout=5):
+def preflight(c, master=DEFAULT_ADDRESS, buildarea=".", timeout=5):
     """Check this host against the devguide's requirements (CPUs, memory, disk, outbound ports)."""
     from invoke import Exit
 
@@ -154,7 +155,7 @@ def preflight(c, master="buildbot-api.python.org:9020", buildarea=".", timeout=5
             "venv": "virtualenv with buildbot-worker", "password_file": "file holding the password (never the password)",
             "out": "output directory (default build/service/<platform>)"})
 @friendly
-def service(c, platform, name, master="buildbot-api.python.org:9020", admin="", user="buildbot",
+def service(c, platform, name, master=DEFAULT_ADDRESS, admin="", user="buildbot",
             buildarea=None, venv=None, password_file=None, out=None):
     """Write service files for a plain host: systemd unit + crontab, LaunchDaemon, or Scheduled Task."""
     from fleetbake.operate import service as service_mod

@@ -92,7 +92,7 @@ class Runtime:
         if self.user:
             lines.append(f"USER {self.user}")
         if self.labels:
-            lines.append("LABEL " + join.join(f"{quote_word(k)}={quote_word(v)}" for k, v in self.labels))
+            lines.append("LABEL " + label_arguments(self.labels, join))
         return [*lines, f"HEALTHCHECK {self.healthcheck.instruction(pretty)}",
                 f"ENTRYPOINT {_json_array(self.entrypoint)}", f"CMD {_json_array(self.cmd)}"]
 
@@ -137,6 +137,11 @@ def quote_word(value: str) -> str:
     if re.fullmatch(r"[A-Za-z0-9_.:/@+-]+", value):
         return value
     return '"' + value.replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
+def label_arguments(labels, join: str = " ") -> str:
+    """LABEL's arguments (key=value pairs, in the order given), quoted as Dockerfiles and `docker commit` read them."""
+    return join.join(f"{quote_word(key)}={quote_word(value)}" for key, value in labels)
 
 
 def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:

@@ -27,7 +27,6 @@ from fleetbake.pipeline import families, identity, render
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
-DEBIAN_AMI_OWNER = "136693071363"  # Debian's official AWS account
 TARGETS = ("docker", "ami", "ami-rehearsal")
 SUDO = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"  # as on an AMI, whose ssh user is not root
 
@@ -124,11 +123,6 @@ def _changes(runtime: families.Runtime, label_variable: str | None) -> list[str]
     return changes
 
 
-def label_arguments(image_labels: dict[str, str]) -> str:
-    """LABEL's arguments, quoted as `docker commit --change` reads them."""
-    return " ".join(f"{families.quote_word(key)}={families.quote_word(value)}" for key, value in sorted(image_labels.items()))
-
-
 def _common_variables(matrix: Matrix, row: RowView, directory: Path) -> list[dict]:
     context = os.path.relpath(paths.image_dir(matrix, row), directory)
     images = os.path.relpath(paths.IMAGES, directory)
@@ -140,7 +134,7 @@ def _common_variables(matrix: Matrix, row: RowView, directory: Path) -> list[dic
 def docker_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str, Any]:
     """The Dockerfile's image, built by Packer: the same plan, the same runtime settings, the same labels."""
     plan = families.plan(row)
-    labels = variable("labels", "string", label_arguments({f"{identity.LABEL_PREFIX}.row": row.name}),
+    labels = variable("labels", "string", families.label_arguments([(f"{identity.LABEL_PREFIX}.row", row.name)]),
                       "more LABEL arguments (invoke packer passes every label `invoke build` gives the image)")
     return _docker_build(row, "worker", _changes(plan.runtime, "labels"), linux_provisioners(matrix, row, plan, sudo=False),
                          identity.packer_image_tag(row), [*_common_variables(matrix, row, directory), labels])
@@ -442,7 +436,7 @@ def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *
         base_id = base.ensure_base(row, log=log)
         if target == "docker":
             inputs = identity.inputs_hash(render.context_digest(context), base_id)
-            variables["labels"] = label_arguments(identity.labels(row, inputs, base_id))
+            variables["labels"] = families.label_arguments(sorted(identity.labels(row, inputs, base_id).items()))
     return variables
 
 
