@@ -14,6 +14,10 @@ def test_tags(project):
 def test_a_builds_labels_are_the_static_ones_plus_its_own(project):
     row = project.rows["debian-12"]
     static = identity.static_labels(row)
+    assert set(static) == {"org.opencontainers.image.source", "org.opencontainers.image.title",
+                           "org.opencontainers.image.base.name", "io.fleetbake.row", "io.fleetbake.worker-version",
+                           "io.fleetbake.fleetbake-version"}
+    assert static["io.fleetbake.row"] == "debian-12" and static["org.opencontainers.image.base.name"] == row.spec.base
     built = identity.labels(row, "f" * 64, "sha256:base")
     assert {k: built[k] for k in static} == static
     assert built[identity.INPUTS_LABEL] == "f" * 64 and built["io.fleetbake.base-id"] == "sha256:base"
