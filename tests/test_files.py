@@ -36,3 +36,17 @@ def test_a_symlink_in_place_is_replaced_not_followed(tmp_path):
     link.symlink_to(elsewhere)
     files.write_text(link, "ours\n")
     assert elsewhere.read_text() == "theirs\n" and not link.is_symlink() and link.read_text() == "ours\n"
+
+
+def test_a_staged_folder_replaces_the_old_one_only_when_complete(tmp_path):
+    target = tmp_path / "tree"
+    target.mkdir()
+    (target / "old").write_text("kept")
+    with pytest.raises(RuntimeError):
+        with files.staged_dir(target) as staged:
+            (staged / "new").write_text("half")
+            raise RuntimeError("fetch failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"] and (target / "old").read_text() == "kept"
+    with files.staged_dir(target) as staged:
+        (staged / "new").write_text("whole")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tree"] and [p.name for p in target.iterdir()] == ["new"]

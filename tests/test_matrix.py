@@ -138,6 +138,10 @@ def _config(extra):
     return MINIMAL.replace("    configure: [--with-pydebug]\n", "    configure: [--with-pydebug]\n" + textwrap.indent(extra, "    ") + "\n")
 
 
+WINDOWS = MINIMAL.replace("family: debian", "family: windows\n    runner: windows-2022")
+WINDOWS_OK = WINDOWS.replace("    configure: [--with-pydebug]\n", "    configure: [--with-pydebug]\n    windows: {build: [], test: []}\n")
+
+
 def _flags(flags):
     return MINIMAL.replace("[--with-pydebug]", f"[{flags}]")
 
@@ -225,6 +229,21 @@ REFUSED = {
     # runner: where the family's images can be built
     "runner for windows": (MINIMAL.replace("family: debian", "family: windows"), 6, "rows.debian-12.runner", "builds on windows-2022"),
     "runner for debian": (_row("runner: windows-2022"), 11, "rows.debian-12.runner", "builds on ubuntu-24.04"),
+    # windows: the fleet's Windows builder flags, which must build and test the same interpreter
+    "windows row without windows flags": (WINDOWS, 11, "rows.debian-12.configurations[0]", "no `windows` flags"),
+    "windows build -E": (_config("windows: {build: [-E], test: []}"), 5, "configurations.pydebug.windows.build[0]", "not a build.bat option"),
+    "windows build -p": (_config("windows: {build: [-p, ARM64], test: []}"), 5, "configurations.pydebug.windows.build[0]", "-p and -E are verify's own"),
+    "windows -c Fast": (_config("windows: {build: [-c, Fast], test: [+d]}"), 5, "configurations.pydebug.windows.build[0]", "-c takes one of Debug, Release"),
+    "windows release tested as debug": (_config("windows: {build: [-c, Release], test: []}"), 5, "configurations.pydebug.windows.test", "with +d"),
+    "windows debug tested as release": (_config("windows: {build: [], test: [+d]}"), 5, "configurations.pydebug.windows.test", "with +d"),
+    "windows free-threaded build only": (_config("windows: {build: [--disable-gil], test: []}"), 5, "configurations.pydebug.windows.test", "in both build and test"),
+    "windows test option": (_config("windows: {build: [], test: [-x]}"), 5, "configurations.pydebug.windows.test[0]", "not a test.bat option"),
+    "windows build flag twice": (_config("windows: {build: [--pgo, --pgo], test: []}"), 5, "configurations.pydebug.windows.build[1]", "listed twice"),
+    # cpython: Debian's archive (apt-get) or a python.org release tarball; a Windows runner has no apt-get
+    "cpython from Debian on windows": (WINDOWS_OK + "    cpython: debian:trixie/python3.13\n", 13, "rows.debian-12.cpython", "apt-get"),
+    "cpython from elsewhere": (_row("cpython: https://example.org/Python-3.13.5.tgz"), 11, "rows.debian-12.cpython", "not a CPython source"),
+    "cpython file and folder disagree": (_row("cpython: https://www.python.org/ftp/python/3.13.5/Python-3.12.1.tgz"), 11,
+                                         "rows.debian-12.cpython", "not its folder's (3.13.5)"),
     # worker_version: the 4.x Worker API buildbot.tac uses
     "worker 3.x": (_row("worker_version: 3.11.7"), 11, "rows.debian-12.worker_version", "4.0 or later"),
     "worker 0.9": (_row("worker_version: '0.9'"), 11, "rows.debian-12.worker_version", "4.0 or later"),
@@ -257,7 +276,10 @@ ACCEPTED = {
     "regrtest names": _config("smoke: [test_os, test.test_sys, test_asyncio.test_tasks, test_EOF]"),
     "sanitizer and locale env": _config("env: {ASAN_OPTIONS: detect_leaks=0, LC_ALL: C.UTF-8, LDFLAGS: -lm}"),
     "a later worker": _row("worker_version: 5.0.1"),
-    "a windows row": MINIMAL.replace("family: debian", "family: windows\n    runner: windows-2022"),
+    "a windows row": WINDOWS_OK,
+    "a windows row with its smoke and a python.org release": WINDOWS_OK + "    smoke: [test_winreg]\n"
+    "    cpython: https://www.python.org/ftp/python/3.13.5/Python-3.13.5.tgz\n",
+    "windows release and free-threaded flags": _config("windows: {build: [-c, Release, --disable-gil], test: [+d, --disable-gil]}"),
 }
 
 

@@ -46,13 +46,10 @@ def build_row(
     log: Log = print,
 ) -> BuildResult:
     started = time.monotonic()
+    engine.require_os(row, "build", "builds")
     context = render.render_row(matrix, row, ca_certs)
     out_dir = paths.context_dir(row.name)
     render.write_context(context, out_dir)  # for people to read; the build reads the context itself
-    engine_os = engine.client().version().get("Os", "linux")
-    if (row.spec.family == "windows") != (engine_os == "windows"):
-        raise CannotBuildHere(f"cannot build here: {row.name} needs a {'Windows' if row.spec.family == 'windows' else 'Linux'} "
-                              f"Docker engine, this one runs {engine_os} containers (the nightly workflow builds it on {row.spec.runner})")
     base_id = base.ensure_base(row, refresh=refresh, log=log)
     inputs = identity.inputs_hash(render.context_digest(context), base_id)
     tag = identity.content_tag(row, inputs)

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import tarfile
-import tempfile
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
@@ -21,7 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from fleetbake import files, paths, proc
-from fleetbake.errors import FleetbakeError, UsageError
+from fleetbake.errors import CannotBuildHere, FleetbakeError, UsageError
 
 Log = Callable[[str], None]
 DEFAULT_GIT_URL = "https://github.com/python/cpython.git"
@@ -70,6 +69,13 @@ def resolve(spec: str, log: Log = print) -> Source:
     raise UsageError(
         f"--cpython {spec}: not a directory, tarball, http(s) URL, git:REF or debian:SUITE/PACKAGE"
     )
+
+
+def check_fetchable(spec: str) -> None:
+    """Refuse, before any work, a source this host cannot fetch by design: Debian's archive needs apt-get."""
+    if spec.startswith("debian:") and shutil.which("apt-get") is None:
+        raise CannotBuildHere(f"cannot verify here: --cpython {spec} comes from Debian's archive through apt-get, "
+                              "which this host does not have; pass a release tarball, directory or URL instead")
 
 
 def from_directory(spec: str, path: Path) -> Source:
@@ -131,18 +137,13 @@ def git_checkout(ref: str, log: Log) -> Path:
         log(f"cpython: cached checkout of {ref} in {target}")
         return target
     log(f"cpython: fetching {ref} from {url}")
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".git-"))
-    try:
+    with files.staged_dir(target, prefix=".git-") as tmp:
         for step, command in (
             ("init", ["git", "init", "--quiet", tmp]),
             ("fetch", ["git", "-C", tmp, "fetch", "--quiet", "--depth=1", url, ref]),
             ("checkout", ["git", "-C", tmp, "checkout", "--quiet", "FETCH_HEAD"]),
         ):
             proc.run(command, timeout=600, what=f"--cpython git:{ref}: git {step}")
-        shutil.rmtree(target, ignore_errors=True)
-        os.replace(tmp, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -157,8 +158,7 @@ def debian_source(spec: str, log: Log) -> Path:
     if found:
         log(f"cpython: cached {found[-1]}")
         return found[-1]
-    if shutil.which("apt-get") is None:
-        raise FleetbakeError(f"--cpython {spec}: apt-get is not available; pass a tarball or directory instead")
+    check_fetchable(spec)
     mirror = os.environ.get("FLEETBAKE_DEBIAN_MIRROR", DEBIAN_MIRROR)
     state = home / ".apt"
     for sub in ("lists/partial", "cache/archives/partial"):

@@ -7,7 +7,7 @@ import functools
 import docker
 from docker.errors import DockerException
 
-from fleetbake.errors import FleetbakeError
+from fleetbake.errors import CannotBuildHere, FleetbakeError
 
 
 class EngineError(FleetbakeError):
@@ -40,3 +40,17 @@ def image_env(image: str) -> dict[str, str]:
     """The environment an image's config declares (its ENV lines)."""
     config = client().images.get(image).attrs.get("Config") or {}
     return dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
+
+
+def containers_os() -> str:
+    """What the engine runs: "linux" or "windows" containers."""
+    return client().version().get("Os", "linux")
+
+
+def require_os(row, doing: str, does: str) -> None:
+    """Refuse a row whose containers this engine cannot run: a Windows row needs a Windows engine, the others Linux."""
+    wanted = "windows" if row.spec.family == "windows" else "linux"
+    have = containers_os()
+    if have != wanted:
+        raise CannotBuildHere(f"cannot {doing} here: {row.name} needs a {wanted.title()} Docker engine, this one runs "
+                              f"{have} containers (the nightly workflow {does} it on {row.spec.runner})")

@@ -77,7 +77,23 @@ ImageRef = Annotated[
 ]
 Url = Annotated[str, _pattern(r"https?://[A-Za-z0-9._~:/%-]+", "mirror URL")]
 PythonVersion = Annotated[str, _pattern(r"3\.[0-9]{1,2}", "Python version")]
-SourceSpec = Annotated[str, _pattern(r"debian:[a-z]+/python3\.[0-9]+", "CPython source")]
+
+
+def _source_spec(value: str) -> str:
+    """Debian's source archive (through apt-get), or a python.org release tarball (any host, Windows too)."""
+    if re.fullmatch(r"debian:[a-z]+/python3\.[0-9]+", value):
+        return value
+    release = re.fullmatch(r"https://www\.python\.org/ftp/python/(3\.[0-9]+\.[0-9]+)/Python-(3\.[0-9]+\.[0-9]+[a-z0-9]*)\.tgz",
+                           value)
+    if not release:
+        raise ValueError(f"{value!r} is not a CPython source (debian:SUITE/python3.N, or "
+                         "https://www.python.org/ftp/python/X.Y.Z/Python-X.Y.Z.tgz)")
+    if not release.group(2).startswith(release.group(1)):
+        raise ValueError(f"{value!r}: the file's version is not its folder's ({release.group(1)})")
+    return value
+
+
+SourceSpec = Annotated[str, AfterValidator(_source_spec)]
 
 
 # --- user -------------------------------------------------------------------
@@ -308,6 +324,58 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
 
 
+# The fleet's Windows builders (master/custom/factories.py): Tools\\buildbot\\build.bat -p x64 <build>,
+# test.bat -p x64 <test>. Only options that choose what is built and run: verify fetches the externals
+# itself (so not -E) and picks the platform (-p x64).
+WINDOWS_BUILD_FLAGS = {
+    "--disable-gil": "free-threaded build", "--experimental-jit": "the JIT", "--pgo": "profile-guided build",
+    "--no-tkinter": "no _tkinter", "--no-ssl": "no _ssl", "--no-ctypes": "no _ctypes",
+}
+WINDOWS_CONFIGURATIONS = ("Debug", "Release", "PGInstrument", "PGUpdate")
+WINDOWS_TEST_FLAGS = {"+d": "runs python.exe, the release build", "--disable-gil": "runs python3.Nt, the free-threaded one"}
+
+
+class Windows(_Strict):
+    """How the fleet's Windows builders build and test this configuration."""
+
+    build: list[str] = []
+    test: list[str] = []
+    # The fleet's Windows factories keep the 1200 s per-test timeout unless they say otherwise.
+    timeout_factor: float = Field(default=1.0, ge=0.25, le=10)
+
+    @model_validator(mode="after")
+    def _meaningful(self) -> Windows:
+        build, index = {}, 0
+        while index < len(self.build):
+            flag = self.build[index]
+            if flag == "-c":
+                value = self.build[index + 1] if index + 1 < len(self.build) else ""
+                if value not in WINDOWS_CONFIGURATIONS:
+                    raise _Problem(f"-c takes one of {', '.join(WINDOWS_CONFIGURATIONS)}, not {value!r}", "build", index)
+                build["-c"] = value
+                index += 2
+                continue
+            if flag not in WINDOWS_BUILD_FLAGS:
+                raise _Problem(f"{flag!r} is not a build.bat option verify passes (known: -c CONFIG, "
+                               f"{', '.join(WINDOWS_BUILD_FLAGS)}; -p and -E are verify's own)", "build", index)
+            if flag in build:
+                raise _Problem(f"{flag!r} is listed twice", "build", index)
+            build[flag] = ""
+            index += 1
+        for index, flag in enumerate(self.test):
+            if flag not in WINDOWS_TEST_FLAGS:
+                raise _Problem(f"{flag!r} is not a test.bat option verify passes (known: {', '.join(WINDOWS_TEST_FLAGS)})",
+                               "test", index)
+        # test.bat runs the interpreter that build.bat built: python_d.exe unless +d, python3.Nt with --disable-gil.
+        debug = build.get("-c", "Debug") == "Debug"
+        if debug == ("+d" in self.test):
+            raise _Problem("a Debug build is tested without +d, any other with +d (test.bat would run an "
+                           "interpreter that was not built)", "test")
+        if ("--disable-gil" in build) != ("--disable-gil" in self.test):
+            raise _Problem("--disable-gil goes in both build and test, or in neither", "test")
+        return self
+
+
 class Configuration(_Strict):
     description: Text = ""
     configure: Flags = []
@@ -317,6 +385,8 @@ class Configuration(_Strict):
     requires_python: PythonVersion | None = None
     # int(1200 s x factor) is regrtest's --timeout, which reads 0 as "no timeout at all".
     timeout_factor: float = Field(default=1.0, ge=0.25, le=10)
+    # Set where the Windows row can build it: the fleet's Windows builder flags (configure is Unix's).
+    windows: Windows | None = None
 
 
 class Bootstrap(_Strict):
@@ -363,12 +433,18 @@ class Row(_Strict):
     ami: Ami | None = None
     # Optional modules that may stay unbuilt on this row: module -> reason.
     missing_ok: dict[OptionalModule, Reason] = {}
+    # The row's own smoke tests, for configurations that name none (Windows has no curses or fcntl).
+    smoke: Smoke | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> Row:
         runner = RUNNERS.get(self.family, "ubuntu-24.04")
         if self.runner != runner:
             raise _Problem(f"family {self.family} builds on {runner}, not {self.runner}", "runner")
+        if self.family == "windows" and self.cpython and self.cpython.startswith("debian:"):
+            raise _Problem(f"{self.cpython} is fetched with apt-get, which the {runner} runner does not have: "
+                           "use a python.org release tarball (https://www.python.org/ftp/python/X.Y.Z/Python-X.Y.Z.tgz)",
+                           "cpython")
         if self.bootstrap is not None:
             _check_bootstrap(self.family, self.base, self.bootstrap.suite)
         return self
@@ -672,7 +748,7 @@ def load(path: str | Path = DEFAULT_MATRIX) -> Matrix:
 
 def _resolve(schema: _Schema, path: Path, root: yaml.Node) -> dict[str, RowView]:
     for name, config in schema.configurations.items():
-        if not (config.smoke or schema.smoke):
+        if not (config.smoke or schema.smoke) and not all(row.smoke for row in schema.rows.values()):
             loc = ("configurations", name)
             raise MatrixError(path, _line_of(root, loc), _field(loc), "no smoke tests (set `smoke`)")
     rows = {}
@@ -688,8 +764,16 @@ def _resolve(schema: _Schema, path: Path, root: yaml.Node) -> dict[str, RowView]
             if config_name in configs:
                 raise MatrixError(path, _line_of(root, loc), _field(loc), f"{config_name!r} is listed twice")
             config = schema.configurations[config_name]
+            if row.family == "windows" and config.windows is None:
+                raise MatrixError(path, _line_of(root, loc), _field(loc),
+                                  f"configuration {config_name!r} has no `windows` flags: the fleet's Windows builders "
+                                  "do not run configure, so verify would not know how to build it")
             if config.smoke is None:
-                config = config.model_copy(update={"smoke": list(schema.smoke or [])})
+                smoke = row.smoke or schema.smoke
+                if not smoke:
+                    raise MatrixError(path, _line_of(root, loc), _field(loc),
+                                      f"configuration {config_name!r} has no smoke tests here (set `smoke`)")
+                config = config.model_copy(update={"smoke": list(smoke)})
             configs[config_name] = config
         rows[row_name] = RowView(row_name, row, configs)
     return rows

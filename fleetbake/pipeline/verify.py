@@ -9,6 +9,7 @@ are the fleet's Unix sequence (configure, make, pythoninfo, tests); a record
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 import io
 import os
@@ -20,8 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
-from fleetbake.errors import CannotBuildHere, UsageError
-from fleetbake.pipeline import cpython, engine, identity, record
+from fleetbake.errors import UsageError
+from fleetbake.pipeline import cpython, engine, identity, record, windows_verify
 from fleetbake.pipeline.matrix import Configuration, Matrix, RowView
 from fleetbake.pipeline.modules import OPTIONAL_MODULES
 
@@ -61,6 +62,7 @@ class ConfigResult:
     missing_ok: dict[str, str] = field(default_factory=dict)  # unbuilt, as the row allows, with its reason
     tests: dict[str, int] = field(default_factory=dict)
     record: Path | None = None
+    row_family: str = "debian"
 
     def seconds(self, *names: str) -> float:
         return sum(s.seconds for s in self.steps if s.name in names)
@@ -175,36 +177,42 @@ def verify(
     spec = cpython_spec or row.spec.cpython
     if spec is None:
         raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: pass --cpython DIR|TARBALL|URL|git:REF")
-    if row.spec.family == "windows":
-        raise CannotBuildHere(f"cannot verify here: {row.name} is verified by the nightly workflow on {row.spec.runner}")
+    engine.require_os(row, "verify", "verifies")
+    cpython.check_fetchable(spec)
     tag, image_id = _image(row, image)
     source = cpython.resolve(spec, log)
+    tree = windows_verify.prepare_tree(source, log) if row.spec.family == "windows" else None
     log(f"verify {row.name}: image {tag} ({image_id[:19]}), CPython {source.version} from {source.spec}")
     jobs = jobs or os.cpu_count() or 2
     results = []
     for name in configs:
-        results.append(_verify_config(row, name, row.configurations[name], image_id, source, jobs, log))
+        results.append(_verify_config(row, name, row.configurations[name], image_id, source, jobs, log, tree))
     return results
 
 
 def _verify_config(
-    row: RowView, name: str, config: Configuration, image_id: str, source: cpython.Source, jobs: int, log: Log
+    row: RowView, name: str, config: Configuration, image_id: str, source: cpython.Source, jobs: int, log: Log,
+    tree: Path | None = None,
 ) -> ConfigResult:
-    result = ConfigResult(row.name, name, image_id, passed=False, reason="")
+    result = ConfigResult(row.name, name, image_id, passed=False, reason="", row_family=row.spec.family)
     started = dt.datetime.now(dt.timezone.utc)
     if config.requires_python and source.version_tuple < tuple(int(p) for p in config.requires_python.split(".")):
         result.reason = f"needs CPython >= {config.requires_python}, the source is {source.version}"
         log(f"verify {row.name}/{name}: FAIL: {result.reason}")
         return _write_record(result, config, source, started, None)
 
-    steps = plan(config, source, jobs, row.spec.missing_ok)
+    windows = row.spec.family == "windows"
+    if windows:
+        steps = windows_verify.plan(config, TEST_RESOURCES, jobs)
+    else:
+        steps = plan(config, source, jobs, row.spec.missing_ok)
     env = step_env(config)
     log_path = record.log_path(image_id, name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     partial = log_path.with_name(f".{name}.log.{os.getpid()}")  # a concurrent run never truncates this run's log
     junit = None
     try:
-        with partial.open("w", encoding="utf-8") as log_file, _container(row, image_id, source) as container:
+        with partial.open("w", encoding="utf-8") as log_file, _container(row, image_id, source, tree) as container:
             api = engine.client().api
             cid = container.get_wrapped_container().id
             for index, (step, argv) in enumerate(steps, start=1):
@@ -212,7 +220,10 @@ def _verify_config(
                 log(f"{prefix} $ {shlex.join(argv)}")
                 log_file.write(f"$ {shlex.join(argv)}\n")
                 begun = time.monotonic()
-                workdir = "/buildarea" if step == "unpack" else WORK  # the source tree exists after unpacking
+                if windows:
+                    workdir = windows_verify.workdir(step)
+                else:
+                    workdir = "/buildarea" if step == "unpack" else WORK  # the source tree exists after unpacking
                 exit_code, output = _exec(api, cid, argv, env, workdir,
                                           lambda line: (log(f"{prefix} {line}"), log_file.write(line + "\n")))
                 result.steps.append(StepResult(step, exit_code, round(time.monotonic() - begun, 1)))
@@ -221,7 +232,10 @@ def _verify_config(
                     result.missing_ok = {m: row.spec.missing_ok[m] for m in missing if m in row.spec.missing_ok}
                     result.missing_modules = [m for m in missing if m not in row.spec.missing_ok]
                 if step == "tests":
-                    junit = _copy_out(container, f"{WORK}/test-results.xml")
+                    if windows:
+                        junit = _read_windows_file(api, cid, f"{windows_verify.WORK}\\{windows_verify.JUNIT}")
+                    else:
+                        junit = _copy_out(container, f"{WORK}/test-results.xml")
                     if junit:
                         result.tests = junit_summary(junit)
                 if exit_code != 0:
@@ -253,7 +267,14 @@ def _containers() -> type[DockerContainer]:
 class _container:
     """A hardened, network-less container of the image, removed (with its volume) on exit."""
 
-    def __init__(self, row: RowView, image_id: str, source: cpython.Source):
+    def __init__(self, row: RowView, image_id: str, source: cpython.Source, tree: Path | None = None):
+        if row.spec.family == "windows":
+            assert tree is not None, "verify prepares the Windows tree first"
+            self.container = _containers()(image_id)
+            self.container.with_volume_mapping(str(tree), windows_verify.SOURCE, "ro")
+            config = engine.client().images.get(image_id).attrs.get("Config") or {}
+            self.container.with_kwargs(labels={VERIFY_LABEL: row.name}, **windows_verify.container_settings(config))
+            return
         self.container = _containers()(image_id, command=["sleep", "infinity"])
         self.container.with_volume_mapping(str(source.path), f"{SOURCE_MOUNT}/{source.path.name}", "ro")
         for target, options in TMPFS.items():  # with_tmpfs_mount passes its "size" through as the mount options
@@ -296,6 +317,16 @@ def _copy_out(container: DockerContainer, path: str) -> bytes | None:
         return archive.extractfile(member).read() if member else None
 
 
+def _read_windows_file(api, cid: str, path: str) -> bytes | None:
+    """A file's bytes through `docker exec` (base64 on the way): `docker cp` needs a stopped Windows container."""
+    script = f"[Convert]::ToBase64String([IO.File]::ReadAllBytes('{path}'))"
+    exec_id = api.exec_create(cid, ["powershell", "-NoProfile", "-Command", script])["Id"]
+    output = b"".join(api.exec_start(exec_id, stream=True))
+    if api.exec_inspect(exec_id)["ExitCode"] != 0:
+        return None
+    return base64.b64decode(output.strip())
+
+
 def _write_record(
     result: ConfigResult,
     config: Configuration,
@@ -303,9 +334,11 @@ def _write_record(
     started: dt.datetime,
     junit: bytes | None,
 ) -> ConfigResult:
+    windows = config.windows if result.row_family == "windows" else None
     result.record = record.write(result.image_id, result.configuration, {
         "row": result.row,
-        "configure": config.configure,
+        "configure": [] if windows else config.configure,
+        **({"windows": windows.model_dump()} if windows else {}),
         "env": config.env,
         "cpython": source.to_json(),
         "passed": result.passed,
@@ -330,7 +363,7 @@ def summary_table(results: list[ConfigResult]) -> str:
             (
                 f"{r.row}/{r.configuration}",
                 "pass" if r.passed else "FAIL",
-                _duration(r.seconds("configure", "make")),
+                _duration(r.seconds("configure", "make", "build")),
                 _duration(r.seconds("tests")),
                 detail,
             )

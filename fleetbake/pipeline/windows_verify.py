@@ -1,0 +1,113 @@
+"""Verify a Windows image the way the fleet builds CPython on Windows.
+
+python/buildmaster-config's BaseWindowsBuild / Windows64Build (master/custom/factories.py):
+`Tools\\buildbot\\build.bat -p x64 <build flags>`, `python.bat -m test.pythoninfo`,
+`Tools\\buildbot\\test.bat -p x64 -j2 <test flags> --junit-xml test-results.xml -jN --timeout T`,
+then `Tools\\buildbot\\clean.bat -p x64`. build.bat fetches PCbuild's externals from the network
+first; verify's container has none, so the host fetches them into the unpacked tree beforehand
+(`prepare_tree`) and build.bat finds them in place. Runs only against a Windows Docker engine:
+the nightly workflow's windows-2022 runner.
+"""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path, PurePosixPath
+from typing import Callable
+
+from fleetbake import files, proc
+from fleetbake.errors import UsageError
+from fleetbake.pipeline import cpython
+from fleetbake.pipeline.matrix import Configuration
+
+Log = Callable[[str], None]
+BUILDAREA = "C:\\buildarea"
+WORK = f"{BUILDAREA}\\cpython"
+SOURCE = "C:\\src\\cpython"  # the prepared tree, mounted read-only
+PLATFORM = ["-p", "x64"]
+JUNIT = "test-results.xml"  # relative to WORK, as the fleet's test step writes it
+TEST_TIMEOUT = 1200  # the fleet's TEST_TIMEOUT
+# Windows builds these extension modules from PCbuild (zlib is part of pythoncore there).
+MODULES = (
+    "_ssl", "_hashlib", "_sqlite3", "_bz2", "_lzma", "_ctypes", "_tkinter", "_uuid", "_zoneinfo", "_decimal",
+    "pyexpat", "_elementtree", "_multiprocessing", "_overlapped", "_socket", "select", "winsound", "_wmi",
+    "_ctypes_test", "_testcapi",
+)
+# Windows containers have no capabilities, read-only root or pids limit to set: no network and a memory cap.
+SANDBOX = dict(network_mode="none", mem_limit="8g")
+# Keeps the container up for `docker exec`, instead of the worker entrypoint.
+IDLE = ["powershell", "-NoLogo", "-NoProfile", "-Command", "Start-Sleep -Seconds 2147483"]
+
+
+def plan(config: Configuration, resources: str, jobs: int) -> list[tuple[str, list[str]]]:
+    """(step, argv) pairs; batch files run through cmd /c, as buildbot-worker runs them on Windows."""
+    assert config.windows is not None, "the matrix gives every configuration of a Windows row its flags"
+    flags = config.windows
+    timeout = int(TEST_TIMEOUT * flags.timeout_factor)
+    # No spaces: the import list passes through cmd and python.bat's %* unquoted.
+    imports = "[__import__(m)for(m)in(__import__('sys').argv[1:])]"
+    return [
+        ("unpack", ["cmd", "/c", "xcopy", SOURCE, f"{WORK}\\", "/E", "/I", "/H", "/Q", "/Y"]),
+        ("build", ["cmd", "/c", "Tools\\buildbot\\build.bat", *PLATFORM, *flags.build]),
+        ("pythoninfo", ["cmd", "/c", "python.bat", "-m", "test.pythoninfo"]),
+        ("modules", ["cmd", "/c", "python.bat", "-c", imports, *MODULES]),
+        ("tests", ["cmd", "/c", "Tools\\buildbot\\test.bat", *PLATFORM, "-j2", *flags.test, "--junit-xml", JUNIT,
+                   f"-j{jobs}", "--timeout", str(timeout), f"-u{resources}", *(config.smoke or [])]),
+        ("clean", ["cmd", "/c", "Tools\\buildbot\\clean.bat", *PLATFORM]),
+    ]
+
+
+def workdir(step: str) -> str:
+    return BUILDAREA if step == "unpack" else WORK
+
+
+def build_user(image_config: dict) -> str:
+    """The image's own USER: builds run as Windows containers' unprivileged ContainerUser, never an administrator."""
+    user = image_config.get("User") or ""
+    if not user or user.lower() in ("containeradministrator", "administrator", "system"):
+        raise UsageError(f"the Windows image runs as {user or 'ContainerAdministrator (no USER)'}: "
+                         "verify builds as an unprivileged user (USER ContainerUser)")
+    return user
+
+
+def container_settings(image_config: dict) -> dict:
+    return dict(user=build_user(image_config), entrypoint=IDLE, **SANDBOX)
+
+
+def prepare_tree(source: cpython.Source, log: Log) -> Path:
+    """The release tarball unpacked (top folder stripped) with PCbuild's externals fetched, cached by its hash."""
+    if not source.is_tarball or not source.sha256:
+        raise UsageError(f"--cpython {source.spec}: a Windows row is verified from a release tarball "
+                         "(https://www.python.org/ftp/python/X.Y.Z/Python-X.Y.Z.tgz), not a directory")
+    target = cpython.cache() / f"windows-{source.sha256[:16]}"
+    done = target / ".fleetbake-externals"
+    if done.is_file():
+        log(f"cpython: cached tree with externals in {target}")
+        return target
+    with files.staged_dir(target, prefix=".windows-") as tmp:  # a failed fetch leaves no half tree
+        log(f"cpython: unpacking {source.path.name}")
+        unpack(source.path, tmp)
+        log("cpython: fetching PCbuild's externals (build.bat would; the verify container has no network)")
+        proc.run(["cmd", "/c", "PCbuild\\get_externals.bat"], cwd=tmp, timeout=1800, stream=log,
+                 what=f"--cpython {source.spec}: PCbuild\\get_externals.bat")
+        files.write_text(tmp / done.name, f"{source.sha256}\n")
+    return target
+
+
+def unpack(tarball: Path, into: Path) -> None:
+    """Extract without the top-level folder (tar --strip-components=1), refusing paths that leave `into`."""
+
+    def strip(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        parts = PurePosixPath(member.name).parts[1:]
+        if not parts:
+            return None
+        changes = {"name": "/".join(parts)}
+        if member.islnk():
+            changes["linkname"] = "/".join(PurePosixPath(member.linkname).parts[1:])
+        return tarfile.data_filter(member.replace(**changes, deep=False), dest)
+
+    try:
+        with tarfile.open(tarball) as archive:
+            archive.extractall(into, filter=strip)
+    except tarfile.TarError as exc:
+        raise UsageError(f"--cpython {tarball.name}: cannot unpack: {str(exc).splitlines()[0]}") from None

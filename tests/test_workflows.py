@@ -1,0 +1,201 @@
+"""Every claim of the nightly and CI workflows, walked.
+
+For each row of `invoke matrix --json`, each `invoke` command the row's nightly job runs, and each one
+the CI jobs run (following .ci/run and scripts/setup.sh), is run here through invoke itself, as on that
+job's runner: a Docker engine of the runner's OS (Linux on ubuntu-*, Windows on windows-*) and apt-get
+only on ubuntu. The engine is simulated up to the first thing it is asked to really do: a command that
+gets there has passed every refusal fleetbake makes by design ("cannot build here", "cannot verify
+here", a row without a CPython source...); one that ends before it would fail on every night.
+"""
+
+import json
+import re
+import shlex
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+from invoke import Collection, Program
+
+import tasks
+from conftest import ROOT
+from fleetbake.pipeline import cpython, engine
+
+WORKFLOWS = ROOT / ".github" / "workflows"
+# Tasks whose outcome depends on the runner: the ones that talk to the engine or fetch sources.
+ENGINE_TASKS = {"base", "build", "verify", "publish", "packer"}
+INVOKE = re.compile(r"(?:^|[\s(|;&])(?:[\w./-]*/)?invoke\s+([a-z][a-z-]*)([^|;&)\n]*)")
+SCRIPT = re.compile(r"(?:^|[\s;&])((?:\.ci|scripts)/[\w.-]+)")
+
+
+class Reached(Exception):
+    """The command asked the engine for real work: every by-design refusal is behind it."""
+
+
+class SimulatedEngine:
+    def __init__(self, containers_os: str):
+        self.containers_os = containers_os
+
+    def version(self):
+        return {"Os": self.containers_os}
+
+    def __getattr__(self, name):
+        raise Reached(name)
+
+
+@dataclass
+class Outcome:
+    job: str
+    runner: str
+    command: str
+    reached: bool
+    error: str
+
+
+def runner_os(label: str) -> str:
+    for prefix, system in (("ubuntu-", "linux"), ("windows-", "windows")):
+        if label.startswith(prefix):
+            return system
+    raise AssertionError(f"unknown runner label {label!r}: say which OS it runs")
+
+
+def commands(text: str, seen: frozenset = frozenset()) -> list[str]:
+    """`invoke ...` command lines in a job's run text, following the repository scripts it runs."""
+    found = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        for script in SCRIPT.findall(line):
+            if script not in seen and (ROOT / script).is_file():
+                found += commands((ROOT / script).read_text(), seen | {script})
+        found += [f"invoke {task}{rest}".strip() for task, rest in INVOKE.findall(line)]
+    return found
+
+
+def expand(command: str, env: dict[str, str], row_configs: dict[str, list[str]]) -> list[list[str]]:
+    """argv lists for one command: $VAR from the job's env, a shell loop's "$config" as each of the row's."""
+    for name, value in env.items():
+        command = command.replace(f"${{{name}}}", value).replace(f"${name}", value)
+    command = re.sub(r"\$\{(\w+),,\}", lambda m: env.get(m.group(1), m.group(1)).lower(), command)
+    argv = shlex.split(command)
+    if "$config" not in command:
+        return [argv]
+    row = argv[argv.index("--os") + 1]
+    return [[arg.replace("$config", config) for arg in argv] for config in row_configs[row]]
+
+
+def run(argv: list[str], system: str, matrix: Path, monkeypatch, capsys) -> tuple[bool, str]:
+    """Run one command as invoke would on a runner of `system`; (reached the engine's work, error line)."""
+    monkeypatch.setattr(engine, "client", lambda: SimulatedEngine(system))
+    has_apt = system == "linux"
+    real_which = shutil.which
+    monkeypatch.setattr(cpython.shutil, "which",
+                        lambda name, *a, **k: (real_which(name, *a, **k) or f"/usr/bin/{name}") if has_apt else None)
+    program = Program(namespace=Collection.from_module(tasks), name="invoke")
+    capsys.readouterr()
+    try:
+        program.run([*argv, "--matrix", str(matrix)], exit=False)
+    except Reached:
+        return True, ""
+    except SystemExit:  # a parse error: the workflow's command line itself is wrong
+        pass
+    err = capsys.readouterr().err.strip().splitlines()
+    return False, err[-1] if err else "(ended without asking the engine for anything)"
+
+
+def walk(matrix: Path, workflows: dict[str, dict], monkeypatch, capsys, tmp_path) -> list[Outcome]:
+    monkeypatch.setenv("FLEETBAKE_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.setenv("FLEETBAKE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(ROOT)
+    from fleetbake.pipeline import matrix as matrix_mod
+
+    rows = json.loads(matrix_mod.load(matrix).to_json())
+    row_configs = {r["os"]: r["configurations"] for r in rows}
+    outcomes = []
+    for workflow_name, workflow in workflows.items():
+        for job_name, job in workflow["jobs"].items():
+            for row in rows if "matrix.row" in json.dumps(job) else [None]:
+                label = job["runs-on"].replace("${{ matrix.row.runner }}", row["runner"] if row else "")
+                env = {k: str(v).replace("${{ matrix.row.os }}", row["os"] if row else "")
+                       for k, v in (job.get("env") or {}).items()}
+                text = "\n".join(step.get("run", "") for step in job["steps"])
+                for command in commands(text):
+                    task = command.split()[1]
+                    if task not in ENGINE_TASKS:
+                        continue
+                    for argv in expand(command, env, row_configs):
+                        reached, error = run(argv, runner_os(label), matrix, monkeypatch, capsys)
+                        outcomes.append(Outcome(f"{workflow_name}/{job_name}", label, shlex.join(argv), reached, error))
+    return outcomes
+
+
+def load_workflows(**replace) -> dict[str, dict]:
+    return {name: yaml.safe_load(replace.get(name, (WORKFLOWS / f"{name}.yml").read_text())) for name in ("nightly", "ci")}
+
+
+def problems(outcomes: list[Outcome]) -> list[str]:
+    return [f"{o.job} on {o.runner}: {o.command}: {o.error}" for o in outcomes if not o.reached]
+
+
+def test_every_row_gets_past_every_refusal_on_its_own_runner(monkeypatch, capsys, tmp_path):
+    outcomes = walk(ROOT / "matrix.yml", load_workflows(), monkeypatch, capsys, tmp_path)
+    assert problems(outcomes) == []
+    # Each row is built, verified (every configuration) and offered to publish by the nightly job, on its runner.
+    nightly = {(o.command.split()[1], o.command.split()[o.command.split().index("--os") + 1], o.runner)
+               for o in outcomes if o.job == "nightly/image"}
+    rows = json.loads(tasks_matrix_json())
+    assert nightly == {(task, r["os"], r["runner"]) for r in rows for task in ("build", "verify", "publish")}
+    assert any("--config all" in o.command and "windows-2022" in o.command for o in outcomes)
+    # CI runs .ci/run, which builds and verifies every debian-12 configuration on ubuntu.
+    ci = [o.command for o in outcomes if o.job.startswith("ci/")]
+    configs = next(r["configurations"] for r in rows if r["os"] == "debian-12")
+    assert {c.split("--config ")[1] for c in ci if " verify " in f" {c} "} == set(configs)
+
+
+def tasks_matrix_json() -> str:
+    from fleetbake.pipeline import matrix as matrix_mod
+
+    return matrix_mod.load(ROOT / "matrix.yml").to_json()
+
+
+def test_a_row_without_a_cpython_source_fails_the_walk(monkeypatch, capsys, tmp_path):
+    text = (ROOT / "matrix.yml").read_text()
+    broken = re.sub(r"\n    cpython: https://www\.python\.org/\S+\n", "\n", text)
+    assert broken != text
+    path = tmp_path / "matrix.yml"
+    path.write_text(broken)
+    found = problems(walk(path, load_workflows(), monkeypatch, capsys, tmp_path))
+    assert len(found) == 1, found
+    assert found[0].startswith("nightly/image on windows-2022: invoke verify --os windows-2022 --config all: error: ")
+    assert found[0].endswith("rows.windows-2022.cpython is not set: pass --cpython DIR|TARBALL|URL|git:REF")
+
+
+def test_a_windows_row_sent_to_a_linux_runner_fails_the_walk(monkeypatch, capsys, tmp_path):
+    nightly = (WORKFLOWS / "nightly.yml").read_text()
+    broken = nightly.replace("runs-on: ${{ matrix.row.runner }}", "runs-on: ubuntu-24.04")
+    assert broken != nightly
+    found = problems(walk(ROOT / "matrix.yml", load_workflows(nightly=broken), monkeypatch, capsys, tmp_path))
+    assert [line.split(": error: ")[0] for line in found] == [
+        "nightly/image on ubuntu-24.04: invoke build --os windows-2022 --refresh",
+        "nightly/image on ubuntu-24.04: invoke verify --os windows-2022 --config all"]
+    assert "cannot build here: windows-2022 needs a Windows Docker engine, this one runs linux containers" in found[0]
+    assert "cannot verify here: windows-2022 needs a Windows Docker engine" in found[1]
+
+
+def test_a_debian_archive_source_on_a_windows_runner_is_refused_before_any_work(monkeypatch, capsys, tmp_path):
+    """The matrix refuses it; were it let through, verify would stop at once, not after building."""
+    from fleetbake.pipeline.matrix import MatrixError, load
+
+    text = (ROOT / "matrix.yml").read_text()
+    path = tmp_path / "matrix.yml"
+    path.write_text(re.sub(r"(\n    cpython: )https://www\.python\.org/\S+\n", r"\1debian:trixie/python3.13\n", text))
+    with pytest.raises(MatrixError, match="rows.windows-2022.cpython: .*apt-get, which the windows-2022 runner does not have"):
+        load(path)
+    monkeypatch.setattr(engine, "client", lambda: SimulatedEngine("windows"))
+    monkeypatch.setattr(cpython.shutil, "which", lambda name, *a, **k: None)
+    from fleetbake.errors import CannotBuildHere
+
+    with pytest.raises(CannotBuildHere, match="cannot verify here: --cpython debian:trixie/python3.13 comes from Debian's archive"):
+        cpython.check_fetchable("debian:trixie/python3.13")
