@@ -20,6 +20,8 @@ for pair in dockerd:docker.io mmdebstrap:mmdebstrap git:git shellcheck:shellchec
     command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# verify fetches CPython from Debian's archive with Debian's own keys (an Ubuntu host has only Ubuntu's).
+[ -f /usr/share/keyrings/debian-archive-keyring.gpg ] || need+=(debian-archive-keyring)
 if ((${#need[@]})); then
     $sudo apt-get update -q
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}"

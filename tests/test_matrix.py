@@ -232,13 +232,23 @@ REFUSED = {
     # windows: the fleet's Windows builder flags, which must build and test the same interpreter
     "windows row without windows flags": (WINDOWS, 11, "rows.debian-12.configurations[0]", "no `windows` flags"),
     "windows build -E": (_config("windows: {build: [-E], test: []}"), 5, "configurations.pydebug.windows.build[0]", "not a build.bat option"),
+    "windows --pgo": (_config("windows: {build: [--pgo], test: [+d]}"), 5, "configurations.pydebug.windows.build[0]", "not a build.bat option"),
+    "windows --no-ssl": (_config("windows: {build: [--no-ssl], test: []}"), 5, "configurations.pydebug.windows.build[0]", "not a build.bat option"),
+    "windows -c PGInstrument": (_config("windows: {build: [-c, PGInstrument], test: [+d]}"), 5, "configurations.pydebug.windows.build[0]", "-c takes Debug or Release"),
+    "windows -c twice": (_config("windows: {build: [-c, Release, -c, Debug], test: [+d]}"), 5, "configurations.pydebug.windows.build[2]", "listed twice"),
+    "windows test flag twice": (_config("windows: {build: [-c, Release], test: [+d, +d]}"), 5, "configurations.pydebug.windows.test[1]", "listed twice"),
+    "windows row installing": (WINDOWS_OK.replace("    windows: {build: [], test: []}\n", "    windows: {build: [], test: []}\n    install: true\n"),
+                               13, "rows.debian-12.configurations[0]", "installs (make install)"),
+    "windows row with missing_ok": (WINDOWS_OK + "    missing_ok: {_tkinter: no Tk here at all}\n", 13, "rows.debian-12.missing_ok", "takes no missing_ok"),
+    "cpython file with more digits": (_row("cpython: https://www.python.org/ftp/python/3.13.5/Python-3.13.50.tgz"), 11,
+                                      "rows.debian-12.cpython", "not its folder's (3.13.5)"),
     "windows build -p": (_config("windows: {build: [-p, ARM64], test: []}"), 5, "configurations.pydebug.windows.build[0]", "-p and -E are verify's own"),
-    "windows -c Fast": (_config("windows: {build: [-c, Fast], test: [+d]}"), 5, "configurations.pydebug.windows.build[0]", "-c takes one of Debug, Release"),
+    "windows -c Fast": (_config("windows: {build: [-c, Fast], test: [+d]}"), 5, "configurations.pydebug.windows.build[0]", "-c takes Debug or Release"),
     "windows release tested as debug": (_config("windows: {build: [-c, Release], test: []}"), 5, "configurations.pydebug.windows.test", "with +d"),
     "windows debug tested as release": (_config("windows: {build: [], test: [+d]}"), 5, "configurations.pydebug.windows.test", "with +d"),
     "windows free-threaded build only": (_config("windows: {build: [--disable-gil], test: []}"), 5, "configurations.pydebug.windows.test", "in both build and test"),
     "windows test option": (_config("windows: {build: [], test: [-x]}"), 5, "configurations.pydebug.windows.test[0]", "not a test.bat option"),
-    "windows build flag twice": (_config("windows: {build: [--pgo, --pgo], test: []}"), 5, "configurations.pydebug.windows.build[1]", "listed twice"),
+    "windows build flag twice": (_config("windows: {build: [--disable-gil, --disable-gil], test: [--disable-gil]}"), 5, "configurations.pydebug.windows.build[1]", "listed twice"),
     # cpython: Debian's archive (apt-get) or a python.org release tarball; a Windows runner has no apt-get
     "cpython from Debian on windows": (WINDOWS_OK + "    cpython: debian:trixie/python3.13\n", 13, "rows.debian-12.cpython", "apt-get"),
     "cpython from elsewhere": (_row("cpython: https://example.org/Python-3.13.5.tgz"), 11, "rows.debian-12.cpython", "not a CPython source"),
@@ -280,6 +290,7 @@ ACCEPTED = {
     "a windows row with its smoke and a python.org release": WINDOWS_OK + "    smoke: [test_winreg]\n"
     "    cpython: https://www.python.org/ftp/python/3.13.5/Python-3.13.5.tgz\n",
     "windows release and free-threaded flags": _config("windows: {build: [-c, Release, --disable-gil], test: [+d, --disable-gil]}"),
+    "a python.org pre-release": _row("cpython: https://www.python.org/ftp/python/3.14.0/Python-3.14.0rc2.tgz"),
 }
 
 

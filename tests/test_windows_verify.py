@@ -5,6 +5,7 @@ refusal on a Linux engine. The run itself happens only on the nightly workflow's
 import io
 import json
 import tarfile
+from pathlib import Path
 
 import pytest
 
@@ -34,8 +35,10 @@ def test_each_configuration_runs_the_fleets_commands(live_project, name, builder
     assert commands["build"] == base["build_command"] + fleet["buildFlags"]
     assert commands["pythoninfo"] == base["python_command"] + base["pythoninfo"]
     assert commands["clean"] == base["clean_command"] + fleet["cleanFlags"]
-    fleet_test = [*base["test_command"], *fleet["testFlags"], "--junit-xml", FLEET["JUNIT_FILENAME"], "-j4",
-                  "--timeout", str(fleet["test_timeout"])]
+    parts = {"test_command": base["test_command"], "testFlags": fleet["testFlags"],
+             "--junit-xml JUNIT_FILENAME (unless -R)": ["--junit-xml", FLEET["JUNIT_FILENAME"]], "parallel": ["-j4"],
+             "--timeout str(test_timeout)": ["--timeout", str(fleet["test_timeout"])]}
+    fleet_test = [arg for part in base["test_command_layout"] for arg in parts[part]]
     assert commands["tests"][:len(fleet_test)] == fleet_test
     # ...then what makes it verify's smoke run: no network resources, the row's Windows smoke tests.
     assert commands["tests"][len(fleet_test):] == [f"-u{verify.TEST_RESOURCES}", *config.smoke]
@@ -94,37 +97,76 @@ def _tarball(path, files):
 PATCHLEVEL = b'#define PY_VERSION "3.13.5"\n'
 
 
-def test_the_tree_is_unpacked_then_gets_its_externals_on_the_host_once(tmp_path, monkeypatch):
+# get_externals.bat's own form: unconditional folders, ones a --no-X turns off, and sources only on request.
+GET_EXTERNALS = b"""@echo off
+set libraries=
+set libraries=%libraries%                                       bzip2-1.0.8
+if NOT "%IncludeSSLSrc%"=="false" set libraries=%libraries%     openssl-3.0.16
+set libraries=%libraries%                                       sqlite-3.49.1.0
+set binaries=
+if NOT "%IncludeSSL%"=="false"     set binaries=%binaries% openssl-bin-3.0.16.2
+if NOT "%IncludeTkinter%"=="false" set binaries=%binaries% tcltk-8.6.15.0
+"""
+FETCHED = ["bzip2-1.0.8", "sqlite-3.49.1.0", "openssl-bin-3.0.16.2", "tcltk-8.6.15.0"]
+
+
+def test_the_expected_externals_are_read_from_get_externals():
+    assert windows_verify.expected_externals(GET_EXTERNALS.decode().replace("\n", "\r\n")) == FETCHED
+
+
+@pytest.fixture
+def windows_cache(tmp_path, monkeypatch):
     monkeypatch.setattr(cpython, "cache", lambda: tmp_path / "cache")
     (tmp_path / "cache").mkdir()
-    source = _tarball(tmp_path / "Python-3.13.5.tgz", {"Python-3.13.5/Include/patchlevel.h": PATCHLEVEL,
-                                                      "Python-3.13.5/PCbuild/get_externals.bat": b"@rem\n"})
+    return _tarball(tmp_path / "Python-3.13.5.tgz", {"Python-3.13.5/Include/patchlevel.h": PATCHLEVEL,
+                                                     "Python-3.13.5/PCbuild/get_externals.bat": GET_EXTERNALS})
+
+
+def fake_host(fetch=FETCHED):
     ran = []
 
-    def fake_run(argv, *, cwd, **kwargs):
-        ran.append((argv, sorted(p.relative_to(cwd).as_posix() for p in cwd.rglob("*") if p.is_file())))
+    def run(argv, *, cwd=None, **kwargs):
+        ran.append(argv if argv[0] == "icacls" else (argv, sorted(p.relative_to(cwd).as_posix()
+                                                                  for p in Path(cwd).rglob("*") if p.is_file())))
+        for name in fetch if argv[0] == "cmd" else []:
+            (Path(cwd) / "externals" / name).mkdir(parents=True)
         return ""
 
-    monkeypatch.setattr(windows_verify.proc, "run", fake_run)
-    tree = windows_verify.prepare_tree(source, log=lambda _: None)
-    assert ran == [(["cmd", "/c", "PCbuild\\get_externals.bat"], ["Include/patchlevel.h", "PCbuild/get_externals.bat"])]
+    return ran, run
+
+
+def test_the_tree_is_unpacked_then_gets_its_externals_on_the_host_once(windows_cache, monkeypatch):
+    ran, run = fake_host()
+    monkeypatch.setattr(windows_verify.proc, "run", run)
+    tree = windows_verify.prepare_tree(windows_cache, log=lambda _: None)
+    assert ran[0] == (["cmd", "/c", "PCbuild\\get_externals.bat"], ["Include/patchlevel.h", "PCbuild/get_externals.bat"])
+    # ContainerUser reads the mounted tree: Authenticated Users get read and execute on it.
+    assert ran[1][0] == "icacls" and ran[1][2:] == ["/grant", "*S-1-5-11:(OI)(CI)RX", "/T", "/Q"]
+    assert Path(ran[1][1]).parent == tree.parent  # the staged tree, before it takes the final name
     assert (tree / "Include" / "patchlevel.h").read_bytes() == PATCHLEVEL  # the top folder is stripped
-    assert windows_verify.prepare_tree(source, log=lambda _: None) == tree and len(ran) == 1  # cached by hash
+    assert windows_verify.prepare_tree(windows_cache, log=lambda _: None) == tree and len(ran) == 2  # cached by hash
 
 
-def test_a_failed_externals_fetch_leaves_no_tree(tmp_path, monkeypatch):
+def test_a_fetch_that_left_out_an_external_leaves_no_tree(windows_cache, tmp_path, monkeypatch):
+    from fleetbake.errors import FleetbakeError
+
+    _, run = fake_host(fetch=FETCHED[:-1])  # the batch file exits 0 when only an earlier fetch failed
+    monkeypatch.setattr(windows_verify.proc, "run", run)
+    with pytest.raises(FleetbakeError, match=r"get_externals.bat left out tcltk-8.6.15.0$"):
+        windows_verify.prepare_tree(windows_cache, log=lambda _: None)
+    assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_a_failed_externals_fetch_leaves_no_tree(windows_cache, tmp_path, monkeypatch):
     from fleetbake.proc import ProcError
-
-    monkeypatch.setattr(cpython, "cache", lambda: tmp_path)
-    source = _tarball(tmp_path / "Python-3.13.5.tgz", {"Python-3.13.5/Include/patchlevel.h": PATCHLEVEL})
 
     def fail(argv, **kwargs):
         raise ProcError("get_externals.bat failed (exit 1)")
 
     monkeypatch.setattr(windows_verify.proc, "run", fail)
     with pytest.raises(ProcError):
-        windows_verify.prepare_tree(source, log=lambda _: None)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["Python-3.13.5.tgz"]
+        windows_verify.prepare_tree(windows_cache, log=lambda _: None)
+    assert list((tmp_path / "cache").iterdir()) == []
 
 
 def test_a_tarball_cannot_write_outside_the_tree(tmp_path):
@@ -166,3 +208,27 @@ def test_the_windows_record_is_the_one_publish_reads(live_project, tmp_path, mon
     assert saved["cpython"]["spec"] == "https://www.python.org/ftp/python/3.13.5/Python-3.13.5.tgz"
     assert record.status(result.image_id) == (["release"], [])
     assert verify.summary_table([result]).splitlines()[1].split()[:4] == ["windows-2022/release", "pass", "10m00s", "5m00s"]
+
+
+def test_the_container_mounts_the_tree_read_only_and_a_buildarea_the_user_may_change(live_project, tmp_path,
+                                                                                     monkeypatch):
+    class Images:
+        def get(self, image_id):
+            return type("Image", (), {"attrs": {"Config": {"User": "ContainerUser"}}})()
+
+    monkeypatch.setattr(engine, "client", lambda: type("Engine", (), {"images": Images()})())
+    monkeypatch.setenv("FLEETBAKE_BUILD_DIR", str(tmp_path / "build"))
+    granted = []
+    monkeypatch.setattr(windows_verify.proc, "run", lambda argv, **kwargs: granted.append(argv))
+    tree = tmp_path / "tree"
+    holder = verify._container(live_project.rows["windows-2022"], "sha256:" + "1" * 64, None, tree)
+    container = holder.container
+    assert container.volumes == {str(tree): {"bind": "C:\\src\\cpython", "mode": "ro"},
+                                 str(holder.buildarea): {"bind": "C:\\buildarea", "mode": "rw"}}
+    assert granted == [["icacls", str(holder.buildarea), "/grant", "*S-1-5-11:(OI)(CI)M", "/T", "/Q"]]
+    kwargs = container._kwargs
+    assert (kwargs["user"], kwargs["network_mode"], kwargs["labels"]) == ("ContainerUser", "none",
+                                                                          {verify.VERIFY_LABEL: "windows-2022"})
+    monkeypatch.setattr(container, "stop", lambda **kw: None)
+    holder.__exit__(None, None, None)
+    assert not holder.buildarea.exists()

@@ -11,7 +11,6 @@ here", a row without a CPython source...); one that ends before it would fail on
 import json
 import re
 import shlex
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -62,7 +61,7 @@ def runner_os(label: str) -> str:
 
 
 def commands(text: str, seen: frozenset = frozenset()) -> list[str]:
-    """`invoke ...` command lines in a job's run text, following the repository scripts it runs."""
+    """`invoke ...` command lines in a step's run text, following the repository scripts it runs."""
     found = []
     for line in text.splitlines():
         if line.lstrip().startswith("#"):
@@ -74,11 +73,40 @@ def commands(text: str, seen: frozenset = frozenset()) -> list[str]:
     return found
 
 
-def expand(command: str, env: dict[str, str], row_configs: dict[str, list[str]]) -> list[list[str]]:
-    """argv lists for one command: $VAR from the job's env, a shell loop's "$config" as each of the row's."""
-    for name, value in env.items():
-        command = command.replace(f"${{{name}}}", value).replace(f"${name}", value)
-    command = re.sub(r"\$\{(\w+),,\}", lambda m: env.get(m.group(1), m.group(1)).lower(), command)
+def scripts_text(text: str, seen: frozenset = frozenset()) -> str:
+    """A step's run text with the text of every repository script it runs."""
+    parts = [text]
+    for script in SCRIPT.findall(text):
+        if script not in seen and (ROOT / script).is_file():
+            parts.append(scripts_text((ROOT / script).read_text(), seen | {script}))
+    return "\n".join(parts)
+
+
+def step_shell(workflow: dict, job: dict, step: dict, system: str) -> str:
+    """GitHub's choice: the step's shell, else the job's or workflow's default, else pwsh on Windows, bash elsewhere."""
+    for holder in (step, (job.get("defaults") or {}).get("run") or {}, (workflow.get("defaults") or {}).get("run") or {}):
+        if holder.get("shell"):
+            return holder["shell"]
+    return "pwsh" if system == "windows" else "bash"
+
+
+def runs_on(step: dict, system: str) -> bool:
+    """A step's `if:` as far as the runner decides it (runner.os); the others (github.ref, ...) count as true."""
+    condition = str(step.get("if", ""))
+    match = re.search(r"runner\.os\s*==\s*'(\w+)'", condition)
+    return not match or match.group(1).lower() == system
+
+
+def expand(command: str, shell: str, env: dict[str, str], row_configs: dict[str, list[str]]) -> list[list[str]]:
+    """argv lists for one command as the step's shell would give them: $VAR from the job's env under bash (under
+    pwsh only $env:VAR is the environment; $VAR is an unset PowerShell variable), a loop's "$config" as each."""
+    if shell in ("pwsh", "powershell"):
+        command = re.sub(r"\$env:(\w+)", lambda m: env.get(m.group(1), ""), command)
+        command = re.sub(r"\$\{?\w+(,,)?\}?", "", command)
+    else:
+        for name, value in env.items():
+            command = command.replace(f"${{{name}}}", value).replace(f"${name}", value)
+        command = re.sub(r"\$\{(\w+),,\}", lambda m: env.get(m.group(1), m.group(1)).lower(), command)
     argv = shlex.split(command)
     if "$config" not in command:
         return [argv]
@@ -86,13 +114,13 @@ def expand(command: str, env: dict[str, str], row_configs: dict[str, list[str]])
     return [[arg.replace("$config", config) for arg in argv] for config in row_configs[row]]
 
 
-def run(argv: list[str], system: str, matrix: Path, monkeypatch, capsys) -> tuple[bool, str]:
+def run(argv: list[str], system: str, keyring: bool, matrix: Path, monkeypatch, capsys, tmp_path) -> tuple[bool, str]:
     """Run one command as invoke would on a runner of `system`; (reached the engine's work, error line)."""
     monkeypatch.setattr(engine, "client", lambda: SimulatedEngine(system))
     has_apt = system == "linux"
-    real_which = shutil.which
-    monkeypatch.setattr(cpython.shutil, "which",
-                        lambda name, *a, **k: (real_which(name, *a, **k) or f"/usr/bin/{name}") if has_apt else None)
+    monkeypatch.setattr(cpython.shutil, "which", lambda name, *a, **k: f"/usr/bin/{name}" if has_apt else None)
+    monkeypatch.setattr(cpython, "DEBIAN_KEYRING", Path("/usr/share/keyrings/debian-archive-keyring.gpg") if keyring
+                        else tmp_path / "no-keyring.gpg")
     program = Program(namespace=Collection.from_module(tasks), name="invoke")
     capsys.readouterr()
     try:
@@ -107,7 +135,7 @@ def run(argv: list[str], system: str, matrix: Path, monkeypatch, capsys) -> tupl
 
 def walk(matrix: Path, workflows: dict[str, dict], monkeypatch, capsys, tmp_path) -> list[Outcome]:
     monkeypatch.setenv("FLEETBAKE_BUILD_DIR", str(tmp_path / "build"))
-    monkeypatch.setenv("FLEETBAKE_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("FLEETBAKE_CACHE", str(tmp_path / "cache"))  # nothing cached: each source is fetched
     monkeypatch.chdir(ROOT)
     from fleetbake.pipeline import matrix as matrix_mod
 
@@ -118,16 +146,20 @@ def walk(matrix: Path, workflows: dict[str, dict], monkeypatch, capsys, tmp_path
         for job_name, job in workflow["jobs"].items():
             for row in rows if "matrix.row" in json.dumps(job) else [None]:
                 label = job["runs-on"].replace("${{ matrix.row.runner }}", row["runner"] if row else "")
+                system = runner_os(label)
                 env = {k: str(v).replace("${{ matrix.row.os }}", row["os"] if row else "")
                        for k, v in (job.get("env") or {}).items()}
-                text = "\n".join(step.get("run", "") for step in job["steps"])
-                for command in commands(text):
-                    task = command.split()[1]
-                    if task not in ENGINE_TASKS:
-                        continue
-                    for argv in expand(command, env, row_configs):
-                        reached, error = run(argv, runner_os(label), matrix, monkeypatch, capsys)
-                        outcomes.append(Outcome(f"{workflow_name}/{job_name}", label, shlex.join(argv), reached, error))
+                steps = [step for step in job["steps"] if "run" in step and runs_on(step, system)]
+                # Ubuntu runners trust Ubuntu's keys only: Debian's keyring is there if the job installs it.
+                keyring = system == "linux" and any("debian-archive-keyring" in scripts_text(step["run"]) for step in steps)
+                for step in steps:
+                    shell = step_shell(workflow, job, step, system)
+                    for command in commands(step["run"]):
+                        if command.split()[1] not in ENGINE_TASKS:
+                            continue
+                        for argv in expand(command, shell, env, row_configs):
+                            reached, error = run(argv, system, keyring, matrix, monkeypatch, capsys, tmp_path)
+                            outcomes.append(Outcome(f"{workflow_name}/{job_name}", label, shlex.join(argv), reached, error))
     return outcomes
 
 
@@ -195,7 +227,29 @@ def test_a_debian_archive_source_on_a_windows_runner_is_refused_before_any_work(
         load(path)
     monkeypatch.setattr(engine, "client", lambda: SimulatedEngine("windows"))
     monkeypatch.setattr(cpython.shutil, "which", lambda name, *a, **k: None)
+    monkeypatch.setenv("FLEETBAKE_CACHE", str(tmp_path / "cache"))  # nothing cached
     from fleetbake.errors import CannotBuildHere
 
-    with pytest.raises(CannotBuildHere, match="cannot verify here: --cpython debian:trixie/python3.13 comes from Debian's archive"):
+    with pytest.raises(CannotBuildHere, match="cannot fetch here: --cpython debian:trixie/python3.13 comes from Debian's archive"):
         cpython.check_fetchable("debian:trixie/python3.13")
+
+
+def test_a_windows_job_left_on_pwsh_fails_the_walk(monkeypatch, capsys, tmp_path):
+    """GitHub's Windows runners run `run:` steps in pwsh, where "$ROW" is an unset variable, not the environment."""
+    nightly = (WORKFLOWS / "nightly.yml").read_text()
+    broken = re.sub(r"\n    defaults:\n      run:\n(        #.*\n)?        shell: bash\n", "\n", nightly)
+    assert broken != nightly
+    found = problems(walk(ROOT / "matrix.yml", load_workflows(nightly=broken), monkeypatch, capsys, tmp_path))
+    assert found and all(line.startswith("nightly/image on windows-2022: invoke ") for line in found), found
+    assert "invoke build --os '' --refresh: error: " in found[0] and "unknown row ''" in found[0]
+
+
+def test_a_linux_job_without_debians_keyring_fails_the_walk(monkeypatch, capsys, tmp_path):
+    nightly = (WORKFLOWS / "nightly.yml").read_text()
+    broken = re.sub(r"\n      - name: Debian's archive keyring.*\n.*\n.*debian-archive-keyring\n", "\n", nightly)
+    assert broken != nightly
+    found = problems(walk(ROOT / "matrix.yml", load_workflows(nightly=broken), monkeypatch, capsys, tmp_path))
+    linux = [r["os"] for r in json.loads(tasks_matrix_json()) if r["runner"].startswith("ubuntu")]
+    assert [line.split(":")[0] for line in found] == ["nightly/image on ubuntu-24.04"] * len(linux)
+    assert all("cannot fetch here: --cpython debian:trixie/python3.13: apt checks Debian's archive" in line
+               for line in found)

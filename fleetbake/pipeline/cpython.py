@@ -25,6 +25,7 @@ from fleetbake.errors import CannotBuildHere, FleetbakeError, UsageError
 Log = Callable[[str], None]
 DEFAULT_GIT_URL = "https://github.com/python/cpython.git"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 _PY_VERSION = re.compile(rb'#define\s+PY_VERSION\s+"([^"]+)"')
 
 
@@ -72,10 +73,21 @@ def resolve(spec: str, log: Log = print) -> Source:
 
 
 def check_fetchable(spec: str) -> None:
-    """Refuse, before any work, a source this host cannot fetch by design: Debian's archive needs apt-get."""
-    if spec.startswith("debian:") and shutil.which("apt-get") is None:
-        raise CannotBuildHere(f"cannot verify here: --cpython {spec} comes from Debian's archive through apt-get, "
+    """Refuse, before any work, a source this host cannot fetch by design: Debian's archive needs apt-get and
+    Debian's archive keyring (an Ubuntu host trusts only Ubuntu's keys). A cached tarball needs neither."""
+    if not spec.startswith("debian:") or (_debian_home(spec) and _orig_tarballs(*_debian_home(spec))):
+        return
+    if shutil.which("apt-get") is None:
+        raise CannotBuildHere(f"cannot fetch here: --cpython {spec} comes from Debian's archive through apt-get, "
                               "which this host does not have; pass a release tarball, directory or URL instead")
+    if not DEBIAN_KEYRING.is_file():
+        raise CannotBuildHere(f"cannot fetch here: --cpython {spec}: apt checks Debian's archive against "
+                              f"{DEBIAN_KEYRING}, which is missing (apt-get install debian-archive-keyring)")
+
+
+def _debian_home(spec: str) -> tuple[Path, str] | None:
+    match = re.fullmatch(r"debian:([a-z]+)/(python3\.[0-9]+)", spec)
+    return (cache() / f"debian-{match.group(1)}-{match.group(2)}", match.group(2)) if match else None
 
 
 def from_directory(spec: str, path: Path) -> Source:
@@ -149,11 +161,10 @@ def git_checkout(ref: str, log: Log) -> Path:
 
 def debian_source(spec: str, log: Log) -> Path:
     """`debian:trixie/python3.13` -> the upstream tarball from Debian's source archive."""
-    match = re.fullmatch(r"debian:([a-z]+)/(python3\.[0-9]+)", spec)
-    if not match:
+    if _debian_home(spec) is None:
         raise UsageError(f"--cpython {spec}: expected debian:SUITE/python3.N")
-    suite, package = match.groups()
-    home = cache() / f"debian-{suite}-{package}"
+    home, package = _debian_home(spec)
+    suite = spec.removeprefix("debian:").split("/")[0]
     found = _orig_tarballs(home, package)
     if found:
         log(f"cpython: cached {found[-1]}")
@@ -163,7 +174,8 @@ def debian_source(spec: str, log: Log) -> Path:
     state = home / ".apt"
     for sub in ("lists/partial", "cache/archives/partial"):
         (state / sub).mkdir(parents=True, exist_ok=True)
-    (state / "sources.list").write_text(f"deb-src {mirror} {suite} main\n")
+    # Debian's own keys, whatever the host trusts: on an Ubuntu runner apt knows only Ubuntu's.
+    (state / "sources.list").write_text(f"deb-src [signed-by={DEBIAN_KEYRING}] {mirror} {suite} main\n")
     options = [
         f"-oDir::Etc::SourceList={state}/sources.list",
         "-oDir::Etc::SourceParts=/dev/null",

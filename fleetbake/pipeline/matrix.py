@@ -83,12 +83,12 @@ def _source_spec(value: str) -> str:
     """Debian's source archive (through apt-get), or a python.org release tarball (any host, Windows too)."""
     if re.fullmatch(r"debian:[a-z]+/python3\.[0-9]+", value):
         return value
-    release = re.fullmatch(r"https://www\.python\.org/ftp/python/(3\.[0-9]+\.[0-9]+)/Python-(3\.[0-9]+\.[0-9]+[a-z0-9]*)\.tgz",
-                           value)
+    release = re.fullmatch(r"https://www\.python\.org/ftp/python/(3\.[0-9]+\.[0-9]+)/Python-(3\.[0-9]+\.[0-9]+)"
+                           r"((?:a|b|rc)[0-9]+)?\.tgz", value)
     if not release:
         raise ValueError(f"{value!r} is not a CPython source (debian:SUITE/python3.N, or "
                          "https://www.python.org/ftp/python/X.Y.Z/Python-X.Y.Z.tgz)")
-    if not release.group(2).startswith(release.group(1)):
+    if release.group(2) != release.group(1):
         raise ValueError(f"{value!r}: the file's version is not its folder's ({release.group(1)})")
     return value
 
@@ -327,11 +327,10 @@ class _Strict(BaseModel):
 # The fleet's Windows builders (master/custom/factories.py): Tools\\buildbot\\build.bat -p x64 <build>,
 # test.bat -p x64 <test>. Only options that choose what is built and run: verify fetches the externals
 # itself (so not -E) and picks the platform (-p x64).
-WINDOWS_BUILD_FLAGS = {
-    "--disable-gil": "free-threaded build", "--experimental-jit": "the JIT", "--pgo": "profile-guided build",
-    "--no-tkinter": "no _tkinter", "--no-ssl": "no _ssl", "--no-ctypes": "no _ctypes",
-}
-WINDOWS_CONFIGURATIONS = ("Debug", "Release", "PGInstrument", "PGUpdate")
+# build.bat's -c, and the free-threaded build; the other options would build something the plan does not
+# test (--pgo, -c PGInstrument: another interpreter; --no-ssl and the like: modules verify imports).
+WINDOWS_BUILD_FLAGS = {"--disable-gil": "free-threaded build"}
+WINDOWS_CONFIGURATIONS = ("Debug", "Release")
 WINDOWS_TEST_FLAGS = {"+d": "runs python.exe, the release build", "--disable-gil": "runs python3.Nt, the free-threaded one"}
 
 
@@ -348,24 +347,26 @@ class Windows(_Strict):
         build, index = {}, 0
         while index < len(self.build):
             flag = self.build[index]
+            if flag in build:
+                raise _Problem(f"{flag!r} is listed twice", "build", index)
             if flag == "-c":
                 value = self.build[index + 1] if index + 1 < len(self.build) else ""
                 if value not in WINDOWS_CONFIGURATIONS:
-                    raise _Problem(f"-c takes one of {', '.join(WINDOWS_CONFIGURATIONS)}, not {value!r}", "build", index)
+                    raise _Problem(f"-c takes {' or '.join(WINDOWS_CONFIGURATIONS)} here, not {value!r}", "build", index)
                 build["-c"] = value
                 index += 2
                 continue
             if flag not in WINDOWS_BUILD_FLAGS:
-                raise _Problem(f"{flag!r} is not a build.bat option verify passes (known: -c CONFIG, "
+                raise _Problem(f"{flag!r} is not a build.bat option verify passes (known: -c Debug|Release, "
                                f"{', '.join(WINDOWS_BUILD_FLAGS)}; -p and -E are verify's own)", "build", index)
-            if flag in build:
-                raise _Problem(f"{flag!r} is listed twice", "build", index)
             build[flag] = ""
             index += 1
         for index, flag in enumerate(self.test):
             if flag not in WINDOWS_TEST_FLAGS:
                 raise _Problem(f"{flag!r} is not a test.bat option verify passes (known: {', '.join(WINDOWS_TEST_FLAGS)})",
                                "test", index)
+            if flag in self.test[:index]:
+                raise _Problem(f"{flag!r} is listed twice", "test", index)
         # test.bat runs the interpreter that build.bat built: python_d.exe unless +d, python3.Nt with --disable-gil.
         debug = build.get("-c", "Debug") == "Debug"
         if debug == ("+d" in self.test):
@@ -441,6 +442,9 @@ class Row(_Strict):
         runner = RUNNERS.get(self.family, "ubuntu-24.04")
         if self.runner != runner:
             raise _Problem(f"family {self.family} builds on {runner}, not {self.runner}", "runner")
+        if self.family == "windows" and self.missing_ok:
+            raise _Problem("the Windows plan imports one fixed list of modules every Windows image must build: "
+                           "it takes no missing_ok", "missing_ok")
         if self.family == "windows" and self.cpython and self.cpython.startswith("debian:"):
             raise _Problem(f"{self.cpython} is fetched with apt-get, which the {runner} runner does not have: "
                            "use a python.org release tarball (https://www.python.org/ftp/python/X.Y.Z/Python-X.Y.Z.tgz)",
@@ -768,6 +772,10 @@ def _resolve(schema: _Schema, path: Path, root: yaml.Node) -> dict[str, RowView]
                 raise MatrixError(path, _line_of(root, loc), _field(loc),
                                   f"configuration {config_name!r} has no `windows` flags: the fleet's Windows builders "
                                   "do not run configure, so verify would not know how to build it")
+            if row.family == "windows" and config.install:
+                raise MatrixError(path, _line_of(root, loc), _field(loc),
+                                  f"configuration {config_name!r} installs (make install): the fleet's Windows builders "
+                                  "test the build tree, and so does verify")
             if config.smoke is None:
                 smoke = row.smoke or schema.smoke
                 if not smoke:

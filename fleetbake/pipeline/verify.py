@@ -1,10 +1,12 @@
 """Verify an image the way the fleet uses it: compile CPython in it and run a smoke subset.
 
-Each configuration runs in its own hardened container (testcontainers): the
-build user, no capabilities, no-new-privileges, a read-only root with a tmpfs
+Each configuration of a Linux row runs in its own hardened container (testcontainers):
+the build user, no capabilities, no-new-privileges, a read-only root with a tmpfs
 /tmp, no network, memory and pids limits, and the /buildarea volume. The steps
-are the fleet's Unix sequence (configure, make, pythoninfo, tests); a record
-(JSON + JUnit XML + log) is written under build/reports/<image id>/ (fleetbake.record).
+are the fleet's Unix sequence (configure, make, pythoninfo, tests). A Windows row runs
+the fleet's Windows sequence instead, as the image's ContainerUser without network
+(windows_verify). Either way a record (JSON + JUnit XML + log) is written under
+build/reports/<image id>/ (fleetbake.record).
 """
 
 from __future__ import annotations
@@ -14,13 +16,16 @@ import datetime as dt
 import io
 import os
 import shlex
+import shutil
 import tarfile
+import tempfile
 import time
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
+from fleetbake import paths
 from fleetbake.errors import UsageError
 from fleetbake.pipeline import cpython, engine, identity, record, windows_verify
 from fleetbake.pipeline.matrix import Configuration, Matrix, RowView
@@ -268,10 +273,16 @@ class _container:
     """A hardened, network-less container of the image, removed (with its volume) on exit."""
 
     def __init__(self, row: RowView, image_id: str, source: cpython.Source, tree: Path | None = None):
+        self.buildarea: Path | None = None
         if row.spec.family == "windows":
             assert tree is not None, "verify prepares the Windows tree first"
             self.container = _containers()(image_id)
             self.container.with_volume_mapping(str(tree), windows_verify.SOURCE, "ro")
+            # A host folder ContainerUser may change, in place of the image's C:\buildarea volume.
+            paths.build_dir().mkdir(parents=True, exist_ok=True)
+            self.buildarea = Path(tempfile.mkdtemp(dir=paths.build_dir(), prefix=".verify-buildarea-"))
+            windows_verify.grant(self.buildarea, "M")
+            self.container.with_volume_mapping(str(self.buildarea), windows_verify.BUILDAREA, "rw")
             config = engine.client().images.get(image_id).attrs.get("Config") or {}
             self.container.with_kwargs(labels={VERIFY_LABEL: row.name}, **windows_verify.container_settings(config))
             return
@@ -286,7 +297,11 @@ class _container:
         return self.container
 
     def __exit__(self, *exc: object) -> None:
-        self.container.stop(force=True, delete_volume=True)
+        try:
+            self.container.stop(force=True, delete_volume=True)
+        finally:
+            if self.buildarea is not None:
+                shutil.rmtree(self.buildarea, ignore_errors=True)
 
 
 def _exec(api, cid: str, argv: list[str], env: dict[str, str], workdir: str, emit: Callable[[str], object]) -> tuple[int, str]:
@@ -318,13 +333,17 @@ def _copy_out(container: DockerContainer, path: str) -> bytes | None:
 
 
 def _read_windows_file(api, cid: str, path: str) -> bytes | None:
-    """A file's bytes through `docker exec` (base64 on the way): `docker cp` needs a stopped Windows container."""
+    """A file's bytes through `docker exec`, base64 on stdout (`docker cp` from a running Windows container
+    works only under process isolation; exec under both)."""
     script = f"[Convert]::ToBase64String([IO.File]::ReadAllBytes('{path}'))"
-    exec_id = api.exec_create(cid, ["powershell", "-NoProfile", "-Command", script])["Id"]
-    output = b"".join(api.exec_start(exec_id, stream=True))
-    if api.exec_inspect(exec_id)["ExitCode"] != 0:
+    exec_id = api.exec_create(cid, ["powershell", "-NoProfile", "-NonInteractive", "-Command", script])["Id"]
+    stdout, _ = api.exec_start(exec_id, demux=True)  # stderr (warnings, progress records) kept apart
+    if api.exec_inspect(exec_id)["ExitCode"] != 0 or not stdout:
         return None
-    return base64.b64decode(output.strip())
+    try:
+        return base64.b64decode(stdout.strip(), validate=True)
+    except ValueError:
+        return None
 
 
 def _write_record(

@@ -6,17 +6,19 @@ python/buildmaster-config's BaseWindowsBuild / Windows64Build (master/custom/fac
 then `Tools\\buildbot\\clean.bat -p x64`. build.bat fetches PCbuild's externals from the network
 first; verify's container has none, so the host fetches them into the unpacked tree beforehand
 (`prepare_tree`) and build.bat finds them in place. Runs only against a Windows Docker engine:
-the nightly workflow's windows-2022 runner.
+the nightly workflow's windows-2022 runner. None of it has run on Windows yet: the plan, the
+container settings, the tree and the record are unit-tested on Linux.
 """
 
 from __future__ import annotations
 
+import re
 import tarfile
 from pathlib import Path, PurePosixPath
 from typing import Callable
 
 from fleetbake import files, proc
-from fleetbake.errors import UsageError
+from fleetbake.errors import FleetbakeError, UsageError
 from fleetbake.pipeline import cpython
 from fleetbake.pipeline.matrix import Configuration
 
@@ -27,7 +29,8 @@ SOURCE = "C:\\src\\cpython"  # the prepared tree, mounted read-only
 PLATFORM = ["-p", "x64"]
 JUNIT = "test-results.xml"  # relative to WORK, as the fleet's test step writes it
 TEST_TIMEOUT = 1200  # the fleet's TEST_TIMEOUT
-# Windows builds these extension modules from PCbuild (zlib is part of pythoncore there).
+# Extension modules PCbuild builds that a worker image must make possible: the ones built from the
+# externals (ssl, sqlite3, bz2, lzma, ctypes, tkinter, decimal, expat) and the Windows-only ones.
 MODULES = (
     "_ssl", "_hashlib", "_sqlite3", "_bz2", "_lzma", "_ctypes", "_tkinter", "_uuid", "_zoneinfo", "_decimal",
     "pyexpat", "_elementtree", "_multiprocessing", "_overlapped", "_socket", "select", "winsound", "_wmi",
@@ -74,6 +77,16 @@ def container_settings(image_config: dict) -> dict:
     return dict(user=build_user(image_config), entrypoint=IDLE, **SANDBOX)
 
 
+# Authenticated Users: a container's ContainerUser may use a host folder only when its ACL lets them.
+AUTHENTICATED_USERS = "*S-1-5-11"
+
+
+def grant(folder: Path, rights: str) -> None:
+    """Let the container's unprivileged user read ("RX") or change ("M") a host folder it gets mounted."""
+    proc.run(["icacls", str(folder), "/grant", f"{AUTHENTICATED_USERS}:(OI)(CI){rights}", "/T", "/Q"], timeout=600,
+             what=f"icacls {folder}")
+
+
 def prepare_tree(source: cpython.Source, log: Log) -> Path:
     """The release tarball unpacked (top folder stripped) with PCbuild's externals fetched, cached by its hash."""
     if not source.is_tarball or not source.sha256:
@@ -90,8 +103,24 @@ def prepare_tree(source: cpython.Source, log: Log) -> Path:
         log("cpython: fetching PCbuild's externals (build.bat would; the verify container has no network)")
         proc.run(["cmd", "/c", "PCbuild\\get_externals.bat"], cwd=tmp, timeout=1800, stream=log,
                  what=f"--cpython {source.spec}: PCbuild\\get_externals.bat")
+        missing = [name for name in expected_externals((tmp / "PCbuild" / "get_externals.bat").read_text())
+                   if not (tmp / "externals" / name).is_dir()]
+        if missing:  # the batch file's exit code is only its last fetch's
+            raise FleetbakeError(f"--cpython {source.spec}: PCbuild\\get_externals.bat left out {', '.join(missing)}")
+        grant(tmp, "RX")
         files.write_text(tmp / done.name, f"{source.sha256}\n")
     return target
+
+
+def expected_externals(get_externals: str) -> list[str]:
+    """The folders get_externals.bat fetches by default: its unconditional ones and those a --no-X turns off
+    (the IncludeXSrc ones are off unless asked for)."""
+    found = []
+    for match in re.finditer(r'^(?:if NOT "%(\w+)%"=="false"\s+)?set (libraries|binaries)=%\2%\s+(\S+)\s*$',
+                             get_externals, flags=re.MULTILINE):
+        if not (match.group(1) or "").endswith("Src"):
+            found.append(match.group(3))
+    return found
 
 
 def unpack(tarball: Path, into: Path) -> None:

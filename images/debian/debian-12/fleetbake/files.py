@@ -1,14 +1,17 @@
 # Generated from matrix.yml (row debian-12) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
-"""The one atomic file writer: readers see the old file or the new one, never half of it.
+"""The one atomic writer: readers see the old file (or folder) or the new one, never half of it.
 
 Standard library only: worker images carry it too, for the entrypoint's health file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 
 def write_file(target: Path, content: bytes, mode: int = 0o644) -> None:
@@ -27,3 +30,16 @@ def write_file(target: Path, content: bytes, mode: int = 0o644) -> None:
 
 def write_text(target: Path, text: str, mode: int = 0o644) -> None:
     write_file(target, text.encode("utf-8"), mode)
+
+
+@contextlib.contextmanager
+def staged_dir(target: Path, prefix: str = ".staged-") -> Iterator[Path]:
+    """A fresh folder beside `target`, filled by the block; it replaces `target` only if the block completes."""
+    target = Path(target)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=prefix))
+    try:
+        yield tmp
+        shutil.rmtree(target, ignore_errors=True)
+        os.replace(tmp, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
