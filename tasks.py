@@ -8,6 +8,7 @@
     invoke master [--worker NAME[:PASS]] a local Buildbot master to try a worker (--stop stops it)
     invoke status --master URL          is each worker connected? (non-zero when one is not)
     invoke preflight                    this host against the devguide's requirements
+    invoke request --os ROW --owner NAME  the fleet's "Add a new worker" issue, its URL and workers.py entry
     invoke publish --os ROW|all --registry HOST[:PORT]/NS   push verified images only
     invoke service --platform linux|macos|windows --name W   files for a plain (non-container) host
     invoke packer --target docker|ami|ami-rehearsal --os ROW [--build]
@@ -148,6 +149,33 @@ def preflight(c, master=DEFAULT_ADDRESS, buildarea=".", timeout=5):
     code = preflight_mod.main([f"--master={master}", f"--buildarea={buildarea}", f"--timeout={timeout}"])
     if code:
         raise Exit(code=code)
+
+
+@task(help={**MATRIX_HELP, "os": "the row this worker runs", "owner": "your fleet owner name (the form's Username)",
+            "github": "your GitHub login", "email": "where the admins send a new password",
+            "full_name": "your name", "name": "worker name suffix: the worker is OWNER-SUFFIX (default: row-machine)",
+            "password": "how you get a password: new-owner (default), new-worker or existing; never a password",
+            "image": "use this image ID's record (default: the row's last pydebug record in build/reports/)",
+            "cpus": "CPUs the worker may use (default: this host's)",
+            "memory_gb": "memory the worker may use, GiB (default: this host's)",
+            "note": "more for the form's \"Anything special\" field"})
+@friendly
+def request(c, os, owner, matrix="matrix.yml", github="", email="", full_name="", name="", password="new-owner",
+            image=None, cpus=None, memory_gb=None, note=""):
+    """Print the fleet's "Add a new worker" issue (text and prefilled URL) and the workers.py entry, with suggested
+    parallel_tests and timeout_factor from the row's last verification record."""
+    from fleetbake.errors import UsageError
+    from fleetbake.operate import request as request_mod
+
+    try:
+        cpus = int(cpus) if cpus is not None else None
+        memory_gb = float(memory_gb) if memory_gb is not None else None
+    except ValueError:
+        raise UsageError("--cpus takes a whole number, --memory-gb a number") from None
+    row = _load(matrix).one(os)
+    req = request_mod.build(row, owner, github=github, email=email, full_name=full_name, suffix=name,
+                            password=password, image=image, cpus=cpus, memory_gb=memory_gb, note=note)
+    print(req.text())
 
 
 @task(help={"platform": "linux, macos or windows", "name": "the worker name", "master": "HOST[:PORT]",
