@@ -15,6 +15,7 @@
                                                            Packer HCL2 from the same matrix and scripts
     invoke aws-zombies [--older-than 6h] [--terminate]     fleet instances left running
     invoke ami-prune --keep N [--delete]                   old fleetbake AMIs and their snapshots
+    invoke image-prune [--keep N] [--delete]               old worker images no container uses
     invoke test                         the whole test suite, Docker tests included
     invoke bench                        speed and size against hand-written baselines
 
@@ -181,14 +182,16 @@ def request(c, os, owner, matrix="matrix.yml", github="", email="", full_name=""
 @task(help={"platform": "linux, macos or windows", "name": "the worker name", "master": "HOST[:PORT]",
             "admin": "contact for info/admin", "user": "the unprivileged user", "buildarea": "worker basedir",
             "venv": "virtualenv with buildbot-worker", "password_file": "file holding the password (never the password)",
+            "checkout": "the fleetbake checkout the daily image pruning runs from (default: this one)",
             "out": "output directory (default build/service/<platform>)"})
 @friendly
 def service(c, platform, name, master=DEFAULT_ADDRESS, admin="", user="buildbot",
-            buildarea=None, venv=None, password_file=None, out=None):
-    """Write service files for a plain host: systemd unit + crontab, LaunchDaemon, or Scheduled Task."""
+            buildarea=None, venv=None, password_file=None, checkout=None, out=None):
+    """Write service files for a plain host: systemd unit + crontab, LaunchDaemon, or Scheduled Task; and a daily
+    image pruning job (systemd timer, LaunchDaemon, Scheduled Task)."""
     from fleetbake.operate import service as service_mod
 
-    s = service_mod.settings(platform, name, master, admin, user, buildarea, venv, password_file)
+    s = service_mod.settings(platform, name, master, admin, user, buildarea, venv, password_file, checkout)
     for path in service_mod.write(s, out).values():
         log(f"wrote {path}")
 
@@ -230,6 +233,19 @@ def ami_prune(c, keep=3, region="us-east-1", profile=None, delete=False):
     from fleetbake.operate import aws
 
     aws.ami_sweep(region, profile, int(keep), delete, log=log)
+
+
+@task(help={"keep": "newest images kept per row (default 1)", "delete": "remove them (default: a dry run)",
+            "docker": "the Docker CLI (default: docker on PATH)"})
+def image_prune(c, keep=1, delete=False, docker="docker"):
+    """Remove old fleetbake worker images that no container uses, keeping the newest of each row."""
+    from invoke import Exit
+
+    from fleetbake.operate import prune
+
+    code = prune.main([f"--keep={keep}", f"--docker={docker}", *(["--delete"] if delete else [])])
+    if code:
+        raise Exit(code=code)
 
 
 @task(help={"unit": "only the fast unit tests", "k": "pytest -k expression"})

@@ -2,6 +2,8 @@
 
 import socket
 
+import pytest
+
 from conftest import free_port
 from fleetbake.worker import preflight
 
@@ -37,3 +39,31 @@ def test_preflight_fails_on_an_unreachable_master_and_small_disk(tmp_path):
     assert preflight.check_disk(str(tmp_path), minimum_gb=10**6).status == "fail"
     assert preflight.check_cpus(minimum=10**6).status == "fail"
     assert preflight.master_address("m.example.org") == ("m.example.org", 9020)
+
+
+def test_the_disk_check_names_the_workers_threshold_and_the_free_space(tmp_path):
+    from fleetbake.worker import disk
+
+    free, _ = disk.space(str(tmp_path))
+    above = disk.Settings(min_free_gb=round(free / disk.GB * 2 + 1, 3), interval=60, path=str(tmp_path))
+    result = preflight.check_disk(str(tmp_path), watch=above)
+    assert result.status == "fail"
+    assert result.detail.startswith(f"{disk.gb(free)} GB free at {tmp_path}: below {above.threshold()}, where the worker "
+                                    "reports unhealthy and removes idle builder directories")
+    below = disk.Settings(min_free_gb=0.001, interval=60, path=str(tmp_path))
+    result = preflight.check_disk(str(tmp_path), minimum_gb=10**6, watch=below)  # enough for the worker, not the devguide
+    assert result.status == "fail" and "the devguide asks for at least 1000000 GB" in result.detail
+    assert "the worker reports unhealthy below WORKER_MIN_FREE_GB=0.001 GB" in result.detail
+    assert preflight.check_disk(str(tmp_path), minimum_gb=0, watch=below).status == "ok"
+    assert preflight.check_disk(str(tmp_path / "missing"), watch=below).status == "fail"
+
+
+@pytest.mark.parametrize("value, message", [
+    ("plenty", "preflight: error: WORKER_MIN_FREE_GB='plenty' is not a number of GB such as 10 or 2.5"),
+    ("999999", "preflight: error: WORKER_MIN_FREE_GB=999999 GB is more than the whole filesystem at "),
+])
+def test_a_bad_threshold_is_one_line_and_exit_2(tmp_path, monkeypatch, capsys, value, message):
+    monkeypatch.setenv("WORKER_MIN_FREE_GB", value)
+    assert preflight.main(["--master=127.0.0.1:1", f"--buildarea={tmp_path}", "--timeout=1"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and len(err.splitlines()) == 1 and err.startswith(message), err

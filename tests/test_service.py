@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from conftest import invoke, snapshot
+from conftest import ROOT, invoke, snapshot
 from fleetbake.operate import service
 
 
@@ -67,6 +67,62 @@ def test_windows_task_starts_at_boot_and_restarts(tmp_path):
     assert task.find("t:Settings/t:RestartOnFailure/t:Count", ns).text == "999"
 
 
+@pytest.fixture
+def checkout(tmp_path):
+    """A fleetbake checkout with its .venv, as scripts/setup.sh leaves it."""
+    python = tmp_path / "fleetbake" / ".venv" / "bin" / "python"
+    python.parent.mkdir(parents=True)
+    python.write_text("#!/bin/sh\n")
+    python.chmod(0o755)
+    return tmp_path / "fleetbake"
+
+
+def test_linux_image_pruning_is_a_daily_timer_that_passes_systemd_analyze(tmp_path, checkout):
+    files = service.write(service.settings("linux", "owner-debian12-x86_64", checkout=str(checkout)), tmp_path / "out")
+    unit, timer = files["fleetbake-image-prune.service"], files["fleetbake-image-prune.timer"]
+    lines = unit.read_text().splitlines()
+    assert f"ExecStart={checkout}/.venv/bin/python -I {checkout}/fleetbake/operate/prune.py --delete" in lines
+    assert "Type=oneshot" in lines and "After=docker.service" in lines
+    timer_lines = timer.read_text().splitlines()
+    assert {"OnCalendar=daily", "Persistent=true", "WantedBy=timers.target"} <= set(timer_lines)
+    assert not [line for line in timer_lines if line.startswith("Unit=")]  # it starts the service of its own name
+    for path in (unit, timer):
+        result = systemd_verify(path)
+        assert result.returncode == 0 and not result.stderr.strip(), (path.name, result.stderr)
+    broken = tmp_path / "broken" / "fleetbake-image-prune.timer"
+    broken.parent.mkdir()
+    broken.write_text(timer.read_text().replace("OnCalendar=daily", "OnCalendar=nightly"))
+    assert "Failed to parse calendar specification" in systemd_verify(broken).stderr
+    # The command the timer runs is the checkout's own prune.py: the unit names no other.
+    assert service.settings("linux", "w").checkout == str(ROOT)
+
+
+def test_macos_and_windows_prune_daily_with_the_same_command(tmp_path):
+    mac = service.write(service.settings("macos", "owner-macos-arm64", checkout="/Users/jane/fleetbake"), tmp_path / "m")
+    plist = plistlib.loads(mac["net.buildbot.fleetbake-image-prune.plist"].read_bytes())
+    assert plist["Label"] == "net.buildbot.fleetbake-image-prune"
+    assert plist["ProgramArguments"] == ["/Users/jane/fleetbake/.venv/bin/python", "-I",
+                                         "/Users/jane/fleetbake/fleetbake/operate/prune.py", "--delete"]
+    assert plist["StartCalendarInterval"] == {"Hour": 4, "Minute": 30}
+    assert "UserName" not in plist  # root: Docker Desktop's /var/run/docker.sock
+    assert "/usr/local/bin" in plist["EnvironmentVariables"]["PATH"].split(":")
+
+    win = service.write(service.settings("windows", "owner-win2022-x86_64", checkout="C:\\Program Files\\fleetbake"),
+                        tmp_path / "w")
+    ns = {"t": service.TASK_NS}
+    task = ET.parse(win["fleetbake-image-prune-task.xml"]).getroot()
+    trigger = task.find("t:Triggers/t:CalendarTrigger", ns)
+    assert trigger.find("t:ScheduleByDay/t:DaysInterval", ns).text == "1"
+    assert [child.tag.split("}")[1] for child in trigger] == ["StartBoundary", "Enabled", "RandomDelay", "ScheduleByDay"]
+    assert task.find("t:Principals/t:Principal/t:UserId", ns).text == "S-1-5-18"  # SYSTEM: Docker's engine pipe
+    assert task.find("t:Settings/t:StartWhenAvailable", ns).text == "true"
+    assert task.find("t:Actions/t:Exec/t:Command", ns).text == "C:\\Program Files\\fleetbake\\.venv\\Scripts\\python.exe"
+    assert task.find("t:Actions/t:Exec/t:Arguments", ns).text == \
+        '-I "C:\\Program Files\\fleetbake\\fleetbake\\operate\\prune.py" --delete'
+    # Written on Linux, a Windows task gets a Windows path, not this checkout's.
+    assert service.settings("windows", "w").checkout == "C:\\fleetbake"
+
+
 @pytest.mark.parametrize("platform", ["linux", "macos", "windows"])
 def test_the_tac_reads_the_password_file_and_holds_no_secret(tmp_path, platform):
     files = service.write(service.settings(platform, "w1", master="m.example.org:9989", admin="A <a@x>"), tmp_path)
@@ -89,13 +145,15 @@ GOOD = ["--platform", "linux", "--name", "owner-debian12-x86_64", "--admin", "Ja
     ({"--user": "Root"}, "error: --user 'Root': not a user name"),
     ({"--buildarea": "/tmp/x'; rm -rf /"}, "error: --buildarea \"/tmp/x'; rm -rf /\": not a plain path"),
     ({"--password-file": "/etc/pw\n"}, "error: --password-file '/etc/pw\\n': not a plain path"),
+    ({"--checkout": "/srv/$(reboot)"}, "error: --checkout '/srv/$(reboot)': not a plain path"),
 ])
 def test_bad_settings_are_refused_and_the_previous_files_kept(change, message, tmp_path):
     """`invoke service --out DIR` into a directory holding a previous good run and the owner's own file."""
     out = tmp_path / "service"
     first = invoke("service", *GOOD, "--out", str(out), env={"FLEETBAKE_BUILD_DIR": str(tmp_path / "b")})
     assert first.returncode == 0, first.stderr
-    assert sorted(p.name for p in out.iterdir()) == ["buildbot-worker.service", "buildbot.tac", "crontab"]
+    assert sorted(p.name for p in out.iterdir()) == ["buildbot-worker.service", "buildbot.tac", "crontab",
+                                                     "fleetbake-image-prune.service", "fleetbake-image-prune.timer"]
     (out / "buildbot-worker.service").write_text((out / "buildbot-worker.service").read_text() + "# owner's tweak\n")
     (out / "workerpass.README").write_text("the password lives in /etc/buildbot-worker/workerpass\n")
     before = snapshot(out)

@@ -2,7 +2,8 @@
 
 Config under build/master/: one worker entry per name, a force scheduler, and
 per worker a builder running the CPython fleet's Unix sequence against a CPython
-repository served by `git daemon` on loopback, plus a `secret-hunt` builder.
+repository served by `git daemon` on loopback, plus a `secret-hunt` builder and a
+`fill-disk` builder (fills a small tmpfs buildarea below the worker's disk threshold).
 Everything listens on 127.0.0.1: run workers with `--network host`.
 """
 
@@ -135,7 +136,7 @@ def start(
     if not (directory / "buildbot.tac").is_file():
         proc.run([buildbot, "create-master", "-q", "-r", directory], what="buildbot create-master")
     shutil.copy(Path(__file__).with_name("master.cfg"), directory / "master.cfg")
-    for script in ("hunt.py", "forge_health.py"):  # the secret-hunt builder's build steps
+    for script in ("hunt.py", "forge_health.py", "fill_disk.py"):  # the secret-hunt and fill-disk builders' steps
         shutil.copy(paths.ROOT / "fleetbake" / "worker" / script, directory / script)
     proc.run([buildbot, "checkconfig", directory], what="buildbot checkconfig")
 

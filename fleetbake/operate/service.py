@@ -6,12 +6,18 @@ settings: a buildbot.tac that reads the password from a file, and
 - macos: the LaunchDaemon plist (net.buildbot.worker) and run_worker.sh;
 - windows: a Task Scheduler XML that starts the worker at boot.
 No secret is ever written: the files point at a password file.
+
+For hosts that also run fleetbake images, each platform gets a daily job that runs
+fleetbake/operate/prune.py from the checkout (old worker images no container uses go, the
+newest of each row stays): a systemd service and timer, a LaunchDaemon with
+StartCalendarInterval, a Scheduled Task with a daily trigger.
 """
 
 from __future__ import annotations
 
 import plistlib
 import re
+import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +32,10 @@ from fleetbake.worker.hostport import parse_hostport
 
 
 TASK_NS = "http://schemas.microsoft.com/windows/2004/02/mit/task"
+PRUNE_SCRIPT = ("fleetbake", "operate", "prune.py")
+PRUNE_LABEL = "net.buildbot.fleetbake-image-prune"
+# Docker Desktop's CLI (Intel and Apple silicon Homebrew prefixes), for launchd's bare PATH.
+MACOS_PATH = "/usr/local/bin:/opt/homebrew/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 DEFAULTS = {
     "linux": {"buildarea": "/home/buildbot/buildarea", "venv": "/opt/buildbot-worker",
               "password_file": "/etc/buildbot-worker/workerpass"},
@@ -34,6 +44,9 @@ DEFAULTS = {
     "windows": {"buildarea": "C:\\buildarea", "venv": "C:\\buildbot-worker",
                 "password_file": "C:\\ProgramData\\buildbot-worker\\workerpass"},
 }
+# Where the image pruning finds fleetbake when `invoke service` writes another platform's files; for its own
+# platform, the default is the checkout it runs from.
+CHECKOUTS = {"linux": "/srv/fleetbake", "macos": "/Users/buildbot/fleetbake", "windows": "C:\\fleetbake"}
 SAFE_PATH = re.compile(r"[A-Za-z0-9_./:\\ -]+")
 
 
@@ -48,11 +61,20 @@ class Settings:
     buildarea: str
     venv: str
     password_file: str
+    checkout: str  # the fleetbake checkout the image pruning runs from
+
+    def prune_command(self) -> list[str]:
+        """The checkout's Python (-I: nothing but the standard library) on the checkout's prune.py, deleting."""
+        if self.platform == "windows":
+            base = self.checkout.rstrip("\\")
+            return [f"{base}\\.venv\\Scripts\\python.exe", "-I", "\\".join((base, *PRUNE_SCRIPT)), "--delete"]
+        base = self.checkout.rstrip("/")
+        return [f"{base}/.venv/bin/python", "-I", "/".join((base, *PRUNE_SCRIPT)), "--delete"]
 
 
 def settings(platform: str, name: str, master: str = fleet.DEFAULT_ADDRESS, admin: str = "",
              user: str = "buildbot", buildarea: str | None = None, venv: str | None = None,
-             password_file: str | None = None) -> Settings:
+             password_file: str | None = None, checkout: str | None = None) -> Settings:
     if platform not in DEFAULTS:
         raise UsageError(f"--platform {platform!r}: expected one of {', '.join(DEFAULTS)}")
     if not fleet.is_worker_name(name):
@@ -65,8 +87,10 @@ def settings(platform: str, name: str, master: str = fleet.DEFAULT_ADDRESS, admi
         raise UsageError(f"--master {exc}") from None
     if "\n" in admin or len(admin) > 200:
         raise UsageError("--admin: one line, at most 200 characters")
-    chosen = {**DEFAULTS[platform], **{k: v for k, v in
-              {"buildarea": buildarea, "venv": venv, "password_file": password_file}.items() if v}}
+    here = {"linux": "linux", "darwin": "macos", "win32": "windows"}.get(sys.platform)
+    default_checkout = str(paths.ROOT) if platform == here else CHECKOUTS[platform]
+    chosen = {**DEFAULTS[platform], "checkout": default_checkout, **{k: v for k, v in
+              {"buildarea": buildarea, "venv": venv, "password_file": password_file, "checkout": checkout}.items() if v}}
     for key, value in chosen.items():
         if not SAFE_PATH.fullmatch(value):
             raise UsageError(f"--{key.replace('_', '-')} {value!r}: not a plain path")
@@ -82,16 +106,20 @@ def _templates() -> jinja2.Environment:
 
 def render(s: Settings) -> dict[str, bytes]:
     env = _templates()
-    values = vars(s)
+    values = {**vars(s), "prune_command": " ".join(s.prune_command())}
     files = {"buildbot.tac": env.get_template("buildbot.tac.j2").render(values).encode()}
     if s.platform == "linux":
         files["buildbot-worker.service"] = env.get_template("buildbot-worker.service.j2").render(values).encode()
         files["crontab"] = env.get_template("crontab.j2").render(values).encode()
+        for unit in ("fleetbake-image-prune.service", "fleetbake-image-prune.timer"):
+            files[unit] = env.get_template(f"{unit}.j2").render(values).encode()
     elif s.platform == "macos":
         files["run_worker.sh"] = env.get_template("run_worker.sh.j2").render(values).encode()
         files["net.buildbot.worker.plist"] = launch_daemon(s)
+        files[f"{PRUNE_LABEL}.plist"] = prune_launch_daemon(s)
     else:
         files["buildbot-worker-task.xml"] = scheduled_task(s)
+        files["fleetbake-image-prune-task.xml"] = prune_task(s)
     return files
 
 
@@ -110,15 +138,57 @@ def launch_daemon(s: Settings) -> bytes:
     })
 
 
+def prune_launch_daemon(s: Settings) -> bytes:
+    """Image pruning once a day at 04:30, as root (Docker Desktop's /var/run/docker.sock), logged to /var/log."""
+    return plistlib.dumps({
+        "Label": PRUNE_LABEL,
+        "ProgramArguments": s.prune_command(),
+        "StartCalendarInterval": {"Hour": 4, "Minute": 30},
+        "EnvironmentVariables": {"PATH": MACOS_PATH},
+        "StandardOutPath": "/var/log/fleetbake-image-prune.log",
+        "StandardErrorPath": "/var/log/fleetbake-image-prune.log",
+    })
+
+
+def _sub(parent, tag, text=None, **attrs):
+    element = ET.SubElement(parent, f"{{{TASK_NS}}}{tag}", attrs)
+    if text is not None:
+        element.text = text
+    return element
+
+
+def prune_task(s: Settings) -> bytes:
+    """A Task Scheduler task: image pruning daily at 04:30 (up to an hour later), as SYSTEM (Docker's engine pipe)."""
+    ET.register_namespace("", TASK_NS)
+    sub = _sub
+    task = ET.Element(f"{{{TASK_NS}}}Task", {"version": "1.2"})
+    sub(sub(task, "RegistrationInfo"), "Description",
+        "Remove old fleetbake worker images that no container uses; the newest of each row stays (written by fleetbake)")
+    trigger = sub(sub(task, "Triggers"), "CalendarTrigger")
+    sub(trigger, "StartBoundary", "2000-01-01T04:30:00")
+    sub(trigger, "Enabled", "true")
+    sub(trigger, "RandomDelay", "PT1H")
+    sub(sub(trigger, "ScheduleByDay"), "DaysInterval", "1")
+    principal = sub(sub(task, "Principals"), "Principal", id="Author")
+    sub(principal, "UserId", "S-1-5-18")  # SYSTEM
+    sub(principal, "RunLevel", "HighestAvailable")
+    settings_el = sub(task, "Settings")
+    sub(settings_el, "MultipleInstancesPolicy", "IgnoreNew")
+    sub(settings_el, "DisallowStartIfOnBatteries", "false")
+    sub(settings_el, "StartWhenAvailable", "true")  # a missed day runs when the machine is back
+    sub(settings_el, "ExecutionTimeLimit", "PT1H")
+    execute = sub(sub(task, "Actions", Context="Author"), "Exec")
+    program, *arguments = s.prune_command()
+    sub(execute, "Command", program)
+    sub(execute, "Arguments", " ".join(f'"{a}"' if " " in a else a for a in arguments))
+    ET.indent(task)
+    return b'<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(task) + b"\n"
+
+
 def scheduled_task(s: Settings) -> bytes:
     """A Task Scheduler task: start the worker at boot as the buildbot user, restart on failure."""
     ET.register_namespace("", TASK_NS)
-
-    def sub(parent, tag, text=None, **attrs):
-        element = ET.SubElement(parent, f"{{{TASK_NS}}}{tag}", attrs)
-        if text is not None:
-            element.text = text
-        return element
+    sub = _sub
 
     task = ET.Element(f"{{{TASK_NS}}}Task", {"version": "1.2"})
     info = sub(task, "RegistrationInfo")

@@ -170,8 +170,9 @@ def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
         entrypoint=("/usr/bin/tini", "-e", "143", "--", *ENTRYPOINT),
         cmd=("worker",),
         labels=tuple(identity.static_labels(row).items()),
-        notes=(("HEALTHCHECK", "Healthy only while logged in to the master, as recorded by the root supervisor in a\n"
-                               "root-owned file (/tmp/fleetbake/health) that build steps cannot write."),
+        notes=(("HEALTHCHECK", "Healthy only while logged in to the master, with WORKER_MIN_FREE_GB free in /buildarea, as\n"
+                               "recorded by the root supervisor in a root-owned file (/tmp/fleetbake/health) that build\n"
+                               "steps cannot write."),
                ("ENTRYPOINT", "tini as PID 1 reaps the grandchildren that test runs orphan and forwards signals;\n"
                               "`-e 143` makes a SIGTERM shutdown (docker stop) exit 0.")),
     )

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Iterator
 
 
-def write_file(target: Path, content: bytes, mode: int = 0o644) -> None:
+def write_file(target: Path, content: bytes, mode: int = 0o644, mtime: float | None = None) -> None:
+    """`mtime`: the modification time the file carries (default: now), set before it replaces the old one."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
@@ -22,14 +23,16 @@ def write_file(target: Path, content: bytes, mode: int = 0o644) -> None:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
         os.chmod(tmp, mode)
+        if mtime is not None:
+            os.utime(tmp, (mtime, mtime))
         os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def write_text(target: Path, text: str, mode: int = 0o644) -> None:
-    write_file(target, text.encode("utf-8"), mode)
+def write_text(target: Path, text: str, mode: int = 0o644, mtime: float | None = None) -> None:
+    write_file(target, text.encode("utf-8"), mode, mtime)
 
 
 @contextlib.contextmanager

@@ -3,7 +3,9 @@
 """Check a host against the devguide's requirements for a buildbot worker (stdlib only).
 
 Runs on the host (`invoke preflight`) and inside the image (`docker run IMAGE preflight`).
-Every network probe has a timeout, and all run at once, so it never hangs.
+Every network probe has a timeout, and all run at once, so it never hangs. The disk check
+also names the worker's own threshold (WORKER_MIN_FREE_GB, fleetbake.worker.disk): below
+it a running worker reports unhealthy.
 """
 
 from __future__ import annotations
@@ -11,12 +13,11 @@ from __future__ import annotations
 import argparse
 import concurrent.futures
 import os
-import shutil
 import socket
 import sys
 from dataclasses import dataclass
 
-from fleetbake.worker import fleet
+from fleetbake.worker import disk, fleet
 from fleetbake.worker.hostport import parse_hostport
 
 OK, WARN, FAIL = "ok", "warn", "fail"
@@ -53,13 +54,20 @@ def check_memory(minimum_mb: int = 512, meminfo: str = "/proc/meminfo") -> Resul
     return Result("memory", OK if mb >= minimum_mb else FAIL, f"{mb} MB; the devguide asks for at least {minimum_mb} MB")
 
 
-def check_disk(path: str, minimum_gb: int = 30) -> Result:
+def check_disk(path: str, minimum_gb: float = disk.DEVGUIDE_GB, watch: disk.Settings | None = None) -> Result:
+    """Free space where the buildarea lives, against the devguide's figure and the worker's own threshold."""
     try:
-        free = shutil.disk_usage(path).free / 1024**3
+        free, _ = disk.space(path)
     except OSError as exc:
         return Result("disk", FAIL, f"{path}: {exc.strerror}")
-    return Result("disk", OK if free >= minimum_gb else FAIL,
-                  f"{free:.0f} GB free at {path}; the devguide asks for at least {minimum_gb} GB")
+    devguide = f"the devguide asks for at least {disk.number(minimum_gb)} GB"
+    if watch is None:
+        return Result("disk", OK if free >= minimum_gb * disk.GB else FAIL, f"{disk.gb(free)} GB free at {path}; {devguide}")
+    if free < watch.min_free:
+        return Result("disk", FAIL, f"{disk.gb(free)} GB free at {path}: below {watch.threshold()}, where the worker "
+                                    f"reports unhealthy and removes idle builder directories; {devguide}")
+    return Result("disk", OK if free >= minimum_gb * disk.GB else FAIL,
+                  f"{disk.gb(free)} GB free at {path}; {devguide}; the worker reports unhealthy below {watch.threshold()}")
 
 
 def probe_tcp(host: str, port: int, timeout: float) -> str | None:
@@ -82,8 +90,8 @@ def probe_dns(host: str) -> str | None:
 
 
 def run(master: tuple[str, int], buildarea: str, ports: list[tuple[str, int, str]] = DEVGUIDE_PORTS,
-        dns_name: str = "python.org", timeout: float = 5.0) -> list[Result]:
-    results = [check_cpus(), check_memory(), check_disk(buildarea)]
+        dns_name: str = "python.org", timeout: float = 5.0, watch: disk.Settings | None = None) -> list[Result]:
+    results = [check_cpus(), check_memory(), check_disk(buildarea, watch=watch)]
     host, port = master
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(ports) + 2) as pool:
         dns = pool.submit(probe_dns, dns_name)
@@ -125,7 +133,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--buildarea", default="/buildarea" if os.path.isdir("/buildarea") else ".")
     parser.add_argument("--timeout", type=float, default=5.0)
     args = parser.parse_args(argv)
-    text, code = report(run(args.master, args.buildarea, timeout=args.timeout))
+    try:  # WORKER_MIN_FREE_GB as the worker reads it: a bad value is one line and exit 2 here too
+        watch = disk.settings(dict(os.environ), args.buildarea)
+        if os.path.exists(args.buildarea):  # else the disk check says why it cannot read it
+            disk.check_fits(watch)
+    except disk.SettingError as exc:
+        print(f"preflight: error: {exc}", file=sys.stderr)
+        return 2
+    text, code = report(run(args.master, args.buildarea, timeout=args.timeout, watch=watch))
     print(text)
     return code
 

@@ -10,12 +10,14 @@ before reading the pipe, so no build step can find the password in /proc, in a
 file or in its environment. The parent stays root as a small supervisor: it
 forwards signals, and writes the worker's connection state, which the worker
 reports through a second pipe, into a root-owned file that the HEALTHCHECK
-reads and no build step can write.
+reads and no build step can write. It also watches the free space of the
+buildarea (fleetbake.worker.disk): below WORKER_MIN_FREE_GB the health file
+says so, and idle builder directories are emptied until the space is back.
 
 `docker run IMAGE`            joins the fleet (the default `worker` command)
 `docker run IMAGE hostinfo`   prints what info/host would say
 `docker run IMAGE preflight`  checks this host against the devguide's requirements
-`docker run IMAGE health`     the HEALTHCHECK: 0 only while logged in to the master
+`docker run IMAGE health`     the HEALTHCHECK: 0 only while logged in to the master, with enough disk space
 `docker run IMAGE CMD ...`    runs CMD as the build user
 """
 
@@ -39,7 +41,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fleetbake import files
-from fleetbake.worker import fleet, hostport
+from fleetbake.worker import disk, fleet, hostport
 
 PROG = "fleetbake-worker"
 BUILDAREA = "/buildarea"
@@ -351,8 +353,27 @@ def twistd_argv() -> list[str]:
     return [TWISTD, "--nodaemon", "--pidfile=", "--logfile=-", f"--python={TAC}"]
 
 
+def disk_settings(env: dict[str, str], path: str = BUILDAREA, check_size: bool = True) -> disk.Settings:
+    """WORKER_MIN_FREE_GB and WORKER_DISK_INTERVAL; with check_size, a threshold the filesystem can reach."""
+    try:
+        cfg = disk.settings(env, path)
+        if check_size:
+            disk.check_fits(cfg)
+    except disk.SettingError as exc:
+        raise ConfigError(str(exc)) from None
+    return cfg
+
+
+def disk_watch(cfg: disk.Settings, prefix: list[str]) -> disk.Watch:
+    """The supervisor's disk watch; its cleanup runs as the build user (prefix: the privilege drop), who alone
+    may read the buildarea and the build steps' /proc entries (the supervisor has no CAP_DAC_OVERRIDE, no
+    CAP_SYS_PTRACE), with no secret in its environment."""
+    return disk.Watch(cfg, [*prefix, sys.executable, "-I", "-m", "fleetbake.worker.disk"])
+
+
 def start_worker(env: dict[str, str]) -> int:
     cfg = settings(env)  # fail fast, before anything starts
+    disk_settings(env, check_size=False)
     if os.getuid() == 0:
         user = build_user(env)
         password = read_password(env, user.pw_uid)
@@ -365,6 +386,7 @@ def start_worker(env: dict[str, str]) -> int:
         password = read_password(env, None)
         prefix = []
         _warn("started as a non-root user: build steps can read this process's environment and forge its health")
+    watch = disk_watch(disk_settings(env), prefix)
     payload = pipe_payload(cfg, password)
     try:
         own_health_dir()
@@ -395,21 +417,33 @@ def start_worker(env: dict[str, str]) -> int:
             os._exit(127)
     os.close(secret_read)
     os.close(status_write)
-    return supervise(pid, status_read)
+    return supervise(pid, status_read, watch=watch)
 
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)  # docker stop, systemctl stop, Ctrl-C
 FORWARDED = (*STOP_SIGNALS, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
-def supervise(pid: int, status_fd: int, health_file: str = HEALTH_FILE) -> int:
+def health_line(state: str, disk_problem: str | None) -> str:
+    """What the health file says: the worker's state, after the disk's problem when there is one."""
+    return f"{disk_problem} (worker {state})" if disk_problem else state
+
+
+def supervise(pid: int, status_fd: int, health_file: str = HEALTH_FILE, watch: disk.Watch | None = None) -> int:
     """Forward signals to the worker and record what it reports, until it exits; return its exit status.
 
     Stopped by a signal, the supervisor ends by that same signal once the worker is gone, as
     the worker alone did before it: tini's `-e 143` then makes `docker stop` exit 0, and
     systemd sees a stop (EXIT_CODE=killed), not a worker that gave up on its master (exit 0).
+
+    With a disk `watch`, a low disk goes into the health file before the worker's state. The file's
+    time stays the time of the worker's last report, so a frozen worker still goes stale.
     """
     received: list[int] = []
+    state, reported = "starting", time.time()
+
+    def record() -> None:
+        write_health(health_line(state, watch.problem if watch else None), health_file, mtime=reported)
 
     def forward(signum: int, _frame: object) -> None:
         if signum in STOP_SIGNALS:
@@ -425,6 +459,8 @@ def supervise(pid: int, status_fd: int, health_file: str = HEALTH_FILE) -> int:
         done, status = os.waitpid(pid, os.WNOHANG)
         if done:
             break
+        if watch is not None and watch.poll():
+            record()
         if not open_pipe:
             time.sleep(0.5)
             continue
@@ -438,10 +474,13 @@ def supervise(pid: int, status_fd: int, health_file: str = HEALTH_FILE) -> int:
         pending += chunk
         *lines, pending = pending.split(b"\n")
         for line in lines:
-            state = line.decode("utf-8", "replace").strip()
-            if state.split(" ", 1)[0] in HEALTH_STATES:
-                write_health(state, health_file)
+            reported_state = line.decode("utf-8", "replace").strip()
+            if reported_state.split(" ", 1)[0] in HEALTH_STATES:
+                state, reported = reported_state, time.time()
+                record()
         pending = pending[-4096:]
+    if watch is not None:
+        watch.stop()
     code = os.waitstatus_to_exitcode(status)
     code = 128 - code if code < 0 else code
     write_health(f"stopped (exit {code})", health_file)
@@ -486,10 +525,11 @@ def own_health_dir(path: str = HEALTH_DIR) -> None:
         os.chmod(path, 0o755)
 
 
-def write_health(state: str, path: str = HEALTH_FILE) -> None:
-    """Atomically record the worker's connection state; when that fails, leave no stale state behind."""
+def write_health(state: str, path: str = HEALTH_FILE, mtime: float | None = None) -> None:
+    """Atomically record the worker's connection state (mtime: when the worker reported it, default now);
+    when that fails, leave no stale state behind."""
     try:
-        files.write_text(Path(path), state + "\n", 0o644)
+        files.write_text(Path(path), state + "\n", 0o644, mtime=mtime)
     except OSError:
         try:
             os.unlink(path)
@@ -498,7 +538,8 @@ def write_health(state: str, path: str = HEALTH_FILE) -> None:
 
 
 def health(path: str = HEALTH_FILE) -> int:
-    """Exit status for HEALTHCHECK: 0 only when logged in to the master, as recorded by the root supervisor."""
+    """Exit status for HEALTHCHECK: 0 only when logged in to the master (and no low disk before it), as recorded
+    by the root supervisor."""
     state = "not started"
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
