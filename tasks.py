@@ -4,7 +4,7 @@
     invoke render [--os ROW|all] [--check]  the committed images/<family>/<row>/ and packer/<row>/
     invoke base --os ROW                pull or bootstrap the row's base image
     invoke build --os ROW|all           render, then build (skips when nothing changed)
-    invoke verify --os ROW [--config NAME|all] [--cpython SRC]
+    invoke verify --os ROW [--config NAME|all] [--cpython SRC] [--ccache]
     invoke master [--worker NAME[:PASS]] a local Buildbot master to try a worker (--stop stops it)
     invoke status --master URL          is each worker connected? (non-zero when one is not)
     invoke preflight                    this host against the devguide's requirements
@@ -85,14 +85,18 @@ def build(c, os="all", matrix="matrix.yml", force=False, refresh=False, ca_bundl
 @task(help={**MATRIX_HELP, "os": "row name", "config": "configuration name or 'all'",
             "cpython": "CPython source: DIR, TARBALL, URL, git:REF or debian:SUITE/PACKAGE (default: the row's)",
             "jobs": "make and test parallelism (default: CPU count)",
-            "image": "verify this image instead of fleetbake/worker:<row> (e.g. a Packer build)"})
+            "image": "verify this image instead of fleetbake/worker:<row> (e.g. a Packer build)",
+            "ccache": "compile through ccache, on the named volume fleetbake-ccache-<row> (kept between runs)",
+            "ccache_volume": "compile through ccache on this named volume instead (implies --ccache)"})
 @friendly
-def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=None, jobs=None, image=None):
+def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=None, jobs=None, image=None, ccache=False,
+           ccache_volume=None):
     """Compile CPython in the image and run the smoke tests; write build/reports/."""
     from fleetbake.pipeline import verify as verify_mod
 
     m = _load(matrix)
-    if not verify_mod.verify_rows(m, m.select(os), config, cpython, int(jobs) if jobs else None, image, log=log):
+    if not verify_mod.verify_rows(m, m.select(os), config, cpython, int(jobs) if jobs else None, image, log=log,
+                                  ccache=ccache, ccache_volume_name=ccache_volume):
         from invoke import Exit
 
         raise Exit("error: verification failed", code=1)
@@ -267,12 +271,13 @@ def test(c, unit=False, k=None):
 @task(help={**MATRIX_HELP, "os": "row to measure",
             "pairs": "alternating pairs per ratio (default 3; fewer writes build/bench/benchmarks.md)",
             "skip_cold": "skip (a) cold builds and (c) size", "skip_noop": "skip (b) the no-op build",
-            "skip_verify": "skip (d) verify"})
+            "skip_verify": "skip (d) verify", "skip_ccache": "skip (e) the cold and warm ccache compiles"})
 @friendly
-def bench(c, os="debian-12", matrix="matrix.yml", pairs=3, skip_cold=False, skip_noop=False, skip_verify=False):
-    """Measure build, no-op, size and verify against hand-written baselines."""
+def bench(c, os="debian-12", matrix="matrix.yml", pairs=3, skip_cold=False, skip_noop=False, skip_verify=False,
+          skip_ccache=False):
+    """Measure build, no-op, size and verify against hand-written baselines, and warm against cold ccache compiles."""
     from fleetbake.devtools import bench as bench_mod
 
     m = _load(matrix)
     bench_mod.run(m, m.one(os), skip_cold=skip_cold, log=log, pairs=int(pairs), skip_noop=skip_noop,
-                  skip_verify=skip_verify)
+                  skip_verify=skip_verify, skip_ccache=skip_ccache)

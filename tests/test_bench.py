@@ -11,7 +11,7 @@ import pytest
 from conftest import FIXTURE_MATRIX
 from fleetbake.devtools import bench
 from fleetbake.errors import FleetbakeError, UsageError
-from fleetbake.pipeline import build, cpython, families, identity, matrix, render, verify
+from fleetbake.pipeline import build, cpython, families, identity, matrix, record, render, verify
 
 
 @pytest.fixture
@@ -241,3 +241,79 @@ def test_a_failed_side_fails_the_bench_with_one_line(row, build_dir, monkeypatch
     message = str(info.value)
     assert "\n" not in message and message.startswith("baseline cold build 2 failed: the baseline build failed")
     assert "cold-baseline-2.log" in message
+
+
+# --- (e): warm against cold ccache compiles ------------------------------------------------------
+
+
+def test_the_warm_compile_is_reported_beside_the_cold_one_against_half(row):
+    cold = bench.Stats((90.0, 88.0, 95.0))
+    warm = bench.Figure("(e) warm ccache compile pydebug", "s", bench.Stats((40.0, 38.0, 41.0)), cold,
+                        bench.TARGETS["warm"], note="ccache (medians): cold 12 hits, 1500 misses; warm 1510 hits, 2 misses.")
+    slow = bench.Figure("(e) warm ccache compile pydebug", "s", bench.Stats((60.0, 58.0, 61.0)), cold, 0.5)
+    text = make_report(row, [warm])
+    assert ("| (e) warm ccache compile pydebug | 40.0 s (38.0–41.0) | 90.0 s (88.0–95.0) | 0.44 | <= 0.50 x baseline "
+            "| met |") in text
+    assert ("- (e) warm ccache compile pydebug: met (0.444 <= 0.5). ccache (medians): cold 12 hits, 1500 misses; "
+            "warm 1510 hits, 2 misses.") in text
+    assert "**(e) warm compile: the cold compile** on the same image" in text
+    assert "In (e) the warm compile is the fleetbake column and the cold one the baseline, each pair cold first." in text
+    assert "--ccache-volume fleetbake-bench-ccache-debian-12" in text
+    assert ("- (e) warm ccache compile pydebug: missed by 0.167, 33.3% over the target (0.667 > 0.5). Why:"
+            in make_report(row, [slow]))
+    assert bench.alternation(2, bench.CCACHE_SIDES) == [(1, "cold"), (1, "warm"), (2, "cold"), (2, "warm")]
+
+
+def ccache_record(hits, misses, started="2026-11-28T14:00:00Z", **fields):
+    return {"passed": True, "ccache": True, "started": started, "ccache_stats": {"hits": hits, "misses": misses},
+            "steps": [{"name": "unpack", "exit_code": 0, "seconds": 3.0}, {"name": "ccache", "exit_code": 0, "seconds": 0.2},
+                      {"name": "configure", "exit_code": 0, "seconds": 20.5}, {"name": "make", "exit_code": 0, "seconds": 30.0},
+                      {"name": "tests", "exit_code": 0, "seconds": 100.0}], **fields}
+
+
+def test_a_compile_counts_only_when_its_run_is_as_cold_or_warm_as_it_says():
+    since = "2026-11-28T14:00:00Z"
+    assert bench.compile_figures(ccache_record(0, 1500), "cold", since) == (50.5, {"hits": 0, "misses": 1500})
+    assert bench.compile_figures(ccache_record(1500, 3), "warm", since)[0] == 50.5
+    for rec, side, message in [
+        (ccache_record(800, 700), "cold", "cold: the cache was not empty (800 hits, 700 misses)"),
+        (ccache_record(10, 1500), "warm", "warm: the cache did not carry over (10 hits, 1500 misses)"),
+        (ccache_record(1500, 3, ccache=False), "warm", "did not go through ccache"),
+        (ccache_record(1500, 3, ccache_stats=None), "warm", "did not go through ccache"),
+        (ccache_record(1500, 3, passed=False, reason="make failed (exit 2)"), "warm", "make failed (exit 2)"),
+        (ccache_record(1500, 3, started="2026-11-28T13:59:59Z"), "warm", "verify wrote no record for this run"),
+        (None, "cold", "verify wrote no record for this run"),
+        (ccache_record(0, 10, steps=[]), "cold", "the record has no configure and make times"),
+    ]:
+        with pytest.raises(bench.BenchError, match=re.escape(message)):
+            bench.compile_figures(rec, side, since)
+
+
+def test_the_ccache_pairs_alternate_and_each_cold_run_starts_from_an_empty_volume(project, row, build_dir, monkeypatch):
+    image = "sha256:" + "c" * 64
+    events, seconds = [], iter([80.0, 30.0, 90.0, 40.0, 85.0, 35.0])
+    monkeypatch.setattr(bench.engine, "image_id", lambda tag: image)
+    monkeypatch.setattr(bench.cpython, "resolve", lambda spec, log: tarball_source())
+    monkeypatch.setattr(bench, "_remove_volume", lambda name: events.append(("rm", name)))
+
+    def run_logged(argv, log_path, **kwargs):
+        assert argv[argv.index("--ccache-volume") + 1] == "fleetbake-bench-ccache-debian-12"
+        assert argv[argv.index("--image") + 1] == image and argv[argv.index("--config") + 1] == "pydebug"
+        side = "cold" if "cold" in log_path.name else "warm"
+        events.append((side, log_path.name))
+        hits, misses = (2, 1500) if side == "cold" else (1500, 2)
+        make = next(seconds)
+        record.write(image, "pydebug", {**ccache_record(hits, misses, started=record.timestamp()),
+                                        "steps": [{"name": "configure", "seconds": 20.0}, {"name": "make", "seconds": make}]})
+        return 0, 1.0, ""
+
+    monkeypatch.setattr(bench, "_run_logged", run_logged)
+    figure = bench.ccache_pairs(project, row, 3, log=lambda line: None)
+    assert events == [("rm", "fleetbake-bench-ccache-debian-12"), ("cold", "ccache-cold-1.log"), ("warm", "ccache-warm-1.log"),
+                      ("rm", "fleetbake-bench-ccache-debian-12"), ("cold", "ccache-cold-2.log"), ("warm", "ccache-warm-2.log"),
+                      ("rm", "fleetbake-bench-ccache-debian-12"), ("cold", "ccache-cold-3.log"), ("warm", "ccache-warm-3.log"),
+                      ("rm", "fleetbake-bench-ccache-debian-12")]  # and removed at the end
+    assert figure.ours.values == (50.0, 60.0, 55.0) and figure.baseline.values == (100.0, 110.0, 105.0)
+    assert figure.measured == pytest.approx(55.0 / 105.0) and not figure.met
+    assert figure.note == "ccache (medians): cold 2 hits, 1500 misses; warm 1500 hits, 2 misses."
+    assert verify.ccache_volume(row, bench.ccache_volume(row)) == bench.ccache_volume(row)  # verify takes the name

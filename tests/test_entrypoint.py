@@ -319,3 +319,76 @@ def test_a_stopped_supervisor_stops_the_worker_and_dies_by_the_same_signal(tmp_p
     assert health.read_text() == "stopped (exit 0)\n"
     with pytest.raises(ProcessLookupError):
         os.kill(child, 0)
+
+
+# --- ccache: on only with a mounted volume, decided before the privilege drop ---------------------
+
+
+def ccache_env(tmp_path):
+    """An image's environment whose cache directory (a folder of this user's) is, per the fake mountinfo, mounted."""
+    from fleetbake.worker import ccache
+
+    cache, wrappers = tmp_path / "ccache", tmp_path / "wrappers"
+    cache.mkdir()
+    wrappers.mkdir()
+    info = tmp_path / "mountinfo"
+    info.write_text(f"21 1 0:20 / / rw - overlay overlay rw\n30 21 8:1 /v {cache} rw,relatime - ext4 /dev/sda1 rw\n")
+    return {"PATH": "/usr/bin:/bin", ccache.WRAPPERS_VAR: str(wrappers), ccache.DIR_VAR: str(cache)}, str(info)
+
+
+def test_builds_get_ccache_only_when_the_entrypoint_turned_it_on(entrypoint, tmp_path, monkeypatch):
+    from fleetbake.worker import ccache
+
+    env, info = ccache_env(tmp_path)
+    monkeypatch.setattr(ccache, "MOUNTINFO", info)
+    on = entrypoint.ccache_decision(env, ME)
+    assert on.enabled
+    builds = entrypoint.worker_environment(env, ME, on)
+    assert builds["PATH"] == f"{tmp_path}/wrappers:/usr/bin:/bin" and builds["CCACHE_DIR"] == f"{tmp_path}/ccache"
+    assert builds["CCACHE_TEMPDIR"] == f"{tmp_path}/ccache/tmp"
+    assert "Compiler cache: " in entrypoint.host_info("img", "4.3.0", builds)
+    unmounted = {**env, ccache.DIR_VAR: str(tmp_path)}
+    off = entrypoint.ccache_decision(unmounted, ME)
+    assert not off.enabled
+    assert entrypoint.worker_environment(unmounted, ME, off) == entrypoint.worker_environment(unmounted, ME)
+    assert "Compiler cache" not in entrypoint.host_info("img", "4.3.0", entrypoint.worker_environment(unmounted, ME))
+
+
+def test_the_worker_logs_one_line_about_ccache(entrypoint, capsys):
+    from fleetbake.worker import ccache
+
+    entrypoint.log_ccache(ccache.Decision(False, "/ccache", "/ccache is not a mounted volume (...)"))
+    entrypoint.log_ccache(ccache.Decision(True, "/ccache", "/ccache (a mounted volume, CCACHE_MAXSIZE=5G); ..."))
+    entrypoint.log_ccache(ccache.Decision(False, "/ccache", "/ccache is mounted read-only", warning=True))
+    assert capsys.readouterr().err.splitlines() == [
+        "fleetbake-worker: ccache off: /ccache is not a mounted volume (...)",
+        "fleetbake-worker: ccache on: /ccache (a mounted volume, CCACHE_MAXSIZE=5G); ...",
+        "fleetbake-worker: warning: ccache off: /ccache is mounted read-only",
+    ]
+
+
+@pytest.mark.parametrize("env, needle", [
+    ({"CCACHE_MAXSIZE": "0"}, "CCACHE_MAXSIZE='0': 0 means no limit"),
+    ({"WORKER_CCACHE_DIR": "relative"}, "WORKER_CCACHE_DIR='relative'"),
+])
+def test_a_bad_ccache_setting_stops_the_worker_before_anything_starts(entrypoint, monkeypatch, env, needle):
+    monkeypatch.setattr(os, "fork", lambda: pytest.fail("started despite a bad setting"))
+    monkeypatch.setattr(entrypoint, "read_password", lambda *a: pytest.fail("read the password despite a bad setting"))
+    with pytest.raises(entrypoint.ConfigError, match=needle):
+        entrypoint.start_worker({"WORKERNAME": "w", "WORKERPASS": "p", **env})
+    with pytest.raises(entrypoint.ConfigError, match=needle):
+        entrypoint.ccache_decision(env, ME)
+
+
+def test_hostinfo_says_whether_builds_cache_their_compiles(entrypoint, tmp_path, monkeypatch, capsys):
+    from fleetbake.worker import ccache
+
+    env, info = ccache_env(tmp_path)
+    monkeypatch.setattr(ccache, "MOUNTINFO", info)
+    monkeypatch.setattr(entrypoint, "build_user", lambda env: ME)
+    monkeypatch.setattr(os, "environ", env)
+    assert entrypoint.main(["hostinfo"]) == 0
+    assert "Compiler cache: " in capsys.readouterr().out
+    monkeypatch.setattr(ccache, "MOUNTINFO", str(tmp_path / "nothing-mounted"))
+    assert entrypoint.main(["hostinfo"]) == 0
+    assert "Compiler cache" not in capsys.readouterr().out

@@ -70,3 +70,35 @@ def test_the_ami_runs_the_images_entrypoint_with_the_images_environment(project)
                           .replace(" && chmod 0644 /dev/stdout", "")], capture_output=True, text=True, check=True).stdout
     assert out.splitlines() == ["[Service]", *(f'Environment="{k}={v}"' for k, v in plan.runtime.env)]
     assert f'Environment="FLEETBAKE_USER={row.spec.user}"' in out
+
+
+@pytest.mark.parametrize("row, wrappers", [("debian-12", "/usr/lib/ccache"), ("ubuntu-24.04", "/usr/lib/ccache"),
+                                           ("fedora-44", "/usr/lib64/ccache")])
+def test_every_linux_image_has_ccache_but_no_cache_volume(project, row, wrappers):
+    """ccache installed with the packages, configured once the build user exists, its wrappers named in the ENV the
+    entrypoint reads; /ccache is a folder of the image, not a VOLUME: nothing is cached unless the owner mounts one."""
+    row = project.rows[row]
+    context = render.render_row(project, row)
+    packages = context["packages.txt"].content.decode().splitlines()
+    assert "ccache" in packages[:packages.index("# CPython build dependencies (matrix row)")]  # the image's, not the row's
+    runs = [run.line() for layer in families.plan(row).layers for run in layer.runs]
+    [configure] = [i for i, line in enumerate(runs) if line.endswith("/configure-ccache.sh")]
+    assert runs[configure] == (f"WORKER_USER={row.spec.user} WRAPPER_DIR={wrappers} CACHE_DIR=/ccache MAX_SIZE=5G "
+                               "/opt/fleetbake/provision/configure-ccache.sh")
+    [packages_run] = [i for i, line in enumerate(runs) if "install-packages.sh" in line]
+    [user_run] = [i for i, line in enumerate(runs) if line.endswith("/create-user.sh")]
+    assert packages_run < user_run < configure  # ccache and every compiler are in, and the user who owns /ccache
+    script = context["scripts/configure-ccache.sh"]
+    assert script.executable and script.content.decode().endswith(
+        (ROOT / "images" / "common" / "scripts" / "configure-ccache.sh").read_text().split("\n", 1)[1])
+    assert "fleetbake/worker/ccache.py" in context
+    runtime = families.plan(row).runtime
+    assert dict(runtime.env)["FLEETBAKE_CCACHE_WRAPPERS"] == wrappers
+    assert [line for line in runtime.instructions() if line.startswith("VOLUME")] == ['VOLUME ["/buildarea"]']
+
+
+def test_the_windows_image_has_no_ccache(project):
+    row = project.rows["windows-2022"]
+    plan = families.plan(row)
+    assert "ccache" not in " ".join(run.line(True) for layer in plan.layers for run in layer.runs).lower()
+    assert "FLEETBAKE_CCACHE_WRAPPERS" not in dict(plan.runtime.env)

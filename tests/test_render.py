@@ -133,7 +133,7 @@ def test_packages_come_from_the_matrix(project, no_ca):
     row = project.rows["debian-12"]
     listed = render.render_row(project, row)["packages.txt"].content.decode().splitlines()
     packages = [line for line in listed if line and not line.startswith("#")]
-    assert packages == ["ca-certificates", "python3-venv", "tini", *row.all_packages]
+    assert packages == ["ca-certificates", "python3-venv", "tini", "ccache", *row.all_packages]
 
 
 def test_ca_bundle_is_split_into_one_certificate_a_file(project, tmp_path, monkeypatch):

@@ -32,8 +32,9 @@ def junit(scale: float, files=None) -> bytes:
     return f'<testsuites tests="{2 * len(files)}">{suites}</testsuites>'.encode()
 
 
-def write_record(image=IMAGE, row="debian-12", passed=True, scale=1.0, configuration="pydebug", reason="ok", files=None):
-    fields = {"row": row, "passed": passed, "reason": reason, "cpython": {"version": "3.13.5"},
+def write_record(image=IMAGE, row="debian-12", passed=True, scale=1.0, configuration="pydebug", reason="ok", files=None,
+                 **more):
+    fields = {"row": row, "passed": passed, "reason": reason, "cpython": {"version": "3.13.5"}, **more,
               "steps": [{"name": "configure", "exit_code": 0, "seconds": 23.6}, {"name": "make", "exit_code": 0, "seconds": 58.9},
                         {"name": "tests", "exit_code": 0, "seconds": 101.6 * scale}],
               "tests": {"tests": 6224, "failures": 0, "errors": 0, "skipped": 497}}
@@ -215,6 +216,16 @@ def test_the_explanation_gives_the_rule_and_the_reference(project, build_dir):
     assert "Up to 1.25x keeps the fleet's 1200 s per test file" in text
     assert "2 cores" in text and "make -j2 58.9 s" in text and "smoke tests -j2 101.6 s" in text
     assert "parallel_tests 4: 2 CPUs + 2" in text
+
+
+def test_a_compile_through_ccache_says_so(project, build_dir):
+    write_record()
+    plain = make(project, memory_gb=8).text()
+    assert "through ccache" not in plain
+    write_record(ccache=True, ccache_stats={"hits": 1480, "misses": 12})
+    text = make(project, memory_gb=8).text()
+    assert "compile 82.5 s through ccache (1480 hits, 12 misses), smoke tests" in text
+    assert "compile here (configure + make, for information): 82.5 s through ccache (1480 hits, 12 misses);" in text
 
 
 # --- which record ---

@@ -4,10 +4,14 @@
 (b) no-op `invoke build` when nothing changed (wall time, Python start-up included)
 (c) image size: fleetbake's image vs the baseline's (both from the cold builds of (a))
 (d) `invoke verify --config pydebug` vs a raw `docker run` of the same commands under the same limits
+(e) the pydebug compile (configure + make) through ccache: warm (the same volume again) vs cold (an
+    empty volume), with `invoke verify --ccache-volume`, on the same image
 
-Every ratio comes from `pairs` alternating pairs (fleetbake, baseline, fleetbake, baseline, ...):
-each side's median and min-max, and the ratio of the medians. A failing `invoke verify`, baseline
-build or raw run fails the bench: a figure is never computed from a failed run. The report goes
+Every ratio comes from `pairs` alternating pairs (fleetbake, baseline, fleetbake, baseline, ...;
+for (e) cold, warm, cold, warm, ...): each side's median and min-max, and the ratio of the medians.
+A failing `invoke verify`, baseline build or raw run fails the bench, and so does a "cold" compile
+that mostly hit the cache or a "warm" one that mostly missed: a figure is never computed from a
+failed or mislabelled run. The report goes
 to docs/benchmarks.md for a complete run (every part, at least 3 pairs), otherwise to
 build/bench/benchmarks.md, so that a quick check never overwrites the published figures.
 
@@ -35,7 +39,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from fleetbake import files, paths, proc
 from fleetbake.errors import FleetbakeError, UsageError
-from fleetbake.pipeline import base, build, cpython, engine, identity, render, verify
+from fleetbake.pipeline import base, build, cpython, engine, identity, record, render, verify
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -46,7 +50,11 @@ CONFIG = "pydebug"  # the configuration (d) verifies
 MIN_PAIRS = 3  # fewer makes a preliminary report, never the published one
 SIDES = ("fleetbake", "baseline")
 # The targets: on the ratio of medians (fleetbake / baseline), or, for the no-op build, in seconds.
-TARGETS = {"cold": 1.10, "noop": 1.0, "size": 1.00, "verify": 1.05}
+# (e): the warm compile at most half the cold one (issue 12).
+TARGETS = {"cold": 1.10, "noop": 1.0, "size": 1.00, "verify": 1.05, "warm": 0.50}
+CCACHE_SIDES = ("cold", "warm")  # (e)'s order: the cold run empties the volume the warm run then reuses
+COMPILE_STEPS = ("configure", "make")
+COUNTS = ("hits", "misses")  # measurements that are counts, not seconds
 # docker-py's container arguments (verify.SANDBOX) as `docker run` flags. A setting missing
 # here fails the bench rather than let the raw run drift from verify's sandbox.
 RUN_FLAGS = {
@@ -97,21 +105,22 @@ def ratio_of_medians(ours: Stats, theirs: Stats) -> float:
     return ours.median / theirs.median
 
 
-def alternation(pairs: int) -> list[tuple[int, str]]:
-    """(pair number, side) in the order they run: fleetbake, baseline, fleetbake, baseline, ..."""
+def alternation(pairs: int, order: tuple[str, ...] = SIDES) -> list[tuple[int, str]]:
+    """(pair number, side) in the order they run: fleetbake, baseline, fleetbake, baseline, ... (or `order`'s)"""
     if pairs < 1:
         raise UsageError(f"--pairs {pairs}: at least 1 (and {MIN_PAIRS} or more for published figures)")
-    return [(n, side) for n in range(1, pairs + 1) for side in SIDES]
+    return [(n, side) for n in range(1, pairs + 1) for side in order]
 
 
 def measure_pairs(
-    pairs: int, sides: dict[str, Callable[[int], dict[str, float]]], log: Log, what: str
+    pairs: int, sides: dict[str, Callable[[int], dict[str, float]]], log: Log, what: str, order: tuple[str, ...] = SIDES
 ) -> dict[str, list[dict[str, float]]]:
-    """Run each side `pairs` times, alternating; each call returns its named measurements."""
-    results: dict[str, list[dict[str, float]]] = {side: [] for side in SIDES}
-    for n, side in alternation(pairs):
+    """Run each side `pairs` times, alternating in `order`; each call returns its named measurements."""
+    results: dict[str, list[dict[str, float]]] = {side: [] for side in order}
+    for n, side in alternation(pairs, order):
         measured = sides[side](n)
-        shown = ", ".join(f"{v / 1e6:.0f} MB" if k == "bytes" else f"{v:.2f} s" for k, v in measured.items())
+        shown = ", ".join(f"{v / 1e6:.0f} MB" if k == "bytes" else f"{v:.0f} {k}" if k in COUNTS else f"{v:.2f} s"
+                          for k, v in measured.items())
         log(f"bench {what}: pair {n}/{pairs} {side}: {shown}")
         results[side].append(measured)
     return results
@@ -128,6 +137,7 @@ class Figure:
     ours: Stats
     baseline: Stats | None  # None: no baseline, the target is on fleetbake's median, in `unit`
     target: float
+    note: str = ""  # more about the runs, after the verdict
 
     @property
     def measured(self) -> float:
@@ -229,6 +239,15 @@ BASELINE_TEXT = {
         "`invoke verify --os {row} --config {config}` as a user runs it, given the same image ID and "
         "source tarball. Both send their output to a log file."
     ),
+    "ccache": (
+        "**(e) warm compile: the cold compile** on the same image (the one `fleetbake/worker:{row}` names when "
+        "the bench starts), with the same source and `-j`: `invoke verify --os {row} --config {config} "
+        "--ccache-volume {volume}` each time, the figure being the record's `configure` + `make` seconds. "
+        "Cold removes the volume first, so Docker creates it empty from the image's `/ccache`; warm runs "
+        "again on what the cold run left; the pairs alternate cold, warm, cold, warm. A cold run must miss "
+        "more often than it hits and a warm run hit more often than it misses (the record's `ccache_stats`), "
+        "else the bench fails. The volume is removed at the end."
+    ),
 }
 
 
@@ -260,7 +279,8 @@ def report(
         f"- Machine: {machine.describe()}",
         f"- Base: `{row.spec.base}`, image `{base_id}`",
         f"- Method: {pairs} alternating pair(s) per ratio (fleetbake, baseline, fleetbake, baseline, ...); "
-        "each side is quoted as its median (min–max), each ratio is the ratio of the medians.",
+        "each side is quoted as its median (min–max), each ratio is the ratio of the medians. In (e) the warm "
+        "compile is the fleetbake column and the cold one the baseline, each pair cold first.",
         "",
     ]
     if preliminary:
@@ -279,14 +299,15 @@ def report(
     lines += ["", "## Targets", ""]
     for f in figures:
         why = "" if f.met else " Why: _to be written after the final run._"
-        lines.append(f"- {f.name}: {f.verdict()}.{why}")
+        note = f" {f.note}" if f.note else ""
+        lines.append(f"- {f.name}: {f.verdict()}.{note}{why}")
     for part in skipped:
         lines.append(f"- {part}: not measured in this run.")
     values = dict(base=row.spec.base, packages=packages, certs=certs, user=row.spec.user, uid=row.spec.uid,
                   worker=row.spec.worker_version, row=row.name, config=CONFIG,
-                  ours=ours_tag(row), theirs=baseline_tag(row))
+                  ours=ours_tag(row), theirs=baseline_tag(row), volume=ccache_volume(row))
     lines += ["", "## Baselines", ""]
-    for key in ("build", "noop", "verify"):
+    for key in ("build", "noop", "verify", "ccache"):
         lines += [BASELINE_TEXT[key].format(**values), ""]
     return "\n".join(lines)
 
@@ -548,6 +569,90 @@ def verify_pairs(matrix: Matrix, row: RowView, pairs: int, log: Log) -> Figure:
                   TARGETS["verify"])
 
 
+# --- (e): warm against cold compiles through ccache ---------------------------------------------
+
+
+def ccache_volume(row: RowView) -> str:
+    """(e)'s own volume: the bench never empties the one `invoke verify --ccache` keeps (fleetbake-ccache-<row>)."""
+    return f"{BENCH_REPO}-ccache-{row.name}"
+
+
+def compile_figures(rec: dict | None, side: str, since: str) -> tuple[float, dict]:
+    """(configure + make seconds, ccache_stats) of one (e) run's record, checked: it is this run's, it passed,
+    it went through ccache, and the cache was as cold or as warm as the side says."""
+    if not isinstance(rec, dict) or str(rec.get("started", "")) < since:
+        raise BenchError(f"{side}: verify wrote no record for this run")
+    if rec.get("passed") is not True:
+        raise BenchError(f"{side}: the verification failed: {rec.get('reason', '?')}")
+    stats = rec.get("ccache_stats") or {}
+    if rec.get("ccache") is not True or "hits" not in stats:
+        raise BenchError(f"{side}: the build did not go through ccache (record: ccache {rec.get('ccache')})")
+    hits, misses = stats["hits"], stats["misses"]
+    if side == "cold" and hits >= misses:
+        raise BenchError(f"cold: the cache was not empty ({hits} hits, {misses} misses)")
+    if side == "warm" and hits <= misses:
+        raise BenchError(f"warm: the cache did not carry over ({hits} hits, {misses} misses)")
+    steps = {step.get("name"): step.get("seconds") for step in rec.get("steps") or [] if isinstance(step, dict)}
+    if any(not isinstance(steps.get(name), (int, float)) for name in COMPILE_STEPS):
+        raise BenchError(f"{side}: the record has no {' and '.join(COMPILE_STEPS)} times")
+    return float(sum(steps[name] for name in COMPILE_STEPS)), stats
+
+
+def ccache_note(runs: dict[str, list[dict[str, float]]]) -> str:
+    """The hit counts behind (e)'s figure, medians per side."""
+    parts = []
+    for side in CCACHE_SIDES:
+        hits, misses = (statistics.median(run[key] for run in runs[side]) for key in ("hits", "misses"))
+        parts.append(f"{side} {hits:.0f} hits, {misses:.0f} misses")
+    return f"ccache (medians): {'; '.join(parts)}."
+
+
+def _remove_volume(name: str) -> None:
+    try:
+        engine.client().volumes.get(name).remove(force=True)
+    except NotFound:
+        pass
+    except APIError as exc:
+        raise BenchError(f"cannot remove the bench volume {name}: {exc.explanation or exc}") from None
+
+
+def ccache_pairs(matrix: Matrix, row: RowView, pairs: int, log: Log) -> Figure:
+    image_id = engine.image_id(identity.image_tag(row))
+    if image_id is None:
+        raise UsageError(f"image {identity.image_tag(row)} is not built here: run `invoke build --os {row.name}` first")
+    if not row.spec.cpython:
+        raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: (e) needs a CPython source")
+    source = cpython.resolve(row.spec.cpython, log)
+    volume = ccache_volume(row)
+    argv = [sys.executable, "-m", "invoke", "verify", "--os", row.name, "--matrix", str(matrix.path.resolve()),
+            "--config", CONFIG, "--cpython", str(source.path), "--jobs", str(os.cpu_count() or 2), "--image", image_id,
+            "--ccache-volume", volume]
+    log(f"bench (e): {pairs} alternating pair(s) on {image_id[:19]}: {CONFIG} compile, cold then warm ccache volume {volume}")
+
+    def side(name: str) -> Callable[[int], dict[str, float]]:
+        def measure(n: int) -> dict[str, float]:
+            if name == "cold":
+                _remove_volume(volume)
+            log_path = bench_dir() / f"ccache-{name}-{n}.log"
+            since = record.timestamp()
+            code, _, _ = _run_logged(argv, log_path, cwd=paths.ROOT)
+            if code != 0:
+                raise BenchError(f"the {name} ccache verify failed (exit {code}) on pair {n} (log: {log_path})")
+            try:
+                seconds, stats = compile_figures(record.load(image_id, CONFIG), name, since)
+            except BenchError as exc:
+                raise BenchError(f"{exc} on pair {n} (log: {log_path})") from None
+            return {"seconds": seconds, "hits": stats["hits"], "misses": stats["misses"]}
+        return measure
+
+    try:
+        runs = measure_pairs(pairs, {name: side(name) for name in CCACHE_SIDES}, log, "(e) ccache", CCACHE_SIDES)
+    finally:
+        _remove_volume(volume)
+    return Figure(f"(e) warm ccache compile {CONFIG}", "s", stats_of(runs["warm"], "seconds"),
+                  stats_of(runs["cold"], "seconds"), TARGETS["warm"], note=ccache_note(runs))
+
+
 # --- the run and its record ------------------------------------------------------------------
 
 
@@ -589,6 +694,7 @@ def run(
     pairs: int = MIN_PAIRS,
     skip_noop: bool = False,
     skip_verify: bool = False,
+    skip_ccache: bool = False,
     output: Path | None = None,
     command: str | None = None,
 ) -> str:
@@ -623,6 +729,10 @@ def run(
             skipped.append(f"(d) verify {CONFIG}")
         else:
             figures.append(verify_pairs(matrix, row, pairs, log))
+        if skip_ccache:
+            skipped.append(f"(e) warm ccache compile {CONFIG}")
+        else:
+            figures.append(ccache_pairs(matrix, row, pairs, log))
     finally:
         for tag in (ours_tag(row), baseline_tag(row)):
             _remove_tag(tag)

@@ -450,11 +450,15 @@ def build(row, owner: str, *, github: str = "", email: str = "", full_name: str 
     other = [p.stem for p in sorted(path.parent.glob("*.json")) if p.stem != CONFIGURATION
              and (record.load(image_id, p.stem) or {}).get("passed") is True]
     memory = f"{s.memory_mb / 1024:.1f} GiB RAM" if s.memory_mb else "unknown memory"
+    stats = rec.get("ccache_stats") or {}
+    # A compile through ccache (verify --ccache) is no measure of this machine: say so wherever its time shows.
+    cached = (f" through ccache ({stats.get('hits', '?')} hits, {stats.get('misses', '?')} misses)"
+              if rec.get("ccache") is True else "")
     special = [
         f"A fleetbake container worker: image {identity.image_tag(row)} ({image_id[:19]}), buildbot-worker "
         f"{row.spec.worker_version}, connecting to {fleet.DEFAULT_ADDRESS}.",
         f"Verified here: {CONFIGURATION} passed on {rec.get('finished', '?')} with CPython {cpython.get('version', '?')}: "
-        f"compile {_duration(compile_here)}, smoke tests {_duration(steps.get('tests', 0))} "
+        f"compile {_duration(compile_here)}{cached}, smoke tests {_duration(steps.get('tests', 0))} "
         f"({(rec.get('tests') or {}).get('tests', '?')} tests)"
         + (f"; also verified: {', '.join(other)}." if other else "."),
         f"Host: {s.cpus} CPUs, {memory}, {host.system}.",
@@ -485,7 +489,7 @@ def build(row, owner: str, *, github: str = "", email: str = "", full_name: str 
         f"(CPython {ref['cpython']}): configure {_duration(ref['steps']['configure'])}, make -j{ref['jobs']} "
         f"{_duration(ref['steps']['make'])}, smoke tests -j{ref['jobs']} {_duration(ref['steps']['tests'])}, "
         f"{_duration(sum(speed_reference.TEST_FILE_SECONDS.values()))} of test time.",
-        f"  compile here (configure + make, for information): {_duration(compile_here)}; on the reference "
+        f"  compile here (configure + make, for information): {_duration(compile_here)}{cached}; on the reference "
         f"{_duration(ref_compile)}.",
         f"  parallel_tests {s.parallel_tests}: {s.cpus} CPUs + 2 (the fleet's convention), at most one test "
         f"process per {MB_PER_TEST_PROCESS} MiB of {memory}.",

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from fleetbake import paths
 from fleetbake.pipeline import identity
+from fleetbake.worker import ccache
 
 HOME = "/opt/fleetbake"
 # The system Python, standard library only (install-fleetbake.sh puts HOME on its path); -I: neither
@@ -120,6 +121,7 @@ class Family:
     scripts: tuple[str, ...]  # provisioning scripts, relative to images/
     runtime_files: tuple[tuple[str, Path], ...] = ()  # (name in the context, source): what the image runs
     configure: str = ""  # the package manager's set-up script (Linux), run before install-packages.sh
+    ccache_wrappers: str = ""  # where the distribution's ccache package keeps its compiler wrappers (Linux)
     windows: bool = False
     notes: tuple[str, ...] = field(default=())  # the Dockerfile's opening comment
 
@@ -155,6 +157,9 @@ def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
               (Run(f"{p}/install-ca.sh {CA_DIR}"),)),
         Layer((Copy(("scripts/create-user.sh",), p),),
               (Run(f"{p}/create-user.sh", (("WORKER_USER", row.spec.user), ("WORKER_UID", str(uid)))),)),
+        Layer((Copy(("scripts/configure-ccache.sh",), p),),
+              (Run(f"{p}/configure-ccache.sh", (("WORKER_USER", row.spec.user), ("WRAPPER_DIR", family.ccache_wrappers),
+                                                 ("CACHE_DIR", ccache.CACHE_DIR), ("MAX_SIZE", ccache.DEFAULT_MAX_SIZE))),)),
         Layer((Copy(("scripts/install-worker.sh",), p),), (Run(f"{p}/install-worker.sh", worker_env),)),
         Layer((Copy(("fleetbake/",), f"{HOME}/fleetbake"), Copy(("scripts/install-fleetbake.sh",), p)),
               (Run(f"{p}/install-fleetbake.sh"),)),
@@ -162,7 +167,7 @@ def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
     runtime = Runtime(
         # PATH: a `docker import`ed base has none; the classic builder adds this default, `docker commit` does not.
         env=(("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("LANG", "C.UTF-8"), ("FLEETBAKE_ROW", row.name), ("FLEETBAKE_IMAGE", identity.image_tag(row)),
-             ("FLEETBAKE_USER", row.spec.user)),
+             ("FLEETBAKE_USER", row.spec.user), (ccache.WRAPPERS_VAR, family.ccache_wrappers)),
         volume="/buildarea",
         workdir="/buildarea",
         healthcheck=Healthcheck(("--interval=30s", "--timeout=10s", "--start-period=2m", "--retries=3"),
@@ -170,7 +175,9 @@ def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
         entrypoint=("/usr/bin/tini", "-e", "143", "--", *ENTRYPOINT),
         cmd=("worker",),
         labels=tuple(identity.static_labels(row).items()),
-        notes=(("HEALTHCHECK", "Healthy only while logged in to the master, with WORKER_MIN_FREE_GB free in /buildarea, as\n"
+        notes=(("VOLUME", "/buildarea alone: /ccache, the build user's, is where an owner may mount a compiler cache\n"
+                          "(-v cpython-ccache:/ccache); the entrypoint turns ccache on only then."),
+               ("HEALTHCHECK", "Healthy only while logged in to the master, with WORKER_MIN_FREE_GB free in /buildarea, as\n"
                                "recorded by the root supervisor in a root-owned file (/tmp/fleetbake/health) that build\n"
                                "steps cannot write."),
                ("ENTRYPOINT", "tini as PID 1 reaps the grandchildren that test runs orphan and forwards signals;\n"
@@ -203,8 +210,8 @@ def _windows_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
     return Plan(layers, runtime)
 
 
-LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/install-worker.sh",
-                 "common/scripts/install-fleetbake.sh")
+LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/configure-ccache.sh",
+                 "common/scripts/install-worker.sh", "common/scripts/install-fleetbake.sh")
 
 
 def _worker_package() -> tuple[tuple[str, Path], ...]:
@@ -220,14 +227,16 @@ LINUX_NOTES = ("Builds with Docker's classic builder (docker-py has no BuildKit)
                "no heredocs, no COPY --chmod. Layers go from least to most often changed.")
 
 
-def _linux(name: str, configure: str, runtime_packages: tuple[str, ...]) -> Family:
+def _linux(name: str, configure: str, runtime_packages: tuple[str, ...], ccache_wrappers: str) -> Family:
     scripts = (f"{name}/scripts/{configure}", f"{name}/scripts/install-packages.sh", *LINUX_SCRIPTS)
-    return Family(name, runtime_packages, scripts, LINUX_RUNTIME, configure, notes=LINUX_NOTES)
+    return Family(name, runtime_packages, scripts, LINUX_RUNTIME, configure, ccache_wrappers, notes=LINUX_NOTES)
 
 
+# ccache is the image's, not a row's choice: configure-ccache.sh and the entrypoint rely on it (fleetbake.worker.ccache).
 FAMILIES = {
-    "debian": _linux("debian", "configure-apt.sh", ("ca-certificates", "python3-venv", "tini")),
-    "fedora": _linux("fedora", "configure-dnf.sh", ("ca-certificates", "python3", "tini", "util-linux", "shadow-utils")),
+    "debian": _linux("debian", "configure-apt.sh", ("ca-certificates", "python3-venv", "tini", "ccache"), "/usr/lib/ccache"),
+    "fedora": _linux("fedora", "configure-dnf.sh", ("ca-certificates", "python3", "tini", "util-linux", "shadow-utils", "ccache"),
+                     "/usr/lib64/ccache"),
     "windows": Family(
         "windows", (), ("windows/scripts/Install-BuildTools.ps1", "windows/scripts/Install-CaCertificates.ps1",
                         "windows/scripts/Install-Worker.ps1"),

@@ -3,7 +3,10 @@
 Each configuration of a Linux row runs in its own hardened container (testcontainers):
 the build user, no capabilities, no-new-privileges, a read-only root with a tmpfs
 /tmp, no network, memory and pids limits, and the /buildarea volume. The steps
-are the fleet's Unix sequence (configure, make, pythoninfo, tests). A Windows row runs
+are the fleet's Unix sequence (configure, make, pythoninfo, tests). With ccache, a named
+volume (fleetbake-ccache-<row>) is mounted at /ccache and the image itself decides, as its
+entrypoint does for a worker (fleetbake.worker.ccache), what the steps' PATH and CCACHE_DIR
+are; the record has ccache's hits and misses for the build. A Windows row runs
 the fleet's Windows sequence instead, as the image's ContainerUser without network
 (windows_verify). Either way a record (JSON + JUnit XML + log) is written under
 build/reports/<image id>/ (fleetbake.record).
@@ -14,7 +17,9 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import io
+import json
 import os
+import re
 import shlex
 import shutil
 import tarfile
@@ -27,9 +32,11 @@ from typing import TYPE_CHECKING, Callable
 
 from fleetbake import paths
 from fleetbake.errors import UsageError
-from fleetbake.pipeline import cpython, engine, identity, record, windows_verify
+from fleetbake.operate.request import MB_PER_TEST_PROCESS  # measured there: memory per test process
+from fleetbake.pipeline import cpython, engine, families, identity, record, windows_verify
 from fleetbake.pipeline.matrix import Configuration, Matrix, RowView
 from fleetbake.pipeline.modules import OPTIONAL_MODULES
+from fleetbake.worker import ccache as compiler_cache
 
 if TYPE_CHECKING:
     from testcontainers.core.container import DockerContainer
@@ -68,9 +75,36 @@ class ConfigResult:
     tests: dict[str, int] = field(default_factory=dict)
     record: Path | None = None
     row_family: str = "debian"
+    ccache: bool = False  # the build went through ccache (verify --ccache, and the image turned it on)
+    ccache_stats: dict | None = None  # compiler_cache.parse_stats of the build's `ccache --print-stats`
+    jobs: dict = field(default_factory=dict)  # the -j of make and of the tests, and why (parallelism)
 
     def seconds(self, *names: str) -> float:
         return sum(s.seconds for s in self.steps if s.name in names)
+
+
+def _mib(size: str) -> int:
+    """A docker-py memory size ("8g", "512m", bytes) in MiB."""
+    match = re.fullmatch(r"([0-9]+)([kmg]?)", size.lower())
+    assert match, f"not a memory size: {size}"
+    return int(match.group(1)) * {"": 1, "k": 2**10, "m": 2**20, "g": 2**30}[match.group(2)] // 2**20
+
+
+def smoke_jobs(config: Configuration, jobs: int) -> int:
+    """The smoke tests' -j: one test process per CPU (`jobs`), but no more than there are test files, nor more than
+    the sandbox's memory holds (request.MB_PER_TEST_PROCESS each)."""
+    return max(1, min(jobs, len(config.smoke or []) or jobs, _mib(SANDBOX["mem_limit"]) // MB_PER_TEST_PROCESS))
+
+
+def parallelism(config: Configuration, jobs: int, requested: bool, windows: bool = False) -> dict:
+    """What the record says about -j: make's, the tests', and how they were chosen."""
+    tests = smoke_jobs(config, jobs)
+    chosen = "--jobs" if requested else "the CPU count"
+    limits = (f"at most one per CPU (-j{jobs}, {chosen}), per smoke test file ({len(config.smoke or [])}) and per "
+              f"{MB_PER_TEST_PROCESS} MiB of the sandbox's {SANDBOX['mem_limit']} memory")
+    if windows:
+        return {"make": None, "tests": tests, "how": f"build.bat with its own parallelism; tests -j{tests}: {limits}"}
+    return {"make": jobs, "tests": tests, "how": f"make -j{jobs} ({chosen}); tests -j{tests}: {limits}"}
 
 
 def smoke_command(config: Configuration, source: cpython.Source, jobs: int) -> list[str]:
@@ -82,7 +116,7 @@ def smoke_command(config: Configuration, source: cpython.Source, jobs: int) -> l
     return [
         "xvfb-run", "--auto-servernum", "--server-args=-screen 0 1024x768x24",
         *python, "-m", "test", "--fail-env-changed", "--slowest", "-W",
-        f"-j{jobs}", f"-u{TEST_RESOURCES}", f"--timeout={timeout}",
+        f"-j{smoke_jobs(config, jobs)}", f"-u{TEST_RESOURCES}", f"--timeout={timeout}",
         "--junit-xml", f"{WORK}/test-results.xml", *(config.smoke or []),
     ]
 
@@ -92,11 +126,21 @@ def step_env(config: Configuration) -> dict[str, str]:
     return {**config.env, "BUILDBOT": "1", "TERM": "xterm"}
 
 
+# With ccache: the image's own decision (its PATH and CCACHE_DIR for the steps, as one JSON line), the statistics
+# zeroed before the build and read after it, all in the container, as the build user.
+CCACHE_STEPS = {
+    "ccache": [*families.ENTRYPOINT[:2], "-m", "fleetbake.worker.ccache", "env"],
+    "ccache-zero": ["ccache", "--zero-stats"],
+    "ccache-stats": ["ccache", "--print-stats"],
+}
+
+
 def plan(config: Configuration, source: cpython.Source, jobs: int,
-         missing_ok: dict[str, str] | None = None) -> list[tuple[str, list[str]]]:
+         missing_ok: dict[str, str] | None = None, ccache: bool = False) -> list[tuple[str, list[str]]]:
     """The fleet's UnixBuild sequence for one configuration, as (step, argv) pairs.
 
-    `missing_ok`: the row's optional modules that may stay unbuilt; they are not imported.
+    `missing_ok`: the row's optional modules that may stay unbuilt; they are not imported. `ccache`: the
+    build goes through ccache (the steps `ccache`, `ccache-zero` before configure, `ccache-stats` after make).
     """
     modules = [m for m in OPTIONAL_MODULES if m not in (missing_ok or {})]
     name = source.path.name
@@ -104,10 +148,14 @@ def plan(config: Configuration, source: cpython.Source, jobs: int,
         unpack = f"mkdir -p {WORK} && tar -xf {SOURCE_MOUNT}/{shlex.quote(name)} -C {WORK} --strip-components=1"
     else:
         unpack = f"mkdir -p {WORK} && cp -a {SOURCE_MOUNT}/{shlex.quote(name)}/. {WORK}/"
+    before = [(name, CCACHE_STEPS[name]) for name in ("ccache", "ccache-zero")] if ccache else []
+    after = [("ccache-stats", CCACHE_STEPS["ccache-stats"])] if ccache else []
     steps = [
         ("unpack", ["sh", "-c", unpack]),
+        *before,
         ("configure", ["./configure", f"--prefix={WORK}/target", *config.configure]),
         ("make", ["make", f"-j{jobs}", "all"]),
+        *after,
         ("pythoninfo", ["make", "pythoninfo"]),
         ("modules", ["./python", "-c", "import importlib, sys; [importlib.import_module(m) for m in sys.argv[1:]]", *modules]),
     ]
@@ -170,6 +218,18 @@ SANDBOX = dict(
 TMPFS = {"/tmp": "rw,exec,nosuid,nodev,size=4g"}
 
 
+VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}")
+
+
+def ccache_volume(row: RowView, name: str | None = None) -> str:
+    """The named volume verify --ccache mounts at /ccache: the row's own (its build uid owns it), or `name`."""
+    volume = name or f"fleetbake-ccache-{row.name}"
+    if not VOLUME_NAME.fullmatch(volume):
+        raise UsageError(f"--ccache-volume {volume!r}: a Docker volume name (letters, digits, '_', '.', '-'), "
+                         "never a path: the cache must be a named volume")
+    return volume
+
+
 def verify(
     matrix: Matrix,
     row: RowView,
@@ -178,28 +238,54 @@ def verify(
     jobs: int | None = None,
     log: Log = print,
     image: str | None = None,
+    ccache: bool = False,
+    ccache_volume_name: str | None = None,
 ) -> list[ConfigResult]:
+    """`ccache` (or a `ccache_volume_name`): the builds go through ccache, on a named volume kept between runs."""
     spec = cpython_spec or row.spec.cpython
     if spec is None:
         raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: pass --cpython DIR|TARBALL|URL|git:REF")
+    volume = None
+    if ccache or ccache_volume_name:
+        if row.spec.family == "windows":
+            raise UsageError(f"--ccache: {row.name} is a Windows row; ccache is in the Linux images only")
+        volume = ccache_volume(row, ccache_volume_name)
     engine.require_os(row, "verify", "verifies")
     cpython.check_fetchable(spec)
     tag, image_id = _image(row, image)
     source = cpython.resolve(spec, log)
     tree = windows_verify.prepare_tree(source, log) if row.spec.family == "windows" else None
-    log(f"verify {row.name}: image {tag} ({image_id[:19]}), CPython {source.version} from {source.spec}")
+    log(f"verify {row.name}: image {tag} ({image_id[:19]}), CPython {source.version} from {source.spec}"
+        + (f", ccache on volume {volume}" if volume else ""))
+    requested = jobs is not None
     jobs = jobs or os.cpu_count() or 2
     results = []
     for name in configs:
-        results.append(_verify_config(row, name, row.configurations[name], image_id, source, jobs, log, tree))
+        results.append(_verify_config(row, name, row.configurations[name], image_id, source, jobs, log, tree,
+                                      ccache_volume=volume, jobs_requested=requested))
     return results
+
+
+def ccache_env(output: str) -> dict:
+    """The image's decision (`python3 -I -m fleetbake.worker.ccache env`): its last line, a JSON object."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("{"):
+            try:
+                decision = json.loads(line)
+            except ValueError:
+                break
+            if isinstance(decision, dict) and isinstance(decision.get("env"), dict):
+                return decision
+            break
+    return {"enabled": False, "reason": "the image printed no decision (a fleetbake image from before ccache?)", "env": {}}
 
 
 def _verify_config(
     row: RowView, name: str, config: Configuration, image_id: str, source: cpython.Source, jobs: int, log: Log,
-    tree: Path | None = None,
+    tree: Path | None = None, ccache_volume: str | None = None, jobs_requested: bool = False,
 ) -> ConfigResult:
-    result = ConfigResult(row.name, name, image_id, passed=False, reason="", row_family=row.spec.family)
+    result = ConfigResult(row.name, name, image_id, passed=False, reason="", row_family=row.spec.family,
+                          jobs=parallelism(config, jobs, jobs_requested, row.spec.family == "windows"))
     started = dt.datetime.now(dt.timezone.utc)
     if config.requires_python and source.version_tuple < tuple(int(p) for p in config.requires_python.split(".")):
         result.reason = f"needs CPython >= {config.requires_python}, the source is {source.version}"
@@ -208,16 +294,16 @@ def _verify_config(
 
     windows = row.spec.family == "windows"
     if windows:
-        steps = windows_verify.plan(config, TEST_RESOURCES, jobs)
+        steps = windows_verify.plan(config, TEST_RESOURCES, smoke_jobs(config, jobs))
     else:
-        steps = plan(config, source, jobs, row.spec.missing_ok)
+        steps = plan(config, source, jobs, row.spec.missing_ok, ccache=ccache_volume is not None)
     env = step_env(config)
     log_path = record.log_path(image_id, name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
     partial = log_path.with_name(f".{name}.log.{os.getpid()}")  # a concurrent run never truncates this run's log
     junit = None
     try:
-        with partial.open("w", encoding="utf-8") as log_file, _container(row, image_id, source, tree) as container:
+        with partial.open("w", encoding="utf-8") as log_file, _container(row, image_id, source, tree, ccache_volume) as container:
             api = engine.client().api
             cid = container.get_wrapped_container().id
             for index, (step, argv) in enumerate(steps, start=1):
@@ -232,6 +318,15 @@ def _verify_config(
                 exit_code, output = _exec(api, cid, argv, env, workdir,
                                           lambda line: (log(f"{prefix} {line}"), log_file.write(line + "\n")))
                 result.steps.append(StepResult(step, exit_code, round(time.monotonic() - begun, 1)))
+                if step == "ccache" and exit_code == 0:
+                    decision = ccache_env(output)
+                    if not decision.get("enabled"):
+                        result.reason = f"ccache is off in the image: {decision.get('reason', '?')}"
+                        break
+                    env.update({str(k): str(v) for k, v in decision["env"].items()})
+                    result.ccache = True
+                if step == "ccache-stats" and exit_code == 0:
+                    result.ccache_stats = compiler_cache.parse_stats(output)
                 if step == "make":
                     missing = missing_modules(output)
                     result.missing_ok = {m: row.spec.missing_ok[m] for m in missing if m in row.spec.missing_ok}
@@ -272,7 +367,8 @@ def _containers() -> type[DockerContainer]:
 class _container:
     """A hardened, network-less container of the image, removed (with its volume) on exit."""
 
-    def __init__(self, row: RowView, image_id: str, source: cpython.Source, tree: Path | None = None):
+    def __init__(self, row: RowView, image_id: str, source: cpython.Source, tree: Path | None = None,
+                 ccache_volume: str | None = None):
         self.buildarea: Path | None = None
         if row.spec.family == "windows":
             assert tree is not None, "verify prepares the Windows tree first"
@@ -290,6 +386,8 @@ class _container:
         self.container.with_volume_mapping(str(source.path), f"{SOURCE_MOUNT}/{source.path.name}", "ro")
         for target, options in TMPFS.items():  # with_tmpfs_mount passes its "size" through as the mount options
             self.container.with_tmpfs_mount(target, options)
+        if ccache_volume:  # a named volume: Docker creates it from the image's /ccache (owned by the build user)
+            self.container.with_volume_mapping(ccache_volume, compiler_cache.CACHE_DIR, "rw")
         self.container.with_kwargs(user=build_user(image_id), labels={VERIFY_LABEL: row.name}, **SANDBOX)
 
     def __enter__(self) -> DockerContainer:
@@ -366,6 +464,9 @@ def _write_record(
         "missing_modules": result.missing_modules,
         "missing_ok": result.missing_ok,
         "tests": result.tests,
+        "jobs": result.jobs,
+        "ccache": result.ccache,
+        "ccache_stats": result.ccache_stats,
         "started": record.timestamp(started),
     }, junit)
     return result
@@ -378,6 +479,8 @@ def summary_table(results: list[ConfigResult]) -> str:
         detail = r.reason if not r.passed else f"{tests.get('tests', 0)} tests, {tests.get('skipped', 0)} skipped"
         if r.missing_ok:
             detail += f"; not built, as the row allows: {', '.join(r.missing_ok)}"
+        if r.ccache_stats:
+            detail += f"; ccache {r.ccache_stats['hits']} hits, {r.ccache_stats['misses']} misses"
         rows.append(
             (
                 f"{r.row}/{r.configuration}",
@@ -399,11 +502,13 @@ def _duration(seconds: float) -> str:
 
 
 def verify_rows(matrix: Matrix, rows: list[RowView], config: str, cpython: str | None = None, jobs: int | None = None,
-                image: str | None = None, log: Log = print) -> bool:
+                image: str | None = None, log: Log = print, ccache: bool = False,
+                ccache_volume_name: str | None = None) -> bool:
     """`invoke verify`: each row's configurations (a name or 'all'), a summary table per row; True when all passed."""
     passed = True
     for row in rows:
-        results = verify(matrix, row, matrix.configurations(row, config), cpython, jobs, log, image)
+        results = verify(matrix, row, matrix.configurations(row, config), cpython, jobs, log, image, ccache,
+                         ccache_volume_name)
         log(summary_table(results))
         passed &= all(result.passed for result in results)
     return passed

@@ -106,6 +106,16 @@ build {
   provisioner "shell" {
     inline = [
       "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/configure-ccache.sh /opt/fleetbake/provision/",
+      "WORKER_USER=buildbot WRAPPER_DIR=/usr/lib/ccache CACHE_DIR=/ccache MAX_SIZE=5G /opt/fleetbake/provision/configure-ccache.sh",
+    ]
+    execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-worker.sh /opt/fleetbake/provision/",
       "BUILDBOT_WORKER_VERSION=4.3.0 WORKER_PIP_EXTRAS=boto3 /opt/fleetbake/provision/install-worker.sh",
     ]
@@ -133,7 +143,7 @@ build {
       "install -d -m 0755 /opt/fleetbake",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/ami/fleetbake-worker-config /opt/fleetbake/",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/ami/fleetbake-latent-stop /opt/fleetbake/",
-      "install -d -m 0755 /etc/systemd/system/fleetbake-worker.service.d && printf '%s\\n' '[Service]' 'Environment=\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"' 'Environment=\"LANG=C.UTF-8\"' 'Environment=\"FLEETBAKE_ROW=debian-12\"' 'Environment=\"FLEETBAKE_IMAGE=fleetbake/worker:debian-12\"' 'Environment=\"FLEETBAKE_USER=buildbot\"' > /etc/systemd/system/fleetbake-worker.service.d/image.conf && chmod 0644 /etc/systemd/system/fleetbake-worker.service.d/image.conf",
+      "install -d -m 0755 /etc/systemd/system/fleetbake-worker.service.d && printf '%s\\n' '[Service]' 'Environment=\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"' 'Environment=\"LANG=C.UTF-8\"' 'Environment=\"FLEETBAKE_ROW=debian-12\"' 'Environment=\"FLEETBAKE_IMAGE=fleetbake/worker:debian-12\"' 'Environment=\"FLEETBAKE_USER=buildbot\"' 'Environment=\"FLEETBAKE_CCACHE_WRAPPERS=/usr/lib/ccache\"' > /etc/systemd/system/fleetbake-worker.service.d/image.conf && chmod 0644 /etc/systemd/system/fleetbake-worker.service.d/image.conf",
       "systemctl enable fleetbake-worker-config.service fleetbake-worker.service",
     ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"

@@ -33,7 +33,7 @@ source "docker" "worker" {
   pull          = false
   container_dir = "/mnt"
   changes = [
-    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 FLEETBAKE_ROW=debian-13 FLEETBAKE_IMAGE=fleetbake/worker:debian-13 FLEETBAKE_USER=buildbot",
+    "ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 FLEETBAKE_ROW=debian-13 FLEETBAKE_IMAGE=fleetbake/worker:debian-13 FLEETBAKE_USER=buildbot FLEETBAKE_CCACHE_WRAPPERS=/usr/lib/ccache",
     "VOLUME [\"/buildarea\"]",
     "WORKDIR /buildarea",
     "LABEL org.opencontainers.image.source=https://github.com/python/fleetbake org.opencontainers.image.title=\"CPython buildbot worker (debian-13)\" org.opencontainers.image.base.name=debian:13 io.fleetbake.row=debian-13 io.fleetbake.worker-version=4.3.0 io.fleetbake.fleetbake-version=0.1.0",
@@ -93,6 +93,15 @@ build {
       "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/create-user.sh /opt/fleetbake/provision/",
       "WORKER_USER=buildbot WORKER_UID=1000 /opt/fleetbake/provision/create-user.sh",
+    ]
+  }
+
+
+  provisioner "shell" {
+    inline = [
+      "install -d -m 0755 /opt/fleetbake/provision",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/configure-ccache.sh /opt/fleetbake/provision/",
+      "WORKER_USER=buildbot WRAPPER_DIR=/usr/lib/ccache CACHE_DIR=/ccache MAX_SIZE=5G /opt/fleetbake/provision/configure-ccache.sh",
     ]
   }
 

@@ -13,6 +13,8 @@ reports through a second pipe, into a root-owned file that the HEALTHCHECK
 reads and no build step can write. It also watches the free space of the
 buildarea (fleetbake.worker.disk): below WORKER_MIN_FREE_GB the health file
 says so, and idle builder directories are emptied until the space is back.
+Before the drop it decides whether builds use ccache (fleetbake.worker.ccache:
+only with a volume mounted at /ccache) and logs one line saying which.
 
 `docker run IMAGE`            joins the fleet (the default `worker` command)
 `docker run IMAGE hostinfo`   prints what info/host would say
@@ -41,7 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fleetbake import files
-from fleetbake.worker import disk, fleet, hostport
+from fleetbake.worker import ccache, disk, fleet, hostport
 
 PROG = "fleetbake-worker"
 BUILDAREA = "/buildarea"
@@ -205,8 +207,10 @@ def _readable_by(info: os.stat_result, uid: int) -> bool:
     return bool(info.st_mode & stat.S_IROTH)
 
 
-def worker_environment(env: dict[str, str], user: pwd.struct_passwd) -> dict[str, str]:
-    """What twistd, and so every build step, gets: no secrets, the user's HOME."""
+def worker_environment(env: dict[str, str], user: pwd.struct_passwd,
+                       cache: ccache.Decision | None = None) -> dict[str, str]:
+    """What twistd, and so every build step, gets: no secrets, the user's HOME; with ccache on (`cache`), its
+    wrappers first in PATH and its directory."""
     blacklist = env.get("WORKER_ENVIRONMENT_BLACKLIST", "WORKERPASS").split()
     clean = {
         key: value
@@ -215,7 +219,20 @@ def worker_environment(env: dict[str, str], user: pwd.struct_passwd) -> dict[str
     }
     clean.update(HOME=user.pw_dir, USER=user.pw_name, LOGNAME=user.pw_name)
     clean.setdefault("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-    return clean
+    return ccache.apply(clean, cache) if cache is not None else clean
+
+
+def ccache_decision(env: dict[str, str], user: pwd.struct_passwd) -> ccache.Decision:
+    """Whether the build user's builds use ccache (a volume mounted at WORKER_CCACHE_DIR, default /ccache)."""
+    try:
+        return ccache.decide(env, user.pw_uid, user.pw_name)
+    except ccache.SettingError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def log_ccache(decision: ccache.Decision) -> None:
+    """The one line the worker logs about ccache: a warning when a mounted cache cannot be used."""
+    (_warn if decision.warning else _say)(decision.line())
 
 
 def drop_privileges_argv(user: pwd.struct_passwd, can_drop_bounding: bool) -> list[str]:
@@ -241,8 +258,9 @@ def has_capability(cap: int, status_path: str = "/proc/self/status") -> bool:
     return False
 
 
-def host_info(image: str = "", worker_version: str = "") -> str:
-    """info/host from the real machine, as LLVM's fleet does it."""
+def host_info(image: str = "", worker_version: str = "", env: dict[str, str] | None = None) -> str:
+    """info/host from the real machine, as LLVM's fleet does it; `env`: the builds' environment (default this
+    process's), which says whether they use ccache."""
     lines = []
     release = _os_release().get("PRETTY_NAME", platform.system())
     lines.append(f"OS: {release} ({image})" if image else f"OS: {release}")
@@ -261,6 +279,9 @@ def host_info(image: str = "", worker_version: str = "") -> str:
         version = _command_version([compiler, "--version"])
         if version:
             lines.append(f"Compiler: {version}")
+    cache = ccache.describe(os.environ if env is None else env)
+    if cache:
+        lines.append(f"Compiler cache: {_command_version(['ccache', '--version']) or 'ccache'}, {cache}")
     if worker_version:
         lines.append(f"buildbot-worker: {worker_version}")
     lines.append(f"Python running the worker: {platform.python_version()}")
@@ -374,6 +395,10 @@ def disk_watch(cfg: disk.Settings, prefix: list[str]) -> disk.Watch:
 def start_worker(env: dict[str, str]) -> int:
     cfg = settings(env)  # fail fast, before anything starts
     disk_settings(env, check_size=False)
+    try:
+        ccache.settings(env)
+    except ccache.SettingError as exc:
+        raise ConfigError(str(exc)) from None
     if os.getuid() == 0:
         user = build_user(env)
         password = read_password(env, user.pw_uid)
@@ -387,6 +412,7 @@ def start_worker(env: dict[str, str]) -> int:
         prefix = []
         _warn("started as a non-root user: build steps can read this process's environment and forge its health")
     watch = disk_watch(disk_settings(env), prefix)
+    cache = ccache_decision(env, user)
     payload = pipe_payload(cfg, password)
     try:
         own_health_dir()
@@ -397,8 +423,9 @@ def start_worker(env: dict[str, str]) -> int:
     os.write(secret_write, payload)  # at most PIPE_BUF bytes into an empty pipe: never blocks
     os.close(secret_write)
     del password, payload
+    log_ccache(cache)
     status_read, status_write = os.pipe()
-    child_env = worker_environment(env, user)
+    child_env = worker_environment(env, user, cache)
     child_env[PASSWORD_FD_VAR] = str(secret_read)
     child_env[STATUS_FD_VAR] = str(status_write)
     argv = prefix + twistd_argv()
@@ -500,10 +527,11 @@ def _forward(pid: int, signum: int) -> None:
 def run_command(env: dict[str, str], argv: list[str]) -> None:
     if os.getuid() == 0:
         user = build_user(env)
-        child_env = worker_environment(env, user)
+        child_env = worker_environment(env, user, ccache_decision(env, user))
         argv = drop_privileges_argv(user, has_capability(CAP_SETPCAP)) + argv
     else:
-        child_env = worker_environment(env, pwd.getpwuid(os.getuid()))
+        user = pwd.getpwuid(os.getuid())
+        child_env = worker_environment(env, user, ccache_decision(env, user))
     try:
         os.execvpe(argv[0], argv, child_env)
     except FileNotFoundError:
@@ -561,6 +589,10 @@ def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
 
 
+def _say(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str]) -> int:
     env = dict(os.environ)
     try:
@@ -574,8 +606,16 @@ def main(argv: list[str]) -> int:
             return health()
         elif argv[0] == "hostinfo":  # what info/host will say, WORKER_HOST_INFO included
             cfg = settings({**env, "WORKERNAME": "hostinfo"})
-            sys.stdout.write(with_newline(cfg.host_info) if cfg.host_info
-                             else host_info(env.get("FLEETBAKE_IMAGE", ""), installed_worker_version()))
+            if cfg.host_info:
+                sys.stdout.write(with_newline(cfg.host_info))
+            else:  # what the builds' environment will be, ccache included
+                try:
+                    user = build_user(env) if os.getuid() == 0 else pwd.getpwuid(os.getuid())
+                except ConfigError:  # no build user (not an image): no builds to describe
+                    builds = env
+                else:
+                    builds = worker_environment(env, user, ccache_decision(env, user))
+                sys.stdout.write(host_info(env.get("FLEETBAKE_IMAGE", ""), installed_worker_version(), builds))
         else:
             run_command(env, argv)
     except ConfigError as exc:
