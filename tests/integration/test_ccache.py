@@ -45,7 +45,7 @@ def output(container) -> tuple[int, str]:
 
 
 def test_the_image_wraps_gcc_and_clang_and_builds_see_no_ccache_without_a_volume(image, run):
-    container = run(image.image_id, ["sh", "-c", "ls /usr/lib/ccache; echo PATH=$PATH; echo DIR=${CCACHE_DIR-unset}; "
+    container = run(image.image_id, command=["sh", "-c", "ls /usr/lib/ccache; echo PATH=$PATH; echo DIR=${CCACHE_DIR-unset}; "
                                                 "cat /etc/ccache.conf; stat -c '%U %a' /ccache"], **HARDENED)
     status, out = output(container)
     assert status == 0, out
@@ -56,7 +56,7 @@ def test_the_image_wraps_gcc_and_clang_and_builds_see_no_ccache_without_a_volume
 
 
 def test_a_fresh_named_volume_caches_gcc_and_clang_under_the_hardened_run_line(image, run, client, volume):
-    container = run(image.image_id, ["sh", "-c", COMPILE_TWICE], volumes={volume: {"bind": "/ccache", "mode": "rw"}},
+    container = run(image.image_id, command=["sh", "-c", COMPILE_TWICE], volumes={volume: {"bind": "/ccache", "mode": "rw"}},
                     **HARDENED)
     status, out = output(container)
     assert status == 0, out
@@ -91,9 +91,10 @@ def test_verify_with_ccache_twice_is_warm_the_second_time(live_project, image, v
     row, source = m.rows["debian-12"], live_project.rows["debian-12"].spec.cpython
     [cold] = verify.verify(m, row, ["pydebug"], source, image=image.image_id, ccache_volume_name=volume, log=print)
     assert cold.passed, cold.reason
+    cold_record = json.loads(cold.record.read_text())  # the warm run writes the same record file
     [warm] = verify.verify(m, row, ["pydebug"], source, image=image.image_id, ccache_volume_name=volume, log=print)
     assert warm.passed, warm.reason
-    cold_record, warm_record = (json.loads(r.record.read_text()) for r in (cold, warm))
+    warm_record = json.loads(warm.record.read_text())
     assert cold_record["ccache"] is True and warm_record["ccache"] is True
     assert cold_record["ccache_stats"]["misses"] > cold_record["ccache_stats"]["hits"]
     assert warm_record["ccache_stats"]["hits"] > warm_record["ccache_stats"]["misses"]
