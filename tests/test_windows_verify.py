@@ -217,6 +217,9 @@ def test_the_container_mounts_the_tree_read_only_and_a_buildarea_the_user_may_ch
             return type("Image", (), {"attrs": {"Config": {"User": "ContainerUser"}}})()
 
     monkeypatch.setattr(engine, "client", lambda: type("Engine", (), {"images": Images()})())
+    from testcontainers.core import container as testcontainers_container
+
+    monkeypatch.setattr(testcontainers_container, "DockerClient", lambda **kw: None)  # a unit test: no engine
     monkeypatch.setenv("FLEETBAKE_BUILD_DIR", str(tmp_path / "build"))
     granted = []
     monkeypatch.setattr(windows_verify.proc, "run", lambda argv, **kwargs: granted.append(argv))
@@ -232,3 +235,31 @@ def test_the_container_mounts_the_tree_read_only_and_a_buildarea_the_user_may_ch
     monkeypatch.setattr(container, "stop", lambda **kw: None)
     holder.__exit__(None, None, None)
     assert not holder.buildarea.exists()
+
+
+class FakeExecApi:
+    """docker-py's exec calls, answering one exec with (stdout, stderr) and an exit code."""
+
+    def __init__(self, stdout, stderr=b"", exit_code=0):
+        self.answer, self.exit_code, self.argv = (stdout, stderr), exit_code, None
+
+    def exec_create(self, cid, argv):
+        self.argv = argv
+        return {"Id": "exec1"}
+
+    def exec_start(self, exec_id, demux):
+        assert demux is True  # stderr apart: PowerShell writes warnings and progress records there
+        return self.answer
+
+    def exec_inspect(self, exec_id):
+        return {"ExitCode": self.exit_code}
+
+
+def test_the_junit_file_comes_back_from_stdout_only():
+    import base64
+
+    api = FakeExecApi(base64.b64encode(b"<testsuites/>") + b"\r\n", stderr=b"WARNING: progress\r\n")
+    assert windows_verify.read_junit(api, "cid") == b"<testsuites/>"
+    assert api.argv[:2] == ["powershell", "-NoProfile"] and "C:\\buildarea\\cpython\\test-results.xml" in api.argv[-1]
+    assert windows_verify.read_junit(FakeExecApi(b"", exit_code=1), "cid") is None  # no file: the record says so
+    assert windows_verify.read_junit(FakeExecApi(b"not base64 at all!"), "cid") is None

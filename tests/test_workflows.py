@@ -60,26 +60,22 @@ def runner_os(label: str) -> str:
     raise AssertionError(f"unknown runner label {label!r}: say which OS it runs")
 
 
-def commands(text: str, seen: frozenset = frozenset()) -> list[str]:
-    """`invoke ...` command lines in a step's run text, following the repository scripts it runs."""
-    found = []
+def scripts_text(text: str, seen: frozenset = frozenset()) -> str:
+    """A step's run text, comment lines left out, each repository script it runs following the line that runs it."""
+    parts = []
     for line in text.splitlines():
         if line.lstrip().startswith("#"):
             continue
+        parts.append(line)
         for script in SCRIPT.findall(line):
             if script not in seen and (ROOT / script).is_file():
-                found += commands((ROOT / script).read_text(), seen | {script})
-        found += [f"invoke {task}{rest}".strip() for task, rest in INVOKE.findall(line)]
-    return found
-
-
-def scripts_text(text: str, seen: frozenset = frozenset()) -> str:
-    """A step's run text with the text of every repository script it runs."""
-    parts = [text]
-    for script in SCRIPT.findall(text):
-        if script not in seen and (ROOT / script).is_file():
-            parts.append(scripts_text((ROOT / script).read_text(), seen | {script}))
+                parts.append(scripts_text((ROOT / script).read_text(), seen | {script}))
     return "\n".join(parts)
+
+
+def commands(text: str) -> list[str]:
+    """`invoke ...` command lines in a step's run text and the repository scripts it runs."""
+    return [f"invoke {task}{rest}".strip() for task, rest in INVOKE.findall(scripts_text(text))]
 
 
 def step_shell(workflow: dict, job: dict, step: dict, system: str) -> str:

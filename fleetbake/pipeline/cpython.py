@@ -75,7 +75,8 @@ def resolve(spec: str, log: Log = print) -> Source:
 def check_fetchable(spec: str) -> None:
     """Refuse, before any work, a source this host cannot fetch by design: Debian's archive needs apt-get and
     Debian's archive keyring (an Ubuntu host trusts only Ubuntu's keys). A cached tarball needs neither."""
-    if not spec.startswith("debian:") or (_debian_home(spec) and _orig_tarballs(*_debian_home(spec))):
+    debian = _debian_source_parts(spec)
+    if debian is None or _orig_tarballs(debian[0], debian[2]):
         return
     if shutil.which("apt-get") is None:
         raise CannotBuildHere(f"cannot fetch here: --cpython {spec} comes from Debian's archive through apt-get, "
@@ -85,9 +86,10 @@ def check_fetchable(spec: str) -> None:
                               f"{DEBIAN_KEYRING}, which is missing (apt-get install debian-archive-keyring)")
 
 
-def _debian_home(spec: str) -> tuple[Path, str] | None:
+def _debian_source_parts(spec: str) -> tuple[Path, str, str] | None:
+    """(cache folder, suite, package) of `debian:SUITE/python3.N`, or None for any other spec."""
     match = re.fullmatch(r"debian:([a-z]+)/(python3\.[0-9]+)", spec)
-    return (cache() / f"debian-{match.group(1)}-{match.group(2)}", match.group(2)) if match else None
+    return (cache() / f"debian-{match.group(1)}-{match.group(2)}", *match.groups()) if match else None
 
 
 def from_directory(spec: str, path: Path) -> Source:
@@ -161,10 +163,10 @@ def git_checkout(ref: str, log: Log) -> Path:
 
 def debian_source(spec: str, log: Log) -> Path:
     """`debian:trixie/python3.13` -> the upstream tarball from Debian's source archive."""
-    if _debian_home(spec) is None:
+    debian = _debian_source_parts(spec)
+    if debian is None:
         raise UsageError(f"--cpython {spec}: expected debian:SUITE/python3.N")
-    home, package = _debian_home(spec)
-    suite = spec.removeprefix("debian:").split("/")[0]
+    home, suite, package = debian
     found = _orig_tarballs(home, package)
     if found:
         log(f"cpython: cached {found[-1]}")

@@ -14,7 +14,6 @@ build/reports/<image id>/ (fleetbake.record).
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import io
 import json
@@ -333,7 +332,7 @@ def _verify_config(
                     result.missing_modules = [m for m in missing if m not in row.spec.missing_ok]
                 if step == "tests":
                     if windows:
-                        junit = _read_windows_file(api, cid, f"{windows_verify.WORK}\\{windows_verify.JUNIT}")
+                        junit = windows_verify.read_junit(api, cid)
                     else:
                         junit = _copy_out(container, f"{WORK}/test-results.xml")
                     if junit:
@@ -428,20 +427,6 @@ def _copy_out(container: DockerContainer, path: str) -> bytes | None:
     with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
         member = archive.next()
         return archive.extractfile(member).read() if member else None
-
-
-def _read_windows_file(api, cid: str, path: str) -> bytes | None:
-    """A file's bytes through `docker exec`, base64 on stdout (`docker cp` from a running Windows container
-    works only under process isolation; exec under both)."""
-    script = f"[Convert]::ToBase64String([IO.File]::ReadAllBytes('{path}'))"
-    exec_id = api.exec_create(cid, ["powershell", "-NoProfile", "-NonInteractive", "-Command", script])["Id"]
-    stdout, _ = api.exec_start(exec_id, demux=True)  # stderr (warnings, progress records) kept apart
-    if api.exec_inspect(exec_id)["ExitCode"] != 0 or not stdout:
-        return None
-    try:
-        return base64.b64decode(stdout.strip(), validate=True)
-    except ValueError:
-        return None
 
 
 def _write_record(

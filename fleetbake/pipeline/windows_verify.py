@@ -12,6 +12,7 @@ container settings, the tree and the record are unit-tested on Linux.
 
 from __future__ import annotations
 
+import base64
 import re
 import tarfile
 from pathlib import Path, PurePosixPath
@@ -62,6 +63,20 @@ def plan(config: Configuration, resources: str, jobs: int) -> list[tuple[str, li
 
 def workdir(step: str) -> str:
     return BUILDAREA if step == "unpack" else WORK
+
+
+def read_junit(api, cid: str) -> bytes | None:
+    """The test step's JUnit file through `docker exec`, base64 on stdout (`docker cp` from a running Windows
+    container works only under process isolation; exec under both)."""
+    script = f"[Convert]::ToBase64String([IO.File]::ReadAllBytes('{WORK}\\{JUNIT}'))"
+    exec_id = api.exec_create(cid, ["powershell", "-NoProfile", "-NonInteractive", "-Command", script])["Id"]
+    stdout, _ = api.exec_start(exec_id, demux=True)  # stderr (warnings, progress records) kept apart
+    if api.exec_inspect(exec_id)["ExitCode"] != 0 or not stdout:
+        return None
+    try:
+        return base64.b64decode(stdout.strip(), validate=True)
+    except ValueError:
+        return None
 
 
 def build_user(image_config: dict) -> str:
