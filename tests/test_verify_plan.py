@@ -132,6 +132,9 @@ def test_the_ccache_volume_is_a_named_volume_never_a_path(project):
 
 def test_the_container_mounts_the_cache_volume_read_write_at_ccache(project, monkeypatch):
     monkeypatch.setattr(verify.engine, "image_env", lambda image: {"FLEETBAKE_USER": "buildbot"})
+    from testcontainers.core import container as testcontainers_container
+
+    monkeypatch.setattr(testcontainers_container, "DockerClient", lambda **kw: None)  # a unit test: no engine
     src = source()
     plain = verify._container(project.rows["debian-12"], "sha256:abc", src).container
     assert "/ccache" not in [mount["bind"] for mount in plain.volumes.values()]
