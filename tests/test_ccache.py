@@ -10,7 +10,7 @@ import subprocess
 import pytest
 
 from conftest import ROOT
-from fleetbake.worker import ccache
+from fleetbake.worker import ccache, mounts
 
 ME = pwd.getpwuid(os.getuid())
 SCRIPT = ROOT / "images" / "common" / "scripts" / "configure-ccache.sh"
@@ -59,7 +59,7 @@ def test_a_mounted_volume_the_build_user_owns_turns_ccache_on(tmp_path, volume):
     decision = ccache.decide(env, ME.pw_uid, ME.pw_name, mountinfo(tmp_path, cache))
     assert decision.enabled and not decision.warning
     assert decision.env == {"PATH": f"{wrappers}:/usr/local/bin:/usr/bin:/bin", "CCACHE_DIR": str(cache),
-                            "CCACHE_TEMPDIR": f"{cache}/tmp"}
+                            "CCACHE_TEMPDIR": f"{cache}/tmp", "CCACHE_MAXSIZE": "5G"}
     assert decision.line() == f"ccache on: {cache} (a mounted volume, CCACHE_MAXSIZE=5G); compilers through {wrappers}"
     builds = ccache.apply(env, decision)
     assert builds["PATH"].split(":")[0] == str(wrappers) and builds["CCACHE_DIR"] == str(cache)
@@ -134,10 +134,10 @@ def test_bad_settings_are_one_line_errors(env, message):
 
 def test_mountinfo_paths_are_unescaped_and_read_only_is_read(tmp_path):
     spaced = tmp_path / "a dir"
-    table = ccache.mounts(mountinfo(tmp_path, spaced, tmp_path / "ro", read_only=(tmp_path / "ro",)))
+    table = mounts.table(mountinfo(tmp_path, spaced, tmp_path / "ro", read_only=(tmp_path / "ro",)))
     assert table == {"/": False, str(spaced): False, str(tmp_path / "ro"): True}
-    assert ccache.mounts(str(tmp_path / "absent")) == {}
-    assert "/" in ccache.mounts()  # this process's own
+    assert mounts.table(str(tmp_path / "absent")) == {}
+    assert "/" in mounts.table()  # this process's own
 
 
 def test_print_stats_become_hits_and_misses():
@@ -153,7 +153,7 @@ def test_print_stats_become_hits_and_misses():
 def test_the_env_command_prints_the_decision_as_one_json_line(tmp_path, volume, monkeypatch, capsys):
     cache, wrappers, env = volume
     monkeypatch.setattr(os, "environ", {**env, "USER": ME.pw_name})
-    monkeypatch.setattr(ccache, "MOUNTINFO", mountinfo(tmp_path, cache))
+    monkeypatch.setattr(mounts, "MOUNTINFO", mountinfo(tmp_path, cache))
     assert ccache.main(["env"]) == 0
     decision = json.loads(capsys.readouterr().out)
     assert decision["enabled"] is True and decision["env"]["CCACHE_DIR"] == str(cache)

@@ -23,7 +23,7 @@ def test_defaults_come_from_the_devguide_and_values_are_read():
     assert cfg.min_free == 10 * GB and cfg.idle_seconds == 5 * 60 and cfg.path == "/buildarea"
     assert cfg.threshold() == "WORKER_MIN_FREE_GB=10 GB"
     cfg = disk.settings({"WORKER_MIN_FREE_GB": " 2.5 ", "WORKER_DISK_INTERVAL": "5"}, "/srv/area")
-    assert (cfg.min_free, cfg.interval, cfg.idle_seconds, cfg.path) == (int(2.5 * GB), 5, 25, "/srv/area")
+    assert (cfg.min_free, cfg.interval, cfg.idle_seconds, cfg.path) == (int(2.5 * GB), 5, 60, "/srv/area")
     assert cfg.threshold() == "WORKER_MIN_FREE_GB=2.5 GB"
     assert disk.settings({"WORKER_MIN_FREE_GB": "0.03"}).threshold() == "WORKER_MIN_FREE_GB=0.03 GB"
 
@@ -152,7 +152,7 @@ def test_the_cleanup_runs_while_low_one_at_a_time_with_no_secret(tmp_path, monke
     clock.now += 5
     watch.poll()
     assert watch.cleaner is not None and watch.cleanups == 1
-    assert watch.cleaner.args[-3:] == ["--buildarea=/buildarea", f"--min-free-bytes={10 * GB}", "--idle-seconds=25"]
+    assert watch.cleaner.args[-3:] == ["--buildarea=/buildarea", f"--min-free-bytes={10 * GB}", "--idle-seconds=60"]
     assert watch.cleaner.args[-4] == "clean"
     assert set(watch.cleaner_env) == {"PATH", "LANG"}
     clock.now += 5
@@ -164,6 +164,19 @@ def test_the_cleanup_runs_while_low_one_at_a_time_with_no_secret(tmp_path, monke
     assert watch.cleaner is None and watch.problem is None
     recorded = calls.read_text().splitlines()
     assert len(recorded) == 1
+
+
+def test_a_cleanup_that_frees_nothing_is_not_restarted_before_its_interval():
+    """The supervisor polls about once a second; on a disk that stays low, one cleanup per interval, not per poll."""
+    free = [1 * GB]
+    watch, clock, _ = watch_with(free, interval=5, cleaner_argv=[sys.executable, "-c", "pass"])
+    for _ in range(12):
+        watch.poll()
+        if watch.cleaner is not None:
+            watch.cleaner.wait(timeout=30)
+        clock.now += 1
+    watch.poll()
+    assert watch.cleanups == 3 and watch.problem  # at 0, 5 and 10 s
 
 
 def test_a_failing_cleanup_is_told_once_and_the_watch_stops_its_cleaner():
@@ -349,6 +362,37 @@ def test_a_build_that_starts_meanwhile_keeps_its_directory(area):
     removed = disk.clean(str(area.root), 10**18, 60, space_of=lambda path: (0, 10**12), busy_of=busy,
                          clock=lambda: area.mid + 60, log=lambda line: None)
     assert removed == [] and names(area.root / "3.x.idle" / "build") and len(calls) == 4  # once, then per candidate
+
+
+def test_a_build_that_starts_while_the_entries_go_aside_gets_them_back(area):
+    """The last look comes once everything is aside: the build's files come back, nothing is removed; what the
+    build made anew meanwhile stays, and the old entry of that name waits aside for a later cleanup."""
+    build = area.root / "3.x.idle" / "build"
+
+    def starts(path):
+        if not (build.parent / disk.ASIDE).exists():
+            return set()
+        (area.root / "3.x.idle" / "Makefile").write_text("new")  # a build step began
+        return {"3.x.idle"}
+
+    lines = []
+    removed = disk.clean(str(area.root), 10**18, 60, space_of=lambda path: (0, 10**12), busy_of=starts,
+                         clock=lambda: area.mid + 60, log=lines.append)
+    assert "3.x.idle" not in removed
+    assert [line for line in lines if "3.x.idle/" in line and "a build started there meanwhile; left as it was" in line]
+    assert sorted(names(build)) == sorted([".git", "Lib", "dir-link", "precious-link", "python", "readonly"])
+    assert names(area.root / "3.x.idle") == ["Makefile", "build"]  # no folder left aside
+    assert (build.parent / "Makefile").read_text() == "new"
+
+
+def test_a_directory_with_a_mount_inside_is_left_alone(area, tmp_path):
+    """A bind mount of the same filesystem has the same st_dev: the mount table is what tells."""
+    info = tmp_path / "mountinfo"
+    info.write_text(f"21 1 0:20 / / rw - overlay overlay rw\n30 21 8:1 /srv {area.root}/3.x.idle/build/srv rw - ext4 /dev/sda1 rw\n")
+    _, kept = disk.candidates(os.open(area.root, os.O_RDONLY), str(area.root), 60, area.mid + 60, set(), str(info))
+    assert kept["3.x.idle"] == "a filesystem is mounted there"
+    _, kept = disk.candidates(os.open(area.root, os.O_RDONLY), str(area.root), 60, area.mid + 60, set(), str(tmp_path / "none"))
+    assert "3.x.idle" not in kept
 
 
 def test_a_link_into_a_recently_changed_place_does_not_make_a_directory_look_busy(area):

@@ -337,15 +337,17 @@ def ccache_env(tmp_path):
 
 
 def test_builds_get_ccache_only_when_the_entrypoint_turned_it_on(entrypoint, tmp_path, monkeypatch):
-    from fleetbake.worker import ccache
+    from fleetbake.worker import ccache, mounts
 
     env, info = ccache_env(tmp_path)
-    monkeypatch.setattr(ccache, "MOUNTINFO", info)
+    monkeypatch.setattr(mounts, "MOUNTINFO", info)
     on = entrypoint.ccache_decision(env, ME)
     assert on.enabled
     builds = entrypoint.worker_environment(env, ME, on)
     assert builds["PATH"] == f"{tmp_path}/wrappers:/usr/bin:/bin" and builds["CCACHE_DIR"] == f"{tmp_path}/ccache"
     assert builds["CCACHE_TEMPDIR"] == f"{tmp_path}/ccache/tmp"
+    # The bound is in the builds' environment, which outranks a ccache.conf a build step writes (ccache -M 0).
+    assert builds["CCACHE_MAXSIZE"] == "5G"
     assert "Compiler cache: " in entrypoint.host_info("img", "4.3.0", builds)
     unmounted = {**env, ccache.DIR_VAR: str(tmp_path)}
     off = entrypoint.ccache_decision(unmounted, ME)
@@ -381,14 +383,14 @@ def test_a_bad_ccache_setting_stops_the_worker_before_anything_starts(entrypoint
 
 
 def test_hostinfo_says_whether_builds_cache_their_compiles(entrypoint, tmp_path, monkeypatch, capsys):
-    from fleetbake.worker import ccache
+    from fleetbake.worker import mounts
 
     env, info = ccache_env(tmp_path)
-    monkeypatch.setattr(ccache, "MOUNTINFO", info)
+    monkeypatch.setattr(mounts, "MOUNTINFO", info)
     monkeypatch.setattr(entrypoint, "build_user", lambda env: ME)
     monkeypatch.setattr(os, "environ", env)
     assert entrypoint.main(["hostinfo"]) == 0
     assert "Compiler cache: " in capsys.readouterr().out
-    monkeypatch.setattr(ccache, "MOUNTINFO", str(tmp_path / "nothing-mounted"))
+    monkeypatch.setattr(mounts, "MOUNTINFO", str(tmp_path / "nothing-mounted"))
     assert entrypoint.main(["hostinfo"]) == 0
     assert "Compiler cache" not in capsys.readouterr().out

@@ -146,6 +146,7 @@ GOOD = ["--platform", "linux", "--name", "owner-debian12-x86_64", "--admin", "Ja
     ({"--buildarea": "/tmp/x'; rm -rf /"}, "error: --buildarea \"/tmp/x'; rm -rf /\": not a plain path"),
     ({"--password-file": "/etc/pw\n"}, "error: --password-file '/etc/pw\\n': not a plain path"),
     ({"--checkout": "/srv/$(reboot)"}, "error: --checkout '/srv/$(reboot)': not a plain path"),
+    ({"--checkout": "/srv/my fleetbake"}, "error: --checkout '/srv/my fleetbake': a path with a space breaks the systemd"),
 ])
 def test_bad_settings_are_refused_and_the_previous_files_kept(change, message, tmp_path):
     """`invoke service --out DIR` into a directory holding a previous good run and the owner's own file."""

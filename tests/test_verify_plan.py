@@ -146,7 +146,7 @@ def test_the_container_mounts_the_cache_volume_read_write_at_ccache(project, mon
 PRINT_STATS = "cache_miss\t1\ndirect_cache_hit\t2\npreprocessed_cache_hit\t1\ncalled_for_link\t3\n"
 ON = {"enabled": True, "directory": "/ccache", "reason": "/ccache (a mounted volume, CCACHE_MAXSIZE=5G)", "warning": False,
       "env": {"PATH": "/usr/lib/ccache:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-              "CCACHE_DIR": "/ccache", "CCACHE_TEMPDIR": "/ccache/tmp"}}
+              "CCACHE_DIR": "/ccache", "CCACHE_TEMPDIR": "/ccache/tmp", "CCACHE_MAXSIZE": "5G"}}
 
 
 class FakeRun:

@@ -536,13 +536,18 @@ def noop_builds(matrix: Matrix, row: RowView, runs: int, log: Log) -> Figure:
     return Figure("(b) no-op build", "s", Stats(tuple(times)), None, TARGETS["noop"])
 
 
-def verify_pairs(matrix: Matrix, row: RowView, pairs: int, log: Log) -> Figure:
+def image_and_source(matrix: Matrix, row: RowView, figure: str, log: Log):
+    """The image the row's tag names now, and its CPython source, fetched once before any clock starts."""
     image_id = engine.image_id(identity.image_tag(row))
     if image_id is None:
         raise UsageError(f"image {identity.image_tag(row)} is not built here: run `invoke build --os {row.name}` first")
     if not row.spec.cpython:
-        raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: (d) needs a CPython source")
-    source = cpython.resolve(row.spec.cpython, log)  # fetched once, before the clock starts; both sides read it
+        raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: {figure} needs a CPython source")
+    return image_id, cpython.resolve(row.spec.cpython, log)
+
+
+def verify_pairs(matrix: Matrix, row: RowView, pairs: int, log: Log) -> Figure:
+    image_id, source = image_and_source(matrix, row, "(d)", log)
     jobs = os.cpu_count() or 2
     user = verify.build_user(image_id)
     ours_argv = [sys.executable, "-m", "invoke", "verify", "--os", row.name, "--matrix", str(matrix.path.resolve()),
@@ -617,12 +622,7 @@ def _remove_volume(name: str) -> None:
 
 
 def ccache_pairs(matrix: Matrix, row: RowView, pairs: int, log: Log) -> Figure:
-    image_id = engine.image_id(identity.image_tag(row))
-    if image_id is None:
-        raise UsageError(f"image {identity.image_tag(row)} is not built here: run `invoke build --os {row.name}` first")
-    if not row.spec.cpython:
-        raise UsageError(f"{matrix.path}: rows.{row.name}.cpython is not set: (e) needs a CPython source")
-    source = cpython.resolve(row.spec.cpython, log)
+    image_id, source = image_and_source(matrix, row, "(e)", log)
     volume = ccache_volume(row)
     argv = [sys.executable, "-m", "invoke", "verify", "--os", row.name, "--matrix", str(matrix.path.resolve()),
             "--config", CONFIG, "--cpython", str(source.path), "--jobs", str(os.cpu_count() or 2), "--image", image_id,

@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import platform
 import re
 import urllib.parse
@@ -50,7 +49,7 @@ from fleetbake import paths
 from fleetbake.errors import FleetbakeError, UsageError
 from fleetbake.operate import speed_reference
 from fleetbake.pipeline import identity, record
-from fleetbake.worker import fleet
+from fleetbake.worker import fleet, preflight
 
 # --- the fleet's form and worker list, as pinned in tests/fixtures/buildmaster-config/ ---
 
@@ -94,7 +93,6 @@ TEST_TIMEOUT = 1200  # the fleet's seconds per test file (master/custom/factorie
 # --- the suggestion's rule ---
 
 TOLERANCE = 1.25  # up to 25% slower than the reference keeps the fleet's timeout
-MB_PER_TEST_PROCESS = 600  # MiB
 MIN_SHARED_SECONDS = 30.0  # of the reference's test time, for a comparison worth the name
 MAX_JUNIT_BYTES = 64 * 1024 * 1024
 CONFIGURATION = "pydebug"  # the reference's, and the fleet's default UnixBuild
@@ -190,13 +188,8 @@ class Host:
 
 
 def this_host() -> Host:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    memory_mb = None
-    try:
-        with open("/proc/meminfo", encoding="ascii") as handle:
-            memory_mb = next(int(line.split()[1]) for line in handle if line.startswith("MemTotal:")) // 1024
-    except (OSError, StopIteration, ValueError):
-        pass
+    cpus, kib = preflight.cpu_count(), preflight.memory_kib()
+    memory_mb = kib // 1024 if kib is not None else None
     try:
         name = platform.freedesktop_os_release().get("PRETTY_NAME") or platform.system()
     except OSError:
@@ -348,7 +341,7 @@ def suggest_timeout_factor(files: dict[str, float], reference: dict[str, float] 
 def suggest_parallel_tests(cpus: int, memory_mb: int | None) -> int:
     jobs = cpus + 2
     if memory_mb is not None:
-        jobs = min(jobs, memory_mb // MB_PER_TEST_PROCESS)
+        jobs = min(jobs, memory_mb // fleet.MB_PER_TEST_PROCESS)
     return max(1, jobs)
 
 
@@ -492,7 +485,7 @@ def build(row, owner: str, *, github: str = "", email: str = "", full_name: str 
         f"  compile here (configure + make, for information): {_duration(compile_here)}{cached}; on the reference "
         f"{_duration(ref_compile)}.",
         f"  parallel_tests {s.parallel_tests}: {s.cpus} CPUs + 2 (the fleet's convention), at most one test "
-        f"process per {MB_PER_TEST_PROCESS} MiB of {memory}.",
+        f"process per {fleet.MB_PER_TEST_PROCESS} MiB of {memory}.",
         *(f"  note: {n}" for n in s.notes),
     ]
     return Request(TITLE.format(name=name), values,

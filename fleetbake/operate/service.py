@@ -94,6 +94,9 @@ def settings(platform: str, name: str, master: str = fleet.DEFAULT_ADDRESS, admi
     for key, value in chosen.items():
         if not SAFE_PATH.fullmatch(value):
             raise UsageError(f"--{key.replace('_', '-')} {value!r}: not a plain path")
+        if platform == "linux" and " " in value:  # ExecStart=, WorkingDirectory= and crontab lines split at spaces
+            raise UsageError(f"--{key.replace('_', '-')} {value!r}: a path with a space breaks the systemd units and "
+                             "the crontab line; choose one without")
     return Settings(platform, name, host, port, admin, user, **chosen)
 
 

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Callable
 
 from fleetbake import paths
 from fleetbake.errors import UsageError
-from fleetbake.operate.request import MB_PER_TEST_PROCESS  # measured there: memory per test process
+from fleetbake.worker.fleet import MB_PER_TEST_PROCESS
 from fleetbake.pipeline import cpython, engine, families, identity, record, windows_verify
 from fleetbake.pipeline.matrix import Configuration, Matrix, RowView
 from fleetbake.pipeline.modules import OPTIONAL_MODULES
@@ -91,7 +91,7 @@ def _mib(size: str) -> int:
 
 def smoke_jobs(config: Configuration, jobs: int) -> int:
     """The smoke tests' -j: one test process per CPU (`jobs`), but no more than there are test files, nor more than
-    the sandbox's memory holds (request.MB_PER_TEST_PROCESS each)."""
+    the sandbox's memory holds (fleet.MB_PER_TEST_PROCESS each)."""
     return max(1, min(jobs, len(config.smoke or []) or jobs, _mib(SANDBOX["mem_limit"]) // MB_PER_TEST_PROCESS))
 
 

@@ -38,16 +38,29 @@ class Result:
     detail: str
 
 
+def cpu_count() -> int:
+    """The CPUs this process may run on (a container's --cpuset-cpus counts), as preflight, info/host and
+    `invoke request` all count them."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def memory_kib(meminfo: str = "/proc/meminfo") -> int | None:
+    """MemTotal in KiB, or None when it cannot be read."""
+    try:
+        with open(meminfo, encoding="ascii") as handle:
+            return next(int(line.split()[1]) for line in handle if line.startswith("MemTotal:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return None
+
+
 def check_cpus(minimum: int = 2) -> Result:
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    count = cpu_count()
     return Result("cpus", OK if count >= minimum else FAIL, f"{count} CPU(s); the devguide asks for at least {minimum}")
 
 
 def check_memory(minimum_mb: int = 512, meminfo: str = "/proc/meminfo") -> Result:
-    try:
-        with open(meminfo, encoding="ascii") as handle:
-            kib = next(int(line.split()[1]) for line in handle if line.startswith("MemTotal:"))
-    except (OSError, StopIteration, ValueError):
+    kib = memory_kib(meminfo)
+    if kib is None:
         return Result("memory", WARN, "cannot read MemTotal")
     mb = kib // 1024
     return Result("memory", OK if mb >= minimum_mb else FAIL, f"{mb} MB; the devguide asks for at least {minimum_mb} MB")

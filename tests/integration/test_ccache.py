@@ -22,7 +22,9 @@ WORKER_ENV = {"WORKERNAME": "ccache-probe", "WORKERPASS": "not-a-real-password",
 COMPILE_TWICE = (
     "printf 'int twice(int x) { return 2 * x; }\\n' > /tmp/a.c && sleep 2 && cd /tmp && "
     "gcc -c a.c -o a.o && gcc -c a.c -o b.o && clang -c a.c -o c.o && clang -c a.c -o d.o && "
-    "echo PATH=$PATH && ccache --print-stats"
+    "echo PATH=$PATH && ccache --print-stats && "
+    # A build step lifting the bound writes the cache's own ccache.conf; the environment still wins.
+    "ccache -M 0 >/dev/null && ccache --show-config | grep -w max_size"
 )
 
 
@@ -63,6 +65,7 @@ def test_a_fresh_named_volume_caches_gcc_and_clang_under_the_hardened_run_line(i
     assert "PATH=/usr/lib/ccache:/usr/local/sbin:" in out, out
     stats = ccache.parse_stats(out)
     assert stats["hits"] >= 2 and stats["misses"] >= 2, out  # the second gcc and the second clang compile hit
+    assert "(environment) max_size = 5.0G" in out, out  # not the 0 the step wrote
     _, uid = build_user(client, image)
     owner = client.containers.run(image.image_id, ["stat", "-c", "%u", "/ccache"], remove=True,
                                   volumes={volume: {"bind": "/ccache", "mode": "ro"}})

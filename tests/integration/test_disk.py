@@ -12,6 +12,7 @@ import pytest
 from fleetbake.devtools import master as master_mod
 from fleetbake.operate.buildbot_api import SUCCESS, BuildbotApi
 from fleetbake.pipeline import families
+from fleetbake.worker.disk import Settings
 from integration.conftest import build_user, unique_password, wait_connected
 
 pytestmark = pytest.mark.docker
@@ -20,8 +21,8 @@ PORTS = dict(pb_port=29989, www_port=28010, git_port=29418)
 NAME = "disk-fill"
 BUILDAREA_MB = 64
 THRESHOLD_GB = "0.03"  # about 31 MB of the 64: fill_disk.py leaves half of it free
-INTERVAL = 1  # seconds between checks; a directory is idle after 5 of them
-IDLE = 5 * INTERVAL
+INTERVAL = 1  # seconds between checks
+IDLE = Settings(1.0, INTERVAL).idle_seconds  # a directory is idle after 5 checks, and never before 60 s
 
 
 @pytest.fixture(scope="module")
@@ -107,7 +108,7 @@ def test_a_build_filling_the_buildarea_turns_the_worker_unhealthy_until_it_frees
     assert result["results"] == SUCCESS, result
 
     # The build is over: its directory is idle, emptied, and the worker is healthy again.
-    wait_until(lambda: health_status(client, container) == "healthy", 60, "healthy again after the cleanup")
+    wait_until(lambda: health_status(client, container) == "healthy", IDLE + 60, "healthy again after the cleanup")
     assert health(container)[0] == 0
     assert sh(container, ["test", "-e", fill], user)[0] != 0
     assert sh(container, ["test", "-d", f"/buildarea/{builder}"], user)[0] == 0  # the directory itself stays

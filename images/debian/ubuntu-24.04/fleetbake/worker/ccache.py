@@ -17,8 +17,9 @@ wrappers. Then the builds' PATH starts with the wrapper directory, and CCACHE_DI
 CCACHE_TEMPDIR name the volume; the fleet's `./configure` finds `gcc`, `cc` or `clang` through PATH,
 so the fleet's UnixBuild needs no change. Otherwise nothing changes.
 
-CCACHE_MAXSIZE (ccache reads it) bounds the cache; the image's default is DEFAULT_MAX_SIZE. It is
-checked here, because ccache fails every compile on a value it cannot read; 0 (no limit) is refused.
+CCACHE_MAXSIZE bounds the cache (default DEFAULT_MAX_SIZE). It is checked here, because ccache fails
+every compile on a value it cannot read, and 0 (no limit) is refused; it is always put into the builds'
+environment, which outranks the configuration file a build step could write into the cache.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ import stat
 import sys
 from dataclasses import asdict, dataclass, field
 
+from fleetbake.worker import mounts
+
 CACHE_DIR = "/ccache"
 DIR_VAR = "WORKER_CCACHE_DIR"
 WRAPPERS_VAR = "FLEETBAKE_CCACHE_WRAPPERS"  # the image's ENV: where its compiler wrappers are
@@ -37,7 +40,6 @@ MAX_SIZE_VAR = "CCACHE_MAXSIZE"
 DEFAULT_MAX_SIZE = "5G"
 # What ccache 4.7 reads as a size: a number, then k, M, G, T (decimal) or Ki, Mi, Gi, Ti (binary); G by default.
 SIZE = re.compile(r"([0-9]+(?:\.[0-9]+)?)(k|M|G|T|Ki|Mi|Gi|Ti)?")
-MOUNTINFO = "/proc/self/mountinfo"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 VOLUME_HINT = f"-v cpython-ccache:{CACHE_DIR}"
 
@@ -89,26 +91,6 @@ def settings(env: dict[str, str]) -> tuple[str, str]:
     return cache_dir(env), max_size(env)
 
 
-def _unescape(field_: str) -> str:
-    """A mountinfo path: spaces, tabs, newlines and backslashes come as octal escapes."""
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field_)
-
-
-def mounts(mountinfo: str | None = None) -> dict[str, bool]:
-    """Mount points of this process's namespace (default MOUNTINFO), each with whether it is mounted read-only
-    (the last mount wins)."""
-    found: dict[str, bool] = {}
-    try:
-        with open(mountinfo or MOUNTINFO, encoding="utf-8", errors="surrogateescape") as handle:
-            for line in handle:
-                fields = line.split()
-                if len(fields) >= 6:
-                    found[_unescape(fields[4])] = "ro" in fields[5].split(",")
-    except OSError:
-        pass
-    return found
-
-
 def _with_wrappers(path: str, wrappers: str) -> str:
     entries = [entry for entry in path.split(":") if entry and entry.rstrip("/") != wrappers.rstrip("/")]
     return ":".join([wrappers, *entries])
@@ -120,7 +102,7 @@ def decide(env: dict[str, str], uid: int, user: str = "", mountinfo: str | None 
     Raises SettingError for a bad WORKER_CCACHE_DIR or CCACHE_MAXSIZE."""
     directory, size = settings(env)
     who = f"{user} (uid {uid})" if user else f"uid {uid}"
-    table = mounts(mountinfo)
+    table = mounts.table(mountinfo)
     if directory not in table:
         return Decision(False, directory, f"{directory} is not a mounted volume (mount one to cache compiles: "
                         f"{VOLUME_HINT if directory == CACHE_DIR else '-v VOLUME:' + directory})",
@@ -148,6 +130,9 @@ def decide(env: dict[str, str], uid: int, user: str = "", mountinfo: str | None 
         "PATH": _with_wrappers(env.get("PATH") or DEFAULT_PATH, wrappers),
         "CCACHE_DIR": directory,
         "CCACHE_TEMPDIR": f"{directory}/tmp",
+        # Always in the environment, which ccache reads before any file: a build step's `ccache -M 0`
+        # writes the cache's own ccache.conf and would otherwise lift the bound.
+        MAX_SIZE_VAR: size,
     }
     return Decision(True, directory, f"{directory} (a mounted volume, {MAX_SIZE_VAR}={size}); "
                     f"compilers through {wrappers}", changes)

@@ -15,14 +15,16 @@ CAP_DAC_OVERRIDE, to read the buildarea, nor CAP_SYS_PTRACE, to see the build st
 What it may remove: the contents of the buildarea's top-level directories (builder directories,
 one per builder the master assigns, and leftovers such as a build step's ~/.cache: HOME is the
 buildarea) that are idle: no process has its working directory, its root or an open file below
-it, and nothing below it changed (ctime, which no one can set back) for S seconds, which covers
-the gaps between a build's steps. Longest idle first, and only until the free space is back. The
+it, and nothing below it changed (ctime, which no one can set back) for S seconds (5 intervals, at
+least MIN_IDLE_SECONDS), which covers the gaps between a build's steps. Longest idle first, and only until the free space is back. The
 directory itself stays (the worker holds it for its builder).
 
 What it never touches: anything outside the buildarea; `info/` (what the master shows about the
 worker); top-level files (buildbot.tac, twistd.log, twistd.pid on a plain host, an owner's notes);
-symbolic links (removed as links, never followed); anything on another filesystem (a volume
-mounted inside the buildarea); a directory that is in use or changed recently. Builder
+symbolic links (removed as links, never followed); a directory with anything mounted at or below
+it (a volume, a bind mount: the mount table says); a directory that is in use or changed recently.
+Its entries are moved aside together and the processes looked at once more before anything goes:
+a build that started meanwhile gets them back. Builder
 directories the master no longer assigns are Buildbot's own job (delete_leftover_dirs, at every
 connect).
 """
@@ -39,6 +41,8 @@ import time
 from dataclasses import dataclass
 from typing import Callable
 
+from fleetbake.worker import mounts
+
 GB = 1024**3  # as preflight counts: the devguide's "30 GB free disk space"
 DEVGUIDE_GB = 30
 # The devguide's 30 GB is what a new worker should have to itself; its builders' checkouts then
@@ -51,7 +55,9 @@ MIN_FREE_VAR = "WORKER_MIN_FREE_GB"
 INTERVAL_VAR = "WORKER_DISK_INTERVAL"
 DEFAULT_INTERVAL = 60
 INTERVAL_RANGE = (1, 3600)
-IDLE_CHECKS = 5  # a directory is idle once nothing below it changed for this many intervals
+IDLE_CHECKS = 5  # a directory is idle once nothing below it changed for this many intervals,
+MIN_IDLE_SECONDS = 60  # and never sooner than this: twistd's own work between steps is not seen in /proc
+ASIDE = ".fleetbake-removing"  # inside a builder directory: what the cleanup is removing
 KEEP = frozenset({"info"})  # Buildbot keeps it too (remote_setBuilderList): info/admin, info/host
 PROG = "fleetbake-worker"
 
@@ -72,7 +78,7 @@ class Settings:
 
     @property
     def idle_seconds(self) -> int:
-        return self.interval * IDLE_CHECKS
+        return max(self.interval * IDLE_CHECKS, MIN_IDLE_SECONDS)
 
     def threshold(self) -> str:
         return f"{MIN_FREE_VAR}={number(self.min_free_gb)} GB"
@@ -172,13 +178,13 @@ class Watch:
             if code != 0 and not self._failure_told:
                 self._failure_told = True
                 self.log(f"warning: the disk cleanup exited with status {code}")
-            self._next = self.clock()  # read the free space again now: the cleanup may have freed some
+            self.check(clean=False)  # health follows what the cleanup freed at once; the next one waits its interval
         if self.clock() >= self._next:
             self._next = self.clock() + self.cfg.interval
             self.check()
         return self.problem != before
 
-    def check(self) -> None:
+    def check(self, clean: bool = True) -> None:
         try:
             free, _ = self.space_of(self.cfg.path)
             reason = low_reason(free, self.cfg)
@@ -191,7 +197,7 @@ class Watch:
             self.log(f"disk space is back: {gb(free)} GB free at {self.cfg.path} ({self.cfg.threshold()})")
             self._failure_told = False
         self.problem = reason
-        if reason and free is not None and self.cleaner is None and self.cleaner_argv:
+        if clean and reason and free is not None and self.cleaner is None and self.cleaner_argv:
             self.start_cleaner()
 
     def start_cleaner(self) -> None:
@@ -237,7 +243,8 @@ def busy_entries(area: str, proc: str = "/proc") -> set[str]:
     """
     busy: set[str] = set()
     try:
-        pids = [name for name in os.listdir(proc) if name.isdigit()]
+        me = str(os.getpid())  # the cleanup's own descriptors point into the directory it is emptying
+        pids = [name for name in os.listdir(proc) if name.isdigit() and name != me]
     except OSError:
         return busy
     for pid in pids:
@@ -331,30 +338,73 @@ def remove_tree(parent_fd: int, name: str, dev: int, errors: list[str]) -> None:
     os.rmdir(name, dir_fd=parent_fd)
 
 
-def empty_dir(area_fd: int, name: str, dev: int) -> tuple[int, list[str]]:
+def empty_dir(area_fd: int, name: str, dev: int, in_use: Callable[[], bool] = lambda: False) -> tuple[int, list[str]]:
     """Remove everything inside the top-level directory `name`, keeping the directory itself; return how many
-    entries it held, and what could not be removed.
+    entries it held (0 when nothing was removed), and what could not be removed.
 
-    Each entry is first renamed aside (atomically), so a build that starts meanwhile finds no half
-    removed tree: its checkout step starts from scratch.
+    All its entries are first renamed into one folder aside, each rename atomic; then `in_use` is asked
+    again (a build step that started meanwhile still has its working directory or files below `name`,
+    wherever they were moved). If it is, they are put back, as far as their names are still free, and
+    nothing is removed. A build that starts after that finds the directory empty and checks out afresh.
     """
     errors: list[str] = []
     info = os.stat(name, dir_fd=area_fd, follow_symlinks=False)
     fd = _open_dir(area_fd, name, info)
+    aside = ASIDE
     try:
-        entries = os.listdir(fd)
-        for number, entry in enumerate(entries):
-            aside = f".fleetbake-removing-{os.getpid()}-{number}"
-            try:
-                os.rename(entry, aside, src_dir_fd=fd, dst_dir_fd=fd)
-                remove_tree(fd, aside, dev, errors)
-            except OSError as exc:
-                errors.append(f"{entry}: {exc.strerror or exc}")
-            except RecursionError:  # deeper than Python's recursion limit: what is left stays
-                errors.append(f"{entry}: nested too deeply")
+        names = os.listdir(fd)
+        entries = [entry for entry in names if entry != aside]
+        if not entries and aside not in names:
+            return 0, errors
+        if aside not in names:
+            os.mkdir(aside, 0o700, dir_fd=fd)
+        aside_fd = _open_dir(fd, aside, os.stat(aside, dir_fd=fd, follow_symlinks=False))
+        try:
+            moved = []
+            for entry in entries:
+                try:
+                    os.rename(entry, entry, src_dir_fd=fd, dst_dir_fd=aside_fd)
+                    moved.append(entry)
+                except OSError as exc:  # a mount point (EBUSY), or gone
+                    errors.append(f"{entry}: {exc.strerror or exc}")
+            if in_use():
+                # Nothing is removed: each entry goes back unless the build made a new one of that name
+                # meanwhile; what stays aside is removed by a later cleanup, once the directory is idle.
+                for entry in moved:
+                    if _exists(fd, entry):
+                        continue
+                    try:
+                        os.rename(entry, entry, src_dir_fd=aside_fd, dst_dir_fd=fd)
+                    except OSError as exc:
+                        errors.append(f"{entry}: {exc.strerror or exc}")
+                try:
+                    os.rmdir(aside, dir_fd=fd)
+                except OSError:
+                    pass
+                raise Busy
+        finally:
+            os.close(aside_fd)
+        try:
+            remove_tree(fd, aside, dev, errors)
+        except OSError as exc:
+            errors.append(f"{aside}: {exc.strerror or exc}")
+        except RecursionError:  # deeper than Python's recursion limit: what is left stays
+            errors.append(f"{aside}: nested too deeply")
     finally:
         os.close(fd)
-    return len(entries), errors
+    return len(names), errors
+
+
+class Busy(Exception):
+    """A build started in the directory while its entries were being moved aside: they were put back."""
+
+
+def _exists(dir_fd: int, name: str) -> bool:
+    try:
+        os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except FileNotFoundError:
+        return False
 
 
 @dataclass
@@ -363,9 +413,12 @@ class Candidate:
     changed: float
 
 
-def candidates(area_fd: int, area: str, idle_seconds: float, now: float, busy: set[str]) -> tuple[list[Candidate], dict[str, str]]:
+def candidates(area_fd: int, area: str, idle_seconds: float, now: float, busy: set[str],
+               mountinfo: str | None = None) -> tuple[list[Candidate], dict[str, str]]:
     """Idle top-level directories, longest idle first, and why each other one is left alone."""
     dev = os.fstat(area_fd).st_dev
+    # A bind mount of the same filesystem has the same st_dev: the mount table tells.
+    mounted = {_top_entry(area, point) for point in mounts.below(area, mountinfo)}
     idle, kept = [], {}
     for name in sorted(os.listdir(area_fd)):
         try:
@@ -374,8 +427,8 @@ def candidates(area_fd: int, area: str, idle_seconds: float, now: float, busy: s
             continue
         if name in KEEP or not stat.S_ISDIR(info.st_mode):
             continue  # info/, the worker's own files, links: never
-        if info.st_dev != dev:
-            kept[name] = "another filesystem"
+        if info.st_dev != dev or name in mounted:
+            kept[name] = "a filesystem is mounted there"
         elif name in busy:
             kept[name] = "in use by a running build"
         else:
@@ -393,10 +446,11 @@ def candidates(area_fd: int, area: str, idle_seconds: float, now: float, busy: s
 
 def clean(area: str, min_free: int, idle_seconds: float, *, space_of: Callable[[str], tuple[int, int]] = space,
           busy_of: Callable[[str], set[str]] = busy_entries, clock: Callable[[], float] = time.time,
-          log: Callable[[str], None] = _log) -> list[str]:
+          log: Callable[[str], None] = _log, mountinfo: str | None = None) -> list[str]:
     """Empty idle top-level directories of the buildarea, longest idle first, until `min_free` bytes are free.
 
-    Returns the names emptied. `busy_of` is asked again right before each one goes.
+    Returns the names emptied. `busy_of` is asked again right before each one goes, and once more when
+    its entries are aside, before anything is removed.
     """
     area = os.path.realpath(area)
     removed: list[str] = []
@@ -405,7 +459,7 @@ def clean(area: str, min_free: int, idle_seconds: float, *, space_of: Callable[[
         dev = os.fstat(area_fd).st_dev
         if space_of(area)[0] >= min_free:
             return removed
-        idle, _ = candidates(area_fd, area, idle_seconds, clock(), busy_of(area))
+        idle, _ = candidates(area_fd, area, idle_seconds, clock(), busy_of(area), mountinfo)
         for candidate in idle:
             free = space_of(area)[0]
             if free >= min_free:
@@ -414,7 +468,11 @@ def clean(area: str, min_free: int, idle_seconds: float, *, space_of: Callable[[
             if candidate.name in busy_of(area) or last_change(area_fd, candidate.name, dev, clock() - idle_seconds) \
                     > clock() - idle_seconds:
                 continue
-            entries, errors = empty_dir(area_fd, candidate.name, dev)
+            try:
+                entries, errors = empty_dir(area_fd, candidate.name, dev, lambda: candidate.name in busy_of(area))
+            except Busy:
+                log(f"disk: {candidate.name}/ in {area}: a build started there meanwhile; left as it was")
+                continue
             if not entries:  # an empty builder directory: nothing to say
                 continue
             freed = space_of(area)[0] - free

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from fleetbake import files
-from fleetbake.worker import ccache, disk, fleet, hostport
+from fleetbake.worker import ccache, disk, fleet, hostport, preflight
 
 PROG = "fleetbake-worker"
 BUILDAREA = "/buildarea"
@@ -266,9 +266,8 @@ def host_info(image: str = "", worker_version: str = "", env: dict[str, str] | N
     lines.append(f"OS: {release} ({image})" if image else f"OS: {release}")
     lines.append(f"Kernel: {platform.system()} {platform.release()} {platform.machine()}")
     cpu = _first_match("/proc/cpuinfo", r"model name\s*:\s*(.+)") or platform.processor() or "unknown"
-    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    lines.append(f"CPU: {count} x {cpu}")
-    mem_kib = _first_match("/proc/meminfo", r"MemTotal:\s*([0-9]+) kB")
+    lines.append(f"CPU: {preflight.cpu_count()} x {cpu}")
+    mem_kib = preflight.memory_kib()
     limit = _cgroup_memory_limit()
     if mem_kib:
         memory = f"{int(mem_kib) / 1024 / 1024:.1f} GiB"

@@ -24,6 +24,7 @@ def main(seconds: float) -> int:
         print(f"refused: this filesystem holds {size / GB:.1f} GB; fill-disk only fills a small dedicated one "
               "(at most 1 GB, e.g. --tmpfs /buildarea:size=64m)")
         return 1
+    # 10: disk.DEFAULT_MIN_FREE_GB (this file runs alone, as a build step; the test sets the variable).
     threshold = float(os.environ.get("WORKER_MIN_FREE_GB") or 10) * GB
     free = info.f_bavail * info.f_frsize
     left = max(0, free - int(threshold / 2))

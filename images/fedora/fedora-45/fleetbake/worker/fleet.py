@@ -10,6 +10,9 @@ import re
 DEFAULT_MASTER = "buildbot-api.python.org"
 DEFAULT_PORT = 9020
 DEFAULT_ADDRESS = f"{DEFAULT_MASTER}:{DEFAULT_PORT}"
+# Memory one regrtest process may take: a full test run peaked at 3.4 GB with -j6 on an 8 GB fleet worker
+# (python/buildmaster-config#740). Caps parallel_tests (invoke request) and verify's smoke -j.
+MB_PER_TEST_PROCESS = 600  # MiB
 # Buildbot's rule for worker names (buildbot.util.identifiers: an identifier of at most 50 characters).
 WORKER_NAME = re.compile(r"[A-Za-z_-][A-Za-z0-9_-]{0,49}")
 
