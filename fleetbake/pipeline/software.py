@@ -9,12 +9,36 @@ manager's own version order.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 
-from fleetbake.pipeline import versions
+from fleetbake.errors import FleetbakeError
+from fleetbake.pipeline import engine, versions
 
 REPORT_JSON = "software.json"
 REPORT_MD = "software.md"
+COLLECTOR = Path(__file__).with_name("software_collect.py")
+
+
+def collect(image_id: str) -> dict:
+    """The report of one image, from inside it: the collector under the image's own /usr/bin/python3, as the
+    image's build user, in verify's sandbox (no network, read-only root, no capabilities); plus its labels."""
+    from fleetbake.pipeline.verify import SANDBOX, TMPFS, build_user
+
+    source = COLLECTOR.read_text()
+    client = engine.client()
+    try:
+        output = client.containers.run(image_id, entrypoint=["/usr/bin/python3", "-I", "-c", source], command=[],
+                                       user=build_user(image_id), tmpfs=TMPFS, remove=True, stdout=True, stderr=False,
+                                       **SANDBOX)
+    except Exception as exc:  # docker.errors.ContainerError, APIError: one line, with the engine's reason
+        raise FleetbakeError(f"software report of {image_id[:19]}: the collector failed in the image: "
+                             f"{getattr(exc, 'explanation', None) or str(exc).splitlines()[-1]}") from None
+    report = json.loads(output)
+    report["labels"] = dict(sorted((client.images.get(image_id).labels or {}).items()))
+    report["image_id"] = image_id
+    return report
 
 
 @dataclass
