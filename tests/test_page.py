@@ -37,7 +37,7 @@ def cells(html):
 def test_each_row_shows_its_newest_image_and_a_failure_stands_out(project, build_dir):
     verified(OLD, "pydebug")
     verified(OLD, "nogil")
-    verified(NEW, "pydebug")
+    verified(NEW, "pydebug", image={"size": 1_209_000_000, "created": "2026-11-28T16:35:02Z", "labels": {}})
     verified(NEW, "nogil", passed=False, reason="tests failed: test_ssl")
     verified(OTHER, "pydebug", row="debian-13", missing_modules=["_tkinter", "_dbm"])
     html = page.render(project, build_dir / "reports")
@@ -50,6 +50,7 @@ def test_each_row_shows_its_newest_image_and_a_failure_stands_out(project, build
     assert found[("windows-2022", "pydebug")] == ("none", "not verified here")  # never a pass without a record
     assert found[("ubuntu-24.04", "nogil")] == ("none", "not in this row")
     assert "1 configuration failing." in html
+    assert f"image <code>{NEW[:19]}</code>, 1209 MB" in html and f"image <code>{OTHER[:19]}</code>, size not recorded" in html
     assert "compile 1m20s, tests 1m40s" in found[("debian-12", "pydebug")][1]
     assert "6224 tests run, 497 skipped" in found[("debian-12", "pydebug")][1]
 

@@ -42,6 +42,16 @@ def image_env(image: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
 
 
+def image_facts(image: str) -> dict | None:
+    """What the engine says of an image for its record and page: size in bytes, creation time, labels."""
+    try:
+        attrs = client().images.get(image).attrs
+    except (DockerException, EngineError):
+        return None
+    return {"size": attrs.get("Size"), "created": attrs.get("Created"),
+            "labels": dict(sorted(((attrs.get("Config") or {}).get("Labels") or {}).items()))}
+
+
 def containers_os() -> str:
     """What the engine runs: "linux" or "windows" containers."""
     return client().version().get("Os", "linux")
