@@ -14,13 +14,13 @@ def steps(configure=20.0, make=60.0, tests=100.0):
             {"name": "tests", "exit_code": 0 if tests else 1, "seconds": tests}]
 
 
-def verified(image, configuration, row="debian-12", passed=True, reason="ok", **more):
+def verified(image_id, configuration, row="debian-12", passed=True, reason="ok", **more):
     fields = {"row": row, "passed": passed, "reason": reason, "steps": steps(),
               "cpython": {"spec": "debian:trixie/python3.13", "version": "3.13.5"},
               "tests": {"tests": 6224, "failures": 0 if passed else 2, "errors": 0, "skipped": 497},
               "missing_modules": [], **more}
-    path = record.write(image, configuration, fields, b"<testsuites/>")
-    record.log_path(image, configuration).write_text("the log\n")
+    path = record.write(image_id, configuration, fields, b"<testsuites/>")
+    record.log_path(image_id, configuration).write_text("the log\n")
     return path
 
 
