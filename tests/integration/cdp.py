@@ -5,6 +5,7 @@ no package beyond the standard library.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import shutil
@@ -29,8 +30,11 @@ class Browser:
         # The child sees our read end of to_browser as fd 3 and the write end of from_browser as fd 4.
 
         def wire():
-            os.dup2(to_browser_r, 3)
-            os.dup2(from_browser_w, 4)
+            # Out of the way first: either end may itself be fd 3 or 4. dup2 leaves the targets inheritable.
+            read_end = fcntl.fcntl(to_browser_r, fcntl.F_DUPFD, 10)
+            write_end = fcntl.fcntl(from_browser_w, fcntl.F_DUPFD, 10)
+            os.dup2(read_end, 3)
+            os.dup2(write_end, 4)
 
         argv = [self.executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--no-default-browser-check", "--disable-extensions", "--remote-debugging-pipe",
