@@ -26,5 +26,6 @@ def test_the_previous_image_is_the_last_verified_one_of_the_row_with_a_report(bu
     assert [image for _, image in report.verified_images("debian-12")] == [A, B]
     assert report.previous("debian-12", B) == A
     assert report.previous("debian-12", A) is None  # nothing before the first
+    assert report.previous("debian-12", D) == A  # B, newer, has no software report to compare with
     with_report(B)
     assert report.previous("debian-12", D) == B  # an image not verified yet compares with the newest verified
