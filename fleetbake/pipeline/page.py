@@ -18,13 +18,14 @@ from pathlib import Path
 import jinja2
 
 from fleetbake import files, paths
+from fleetbake.pipeline import sbom, software
 from fleetbake.pipeline.matrix import Matrix
 
 PAGE = "index.html"
 TEMPLATE = "index.html.j2"
-# Beside the records in an image's folder, when the report step made them.
-SBOM = "sbom.spdx.json"
-SOFTWARE_REPORT = "software.md"
+# Beside the records in an image's folder, when `invoke report` made them.
+SBOM = sbom.SBOM
+SOFTWARE_REPORT = software.REPORT_MD
 COMPILE_STEPS = ("configure", "make", "build")  # build: the Windows plan's build.bat
 
 
