@@ -112,6 +112,16 @@ def publish(c, registry, os="all", matrix="matrix.yml"):
     publish_mod.publish(m, m.select(os), registry, log=log)
 
 
+@task(help={**MATRIX_HELP, "os": "row name", "image": "report on this image ID instead of the row's tag"})
+@friendly
+def report(c, os, matrix="matrix.yml", image=None):
+    """SBOM, software report and what changed since the previous verified image of the row; the matrix page."""
+    from fleetbake.pipeline import report as report_mod
+
+    m = _load(matrix)
+    print(report_mod.report(m, m.one(os), image, log=log), end="")
+
+
 @task(iterable=["worker"], help={
     **MATRIX_HELP, "worker": "NAME or NAME:PASSWORD (repeatable; a password is generated if missing)",
     "stop": "stop the master and its git daemon", "cpython": "CPython source for the builds (default: debian-12's)",

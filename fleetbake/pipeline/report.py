@@ -1,6 +1,7 @@
 """`invoke report --os ROW`: the record anyone can check, beside the verification records of the row's image.
 
 For the image (the row's tag, or --image), in build/reports/<image id>/:
+- sbom.spdx.json: its SBOM (sbom.write, syft on the saved image);
 - software.json and software.md: what is inside it, read from inside it (software.collect);
 - changes.md: what changed since the previous verified image of the row (packages added, removed,
   upgraded, downgraded), also printed, for the nightly job summary;
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from fleetbake import files, paths
 from fleetbake.errors import FleetbakeError
-from fleetbake.pipeline import engine, identity, page, record, software
+from fleetbake.pipeline import engine, identity, page, record, sbom, software
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 CHANGES_MD = "changes.md"
@@ -60,6 +61,7 @@ def report(matrix: Matrix, row: RowView, image: str | None = None, log=print) ->
         raise FleetbakeError(f"{row.name}: image {image_id[:19]} has no passing verification record: "
                              f"run `invoke verify --os {row.name}` first")
     folder = record.report_dir(image_id)
+    sbom.write(image_id, folder, log)
     found = software.collect(image_id)
     files.write_text(folder / software.REPORT_JSON, json.dumps(found, indent=2, sort_keys=True) + "\n")
     files.write_text(folder / software.REPORT_MD, software.markdown(found, image_id, row.name))
