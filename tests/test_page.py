@@ -57,7 +57,8 @@ def test_each_row_shows_its_newest_image_and_a_failure_stands_out(project, build
 
 def test_links_are_relative_and_name_files_beside_the_records(project, build_dir):
     verified(NEW, "pydebug")
-    (record.report_dir(NEW) / page.SBOM).write_text("{}")
+    record.image_dir(NEW).mkdir()
+    (record.image_dir(NEW) / page.SBOM).write_text("{}")
     target = page.write(project, build_dir / "reports")
     html = target.read_text()
     links = re.findall(r'href="([^"]+)"', html)

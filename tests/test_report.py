@@ -10,7 +10,8 @@ def verified(image_id, row="debian-12", passed=True, configuration="pydebug"):
 
 
 def with_report(image_id):
-    (record.report_dir(image_id) / software.REPORT_JSON).write_text("{}")
+    record.image_dir(image_id).mkdir(parents=True, exist_ok=True)
+    (record.image_dir(image_id) / software.REPORT_JSON).write_text("{}")
 
 
 def test_the_previous_image_is_the_last_verified_one_of_the_row_with_a_report(build_dir, monkeypatch):

@@ -18,12 +18,12 @@ from pathlib import Path
 import jinja2
 
 from fleetbake import files, paths
-from fleetbake.pipeline import sbom, software
+from fleetbake.pipeline import record as records, sbom, software
 from fleetbake.pipeline.matrix import Matrix
 
 PAGE = "index.html"
 TEMPLATE = "index.html.j2"
-# Beside the records in an image's folder, when `invoke report` made them.
+# In the image/ folder beside the records, when `invoke report` made them.
 SBOM = sbom.SBOM
 SOFTWARE_REPORT = software.REPORT_MD
 COMPILE_STEPS = ("configure", "make", "build")  # build: the Windows plan's build.bat
@@ -132,8 +132,9 @@ def collect(matrix: Matrix, reports: Path | None = None) -> list[RowPage]:
         cells = [Cell(name, found[name][1] if name in found else None, folder) for name in row.configurations]
         size = next((r.get("image", {}).get("size") for _, r in found.values()
                      if isinstance(r.get("image"), dict) and isinstance(r["image"].get("size"), int)), None)
-        extras = {label: f"{folder}/{name}" for label, name in (("SBOM", SBOM), ("software report", SOFTWARE_REPORT))
-                  if (reports / folder / name).is_file()}
+        extras = {label: f"{folder}/{records.IMAGE_DIR}/{name}"
+                  for label, name in (("SBOM", SBOM), ("software report", SOFTWARE_REPORT))
+                  if (reports / folder / records.IMAGE_DIR / name).is_file()}
         pages.append(RowPage(row.name, cells, image_id, folder, size, extras))
     return pages
 

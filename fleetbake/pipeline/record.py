@@ -1,5 +1,8 @@
 """Verification records: build/reports/<image id>/<configuration>.json (+ .junit.xml, .log).
 
+What `invoke report` says of the image (SBOM, software report, what changed) lives in the image/
+folder beside them, so no file of it can pass for a record, whatever a configuration is called.
+
 verify writes them; publish reads them to decide what may be pushed. This module
 runs nothing and imports no container library, so publishing stays light.
 """
@@ -16,6 +19,13 @@ from fleetbake import __version__, files, paths
 
 def report_dir(image_id: str) -> Path:
     return paths.reports_dir() / image_id.replace(":", "-")
+
+
+IMAGE_DIR = "image"
+
+
+def image_dir(image_id: str) -> Path:
+    return report_dir(image_id) / IMAGE_DIR
 
 
 def log_path(image_id: str, configuration: str) -> Path:

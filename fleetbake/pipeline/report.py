@@ -1,6 +1,6 @@
 """`invoke report --os ROW`: the record anyone can check, beside the verification records of the row's image.
 
-For the image (the row's tag, or --image), in build/reports/<image id>/:
+For the image (the row's tag, or --image), in build/reports/<image id>/image/ (record.image_dir):
 - sbom.spdx.json: its SBOM (sbom.write, syft on the saved image);
 - software.json and software.md: what is inside it, read from inside it (software.collect);
 - changes.md: what changed since the previous verified image of the row (packages added, removed,
@@ -44,7 +44,7 @@ def previous(row: str, image_id: str, reports: Path | None = None) -> str | None
     images = [image for _, image in verified_images(row, reports)]
     earlier = images[:images.index(image_id)] if image_id in images else images
     for image in reversed(earlier):
-        if (record.report_dir(image) / software.REPORT_JSON).is_file():
+        if (record.image_dir(image) / software.REPORT_JSON).is_file():
             return image
     return None
 
@@ -60,7 +60,7 @@ def report(matrix: Matrix, row: RowView, image: str | None = None, log=print) ->
     if not passed:
         raise FleetbakeError(f"{row.name}: image {image_id[:19]} has no passing verification record: "
                              f"run `invoke verify --os {row.name}` first")
-    folder = record.report_dir(image_id)
+    folder = record.image_dir(image_id)
     sbom.write(image_id, folder, log)
     found = software.collect(image_id)
     files.write_text(folder / software.REPORT_JSON, json.dumps(found, indent=2, sort_keys=True) + "\n")
@@ -69,7 +69,7 @@ def report(matrix: Matrix, row: RowView, image: str | None = None, log=print) ->
     if before is None:
         summary = f"{row.name}: `{image_id[:19]}` is the first verified image of this row with a software report.\n"
     else:
-        old = json.loads((record.report_dir(before) / software.REPORT_JSON).read_text())
+        old = json.loads((record.image_dir(before) / software.REPORT_JSON).read_text())
         summary = software.changes_markdown(software.changes(old, found), before, image_id)
     files.write_text(folder / CHANGES_MD, summary)
     target = page.write(matrix, generated=record.timestamp())

@@ -20,7 +20,9 @@ class CDPError(RuntimeError):
 
 class Browser:
     def __init__(self, executable: str | None = None, timeout: float = 60):
-        self.executable = executable or shutil.which("chromium") or shutil.which("chromium-browser")
+        # Debian's /usr/bin/chromium is a shell wrapper that only adds flags from /etc/chromium.d: run the browser.
+        binary = "/usr/lib/chromium/chromium"
+        self.executable = executable or (binary if os.access(binary, os.X_OK) else shutil.which("chromium"))
         if not self.executable:
             raise CDPError("chromium is not installed (scripts/setup.sh installs Debian's chromium)")
         self.timeout = timeout
@@ -39,7 +41,8 @@ class Browser:
         argv = [self.executable, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
                 "--no-default-browser-check", "--disable-extensions", "--remote-debugging-pipe",
                 f"--user-data-dir={self.profile}", "--window-size=1366,768", "about:blank"]
-        self.process = subprocess.Popen(argv, preexec_fn=wire, pass_fds=(to_browser_r, from_browser_w),
+        # 3 and 4 kept: subprocess closes every other descriptor after preexec_fn has made them.
+        self.process = subprocess.Popen(argv, preexec_fn=wire, pass_fds=(3, 4, to_browser_r, from_browser_w),
                                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         os.close(to_browser_r)
         os.close(from_browser_w)
