@@ -1,6 +1,6 @@
 #!/bin/bash
 # Set up fleetbake on a fresh Debian 12 machine and produce a verified debian-12 worker image:
-# Docker engine (docker.io; dockerd started if none answers), mmdebstrap, .venv/, build, verify.
+# Docker engine (docker.io; dockerd started if none answers), mmdebstrap, .venv/, build, verify, report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,5 +47,8 @@ step "build the debian-12 image"
 
 step "verify it: compile CPython and run the smoke tests (pydebug)"
 .venv/bin/invoke verify --os debian-12 --config pydebug
+
+step "report on it: SBOM, software report, what changed, the matrix page (build/reports/index.html)"
+.venv/bin/invoke report --os debian-12
 
 step "done: fleetbake/worker:debian-12 is built and verified; run the tests with .venv/bin/invoke test"
