@@ -5,6 +5,8 @@
     invoke base --os ROW                pull or bootstrap the row's base image
     invoke build --os ROW|all           render, then build (skips when nothing changed)
     invoke verify --os ROW [--config NAME|all] [--cpython SRC] [--ccache]
+    invoke report --os ROW              SBOM, software report, what changed since the last image; the matrix page
+    invoke diff IMAGE_A IMAGE_B         where two images differ, file by file
     invoke master [--worker NAME[:PASS]] a local Buildbot master to try a worker (--stop stops it)
     invoke status --master URL          is each worker connected? (non-zero when one is not)
     invoke preflight                    this host against the devguide's requirements
@@ -120,6 +122,18 @@ def report(c, os, matrix="matrix.yml", image=None):
 
     m = _load(matrix)
     print(report_mod.report(m, m.one(os), image, log=log), end="")
+
+
+@task(positional=["image_a", "image_b"], help={"image_a": "an image (ID or tag)", "image_b": "another image"})
+@friendly
+def diff(c, image_a, image_b):
+    """Where two images differ, file by file (exit 1 when they do): the config, then each layer's files."""
+    from invoke import Exit
+
+    from fleetbake.pipeline import imagediff
+
+    if not imagediff.diff(image_a, image_b, log=log):
+        raise Exit(code=1)
 
 
 @task(iterable=["worker"], help={

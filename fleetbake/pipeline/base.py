@@ -48,6 +48,12 @@ def _pull(ref: str, log: Log) -> str | None:
     return None
 
 
+# images/debian/scripts/configure-apt.sh's dpkg excludes, from the first package on: an upgrade in the image then
+# deletes no file of the base, since a deletion leaves a whiteout stamped with the build's clock (reproducible.py).
+DPKG_EXCLUDES = ("path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/copyright", "path-exclude=/usr/share/man/*",
+                 "path-exclude=/usr/share/info/*", "path-exclude=/usr/share/lintian/*")
+
+
 def bootstrap_command(row: RowView, target: str) -> list[str]:
     spec = row.spec.bootstrap
     assert spec is not None
@@ -60,6 +66,7 @@ def bootstrap_command(row: RowView, target: str) -> list[str]:
         "--mode=auto",
         "--format=tar",
         "--quiet",
+        *(f"--dpkgopt={option}" for option in DPKG_EXCLUDES),
         # A container needs no package lists until its first `apt-get update`.
         '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin',
         spec.suite,

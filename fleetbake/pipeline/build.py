@@ -2,7 +2,9 @@
 
 Tags: fleetbake/worker:<row> and fleetbake/worker:<row>-<inputs hash>, the hash
 covering the rendered context and the base image ID. The content tag existing
-means an identical build exists: the build is skipped.
+means an identical build exists: the build is skipped. Every time the build
+leaves in the image is the inputs' (identity.source, reproducible.py), so a
+rebuild of the same inputs gives the same image ID.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from docker.errors import APIError, DockerException
 
 from fleetbake import paths
 from fleetbake.errors import CannotBuildHere, FleetbakeError
-from fleetbake.pipeline import base, engine, identity, render
+from fleetbake.pipeline import base, engine, identity, render, reproducible
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -63,20 +65,26 @@ def build_row(
         return BuildResult(row.name, existing, [row_tag, tag], inputs, True, time.monotonic() - started)
 
     log(f"{row.name}: building {tag} from {out_dir}")
-    image_id = _stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id), nocache=force or refresh, log=log)
-    api.tag(image_id, *row_tag.split(":"))
+    origin = identity.source(paths.image_dir(matrix, row))
+    built = _stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
+                          nocache=force or refresh, log=log, epoch=origin.epoch)
+    rewriting = time.monotonic()
+    image_id = reproducible.recommit(built, base_id, origin.epoch, [tag, row_tag])
     seconds = time.monotonic() - started
-    log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s, tagged {row_tag} and {tag}")
+    log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s (config at the inputs' time {origin.created}, commit "
+        f"{origin.revision[:12]}, in {time.monotonic() - rewriting:.1f}s), tagged {row_tag} and {tag}")
     return BuildResult(row.name, image_id, [row_tag, tag], inputs, False, seconds)
 
 
-def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict[str, str], nocache: bool, log: Log) -> str:
+def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict[str, str], nocache: bool, log: Log,
+                  epoch: int = 0) -> str:
     step = "before the first step"
     image_id = None
     started = time.monotonic()
     try:
         stream = engine.client().api.build(
-            fileobj=io.BytesIO(context_tar), custom_context=True, tag=tag, labels=image_labels, decode=True, rm=True, forcerm=True, nocache=nocache, pull=False
+            fileobj=io.BytesIO(context_tar), custom_context=True, tag=tag, labels=image_labels, decode=True, rm=True,
+            forcerm=True, nocache=nocache, pull=False, buildargs={"SOURCE_DATE_EPOCH": str(epoch)},
         )
         for entry in stream:
             if "stream" in entry:

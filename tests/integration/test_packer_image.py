@@ -6,6 +6,7 @@ import tarfile
 
 import pytest
 
+from fleetbake import paths
 from fleetbake.pipeline import base, build, families, identity, packer, render, verify
 
 # Files whose bytes carry the moment they were written: dpkg's and apt's logs, ldconfig's cache of
@@ -81,8 +82,9 @@ def dockerfile_image(client, live_project, packer_image):
     base_id = base.ensure_base(row, log=print)
     inputs = identity.inputs_hash(render.context_digest(context), base_id)
     tag = f"{identity.IMAGE_REPO}:{row.name}-dockerfile-compare"
-    image_id = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id),
-                                   nocache=True, log=print)
+    origin = identity.source(paths.image_dir(live_project, row))
+    image_id = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
+                                   nocache=True, log=print, epoch=origin.epoch)
     yield client.images.get(image_id)
     client.images.remove(tag)
 
