@@ -174,7 +174,9 @@ def test_every_row_gets_past_every_refusal_on_its_own_runner(monkeypatch, capsys
     nightly = {(o.command.split()[1], o.command.split()[o.command.split().index("--os") + 1], o.runner)
                for o in outcomes if o.job == "nightly/image"}
     rows = json.loads(tasks_matrix_json())
-    assert nightly == {(task, r["os"], r["runner"]) for r in rows for task in ("build", "verify", "report", "publish")}
+    # Reported too, but not Windows rows: no software report or SBOM of Windows images yet (report.py refuses).
+    assert nightly == {(task, r["os"], r["runner"]) for r in rows for task in ("build", "verify", "report", "publish")
+                       if task != "report" or not r["os"].startswith("windows")}
     assert any("--config all" in o.command and "windows-2022" in o.command for o in outcomes)
     # CI runs .ci/run, which builds and verifies every debian-12 configuration on ubuntu.
     ci = [o.command for o in outcomes if o.job.startswith("ci/")]
@@ -266,7 +268,8 @@ def test_nightly_reports_before_it_publishes_and_publishes_from_main_only():
     verify, report, publish = (step_index(steps, f"invoke {task} ") for task in ("verify", "report", "publish"))
     assert verify < report < publish
     assert 'cat build/reports/*/image/changes.md >> "$GITHUB_STEP_SUMMARY"' in steps[report]["run"]
-    assert "if" not in steps[report]  # every row, every night: publish refuses an image without it
+    # Every Linux row, every night: publish refuses a Linux image without its report (Windows images have none yet).
+    assert steps[report]["if"] == "runner.os == 'Linux'"
     assert steps[publish]["if"] == "github.ref == 'refs/heads/main'" and steps[publish]["id"] == "publish"
     assert "--json" in steps[publish]["run"] and '>> "$GITHUB_OUTPUT"' in steps[publish]["run"]
     assert steps[publish]["env"]["FLEETBAKE_REGISTRY_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"

@@ -20,7 +20,7 @@ from typing import Callable
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from fleetbake.errors import FleetbakeError, UsageError
-from fleetbake.pipeline import engine, identity, record, registry as oci, sbom, software
+from fleetbake.pipeline import engine, families, identity, record, registry as oci, sbom, software
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -85,7 +85,9 @@ def publish_row(row: RowView, registry: str, log: Log = print) -> Published:
     if not passed:
         result.skipped = f"{image.id[:19]} has no passing verification record: run `invoke verify --os {row.name}`"
         return result
-    missing = [name for name, _ in REPORT_LAYERS if not (record.image_dir(image.id) / name).is_file()]
+    # Windows images have no software report or SBOM yet (report.py reads a Linux image's packages).
+    reported = not families.family_of(row).windows
+    missing = [name for name, _ in REPORT_LAYERS if not (record.image_dir(image.id) / name).is_file()] if reported else []
     if missing:
         result.skipped = (f"{image.id[:19]} has no report ({', '.join(missing)} missing): "
                           f"run `invoke report --os {row.name}` first")
@@ -97,10 +99,10 @@ def publish_row(row: RowView, registry: str, log: Log = print) -> Published:
     repository = result.repository = f"{registry}/worker"
     host, _, path = repository.partition("/")
     remote = oci.Registry(host, path)
-    current = published(remote, row.name, image.id)
+    current = published(remote, row.name, image.id, reported)
     if current:
         result.unchanged, result.digest, result.artifact = True, current[0], current[1]
-        log(f"{row.name}: {repository}:{row.name} already holds {image.id[:19]} and its report "
+        log(f"{row.name}: {repository}:{row.name} already holds {image.id[:19]}{' and its report' if reported else ''} "
             f"({current[0]}); nothing pushed")
         return result
     log(f"{row.name}: {image.id[:19]} verified ({', '.join(passed)}); pushing to {repository}")
@@ -110,19 +112,24 @@ def publish_row(row: RowView, registry: str, log: Log = print) -> Published:
         result.digest = _push(api, repository, name, log)
         result.refs.append(f"{repository}:{name}")
     log(f"{row.name}: pushed {', '.join(result.refs)} @ {result.digest}")
+    if not reported:
+        log(f"{row.name}: no report pushed: fleetbake makes no software report or SBOM of Windows images yet")
+        return result
     result.artifact = push_report(remote, result.digest, image.id)
     log(f"{row.name}: pushed its report {repository}@{result.artifact} (referrers tag "
         f"{oci.referrers_tag(result.digest)})")
     return result
 
 
-def published(remote: oci.Registry, tag: str, image_id: str) -> tuple[str, str] | None:
+def published(remote: oci.Registry, tag: str, image_id: str, reported: bool = True) -> tuple[str, str | None] | None:
     """(image manifest digest, report artifact digest) when `tag` already holds this image ID (its config digest)
     and the referrers tag lists its report; else None, and publishing goes ahead (a push that stopped half-way
     gets its report on the next run)."""
     found = remote.get_manifest(tag)
     if not found or (found[1].get("config") or {}).get("digest") != image_id:
         return None
+    if not reported:
+        return found[0].digest, None
     reports = [m["digest"] for m in remote.referrers(found[0].digest) if m.get("artifactType") == ARTIFACT_TYPE]
     return (found[0].digest, reports[-1]) if reports else None
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fleetbake import files, paths
 from fleetbake.errors import FleetbakeError
-from fleetbake.pipeline import engine, identity, page, record, sbom, software
+from fleetbake.pipeline import engine, families, identity, page, record, sbom, software
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 CHANGES_MD = "changes.md"
@@ -52,6 +52,9 @@ def previous(row: str, image_id: str, reports: Path | None = None) -> str | None
 def report(matrix: Matrix, row: RowView, image: str | None = None, log=print) -> str:
     """Write the image's software report and what changed, and the page; return the what-changed Markdown."""
     engine.require_os(row, "report on", "reads its software from inside the image")
+    if families.family_of(row).windows:
+        raise FleetbakeError(f"{row.name}: no software report or SBOM of Windows images yet: the collector reads a Linux "
+                             "image's package database (publish pushes Windows images without one)")
     image_id = engine.image_id(image or identity.image_tag(row))
     if image_id is None:
         raise FleetbakeError(f"image {image or identity.image_tag(row)} is not here: run `invoke build --os {row.name}` "
