@@ -11,6 +11,7 @@ import pytest
 from conftest import FIXTURE_MATRIX
 from fleetbake.devtools import bench
 from fleetbake.errors import FleetbakeError, UsageError
+from fleetbake import paths
 from fleetbake.pipeline import build, cpython, families, identity, matrix, record, render, verify
 
 
@@ -223,7 +224,7 @@ def test_the_cold_build_is_tagged_for_the_bench_only(project, row, build_dir, mo
     monkeypatch.setattr(bench.reproducible, "recommit",
                         lambda image_id, base_id, epoch, tags: recommitted.append((image_id, base_id, epoch, tags))
                         or "sha256:same")
-    monkeypatch.setattr(bench.base, "ensure_base", lambda row_, log: "sha256:base")
+    monkeypatch.setattr(bench.base, "ensure_base", lambda row_, log, epoch=0: "sha256:base")
     monkeypatch.setattr(bench.engine, "client", lambda: pytest.fail("the cold build must not touch the engine's tags"))
     assert bench.build_ours(project, row, None, bench.ours_tag(row), log=lambda line: None) == "sha256:same"
     assert built["tag"] == "fleetbake-bench/ours:debian-12" and built["nocache"] is True
@@ -232,7 +233,9 @@ def test_the_cold_build_is_tagged_for_the_bench_only(project, row, build_dir, mo
     assert recommitted == [("sha256:new", "sha256:base", 1764300000, ["fleetbake-bench/ours:debian-12"])]
     context = render.render_row(project, row, None)
     assert built["context"] == render.context_tar(context)  # what `invoke build` would build, byte for byte
-    assert built["labels"][identity.INPUTS_LABEL] == identity.inputs_hash(render.context_digest(context), "sha256:base")
+    origin = identity.source(paths.image_dir(project, row))
+    assert built["labels"][identity.INPUTS_LABEL] == identity.inputs_hash(render.context_digest(context), "sha256:base",
+                                                                          origin)
     assert identity.image_tag(row) not in (bench.ours_tag(row), bench.baseline_tag(row))
 
 

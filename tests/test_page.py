@@ -87,3 +87,13 @@ def test_no_records_is_a_page_that_says_so(project, build_dir):
     html = page.render(project, build_dir / "reports")
     assert "No failing configuration." in html and html.count("no verified image") == len(project.rows)
     assert "PASS" not in html
+
+
+def test_an_old_or_foreign_record_with_fields_missing_still_renders(project, build_dir):
+    """The Pages job merges records from every row and night: a record that lacks a field shows less, never crashes."""
+    record.write(NEW, "pydebug", {"row": "debian-12", "passed": False})  # no reason, cpython, tests or steps
+    record.write(OTHER, "pydebug", {"row": "debian-13", "passed": True, "cpython": {"version": "3.13.5"},
+                                    "tests": {"tests": 10}})
+    html = page.render(project, build_dir / "reports")
+    found = cells(html)
+    assert found[("debian-12", "pydebug")][0] == "fail" and found[("debian-13", "pydebug")][0] == "pass"

@@ -219,7 +219,7 @@ BASELINE_TEXT = {
         "threshold (`--failure-threshold warning`), with one reasoned exception, DL3008 (pinning every "
         "package would undo the upgrade). Both sides build with the engine's classic builder through the "
         "same docker-py call (no layer cache, no pull) from an in-memory context; fleetbake's side is "
-        "`invoke build --force` (render, base check, inputs hash, build) tagged `{ours}` instead of "
+        "`invoke build --force` (render, base check, inputs hash, build, the config written again at the inputs' time) tagged `{ours}` instead of "
         "`fleetbake/worker:{row}`, the baseline is tagged `{theirs}`, and each build first removes its "
         "side's previous image. Size is the engine's image size of each."
     ),
@@ -441,9 +441,9 @@ def build_ours(matrix: Matrix, row: RowView, certs: list[bytes] | None, tag: str
     """`invoke build --force` for the row (build.build_row's steps), tagged `tag` alone."""
     context = render.render_row(matrix, row, certs)
     render.write_context(context, paths.context_dir(row.name))
-    base_id = base.ensure_base(row, log=log)
-    inputs = identity.inputs_hash(render.context_digest(context), base_id)
     origin = identity.source(paths.image_dir(matrix, row))
+    base_id = base.ensure_base(row, log=log, epoch=origin.epoch)
+    inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
     built = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
                                 nocache=True, log=log, epoch=origin.epoch)
     return reproducible.recommit(built, base_id, origin.epoch, [tag])

@@ -18,7 +18,7 @@ from docker.errors import APIError, DockerException
 
 from fleetbake import paths
 from fleetbake.errors import CannotBuildHere, FleetbakeError
-from fleetbake.pipeline import base, engine, identity, render, reproducible
+from fleetbake.pipeline import base, engine, families, identity, render, reproducible
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -52,8 +52,9 @@ def build_row(
     context = render.render_row(matrix, row, ca_certs)
     out_dir = paths.context_dir(row.name)
     render.write_context(context, out_dir)  # for people to read; the build reads the context itself
-    base_id = base.ensure_base(row, refresh=refresh, log=log)
-    inputs = identity.inputs_hash(render.context_digest(context), base_id)
+    origin = identity.source(paths.image_dir(matrix, row))
+    base_id = base.ensure_base(row, refresh=refresh, log=log, epoch=origin.epoch)
+    inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
     tag = identity.content_tag(row, inputs)
     row_tag = identity.image_tag(row)
     api = engine.client().api
@@ -65,14 +66,22 @@ def build_row(
         return BuildResult(row.name, existing, [row_tag, tag], inputs, True, time.monotonic() - started)
 
     log(f"{row.name}: building {tag} from {out_dir}")
-    origin = identity.source(paths.image_dir(matrix, row))
     built = _stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
                           nocache=force or refresh, log=log, epoch=origin.epoch)
-    rewriting = time.monotonic()
-    image_id = reproducible.recommit(built, base_id, origin.epoch, [tag, row_tag])
+    if families.family_of(row).windows:  # not built here: its config is left as the builder wrote it
+        api.tag(built, *row_tag.split(":"))
+        image_id, rewritten = built, "the builder's config"
+    else:
+        rewriting = time.monotonic()
+        try:
+            image_id = reproducible.recommit(built, base_id, origin.epoch, [tag, row_tag])
+        except reproducible.RecommitError:
+            api.remove_image(tag)  # the content tag must never name the builder's image with the clock in it
+            raise
+        rewritten = f"config at the inputs' time {origin.created} in {time.monotonic() - rewriting:.1f}s"
     seconds = time.monotonic() - started
-    log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s (config at the inputs' time {origin.created}, commit "
-        f"{origin.revision[:12]}, in {time.monotonic() - rewriting:.1f}s), tagged {row_tag} and {tag}")
+    log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s ({rewritten}, commit {origin.revision[:12]}), "
+        f"tagged {row_tag} and {tag}")
     return BuildResult(row.name, image_id, [row_tag, tag], inputs, False, seconds)
 
 

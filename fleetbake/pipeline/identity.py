@@ -38,8 +38,10 @@ def rehearsal_image_tag(row) -> str:
     return f"{IMAGE_REPO}:{row.name}-ami-rehearsal"
 
 
-def inputs_hash(context_digest: str, base_id: str) -> str:
-    return hashlib.sha256(f"{context_digest}\0{base_id}".encode()).hexdigest()
+def inputs_hash(context_digest: str, base_id: str, origin: Source | None = None) -> str:
+    """What an image is made from: the context, the base and (Docker images) the commit whose time it carries."""
+    where = f"\0{origin.revision}\0{origin.epoch}" if origin else ""
+    return hashlib.sha256(f"{context_digest}\0{base_id}{where}".encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def source(folder: Path) -> Source:
 
     try:
         found = git("log", "-1", "--format=%H %ct", "--", str(folder))
-        dirty = git("status", "--porcelain", "--untracked-files=no", "--", str(folder))
+        dirty = git("status", "--porcelain", "--untracked-files=normal", "--", str(folder))
     except (OSError, subprocess.SubprocessError):
         found, dirty = "", ""
     revision, _, when = found.partition(" ")

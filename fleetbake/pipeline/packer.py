@@ -436,10 +436,10 @@ def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *
     else:
         from fleetbake.pipeline import base  # Docker only for the docker targets
 
-        base_id = base.ensure_base(row, log=log)
+        origin = identity.source(paths.image_dir(matrix, row))
+        base_id = base.ensure_base(row, log=log, epoch=origin.epoch)
         if target == "docker":
-            inputs = identity.inputs_hash(render.context_digest(context), base_id)
-            origin = identity.source(paths.image_dir(matrix, row))
+            inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
             variables["labels"] = families.label_arguments(sorted(identity.labels(row, inputs, base_id, origin).items()))
     return variables
 

@@ -155,7 +155,7 @@ def render(matrix: Matrix, reports: Path | None = None, generated: str = "") -> 
     rows = collect(matrix, reports)
     names = list(dict.fromkeys(c for r in matrix.rows.values() for c in r.configurations))
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(paths.IMAGES / "report")),
-                             undefined=jinja2.StrictUndefined, autoescape=True, keep_trailing_newline=True)
+                             undefined=jinja2.ChainableUndefined, autoescape=True, keep_trailing_newline=True)
     env.filters["duration"] = duration
     env.filters["megabytes"] = megabytes
     failing = sum(1 for r in rows for c in r.cells if c.state == "fail")

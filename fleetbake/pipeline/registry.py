@@ -13,6 +13,7 @@ Basic directly, Bearer through its token service (how ghcr.io takes a GITHUB_TOK
 from __future__ import annotations
 
 import base64
+import email.message
 import hashlib
 import json
 import os
@@ -85,19 +86,21 @@ class Registry:
     # --- HTTP ---------------------------------------------------------------------------------------
 
     def request(self, method: str, url: str, data: bytes | None = None, headers: dict | None = None,
-                ok: tuple[int, ...] = (200,)) -> tuple[int, dict, bytes]:
+                ok: tuple[int, ...] = (200,)) -> tuple[int, email.message.Message, bytes]:
         """(status, headers, body); a status outside `ok` (404 may be in it) is a RegistryError."""
         url = urllib.parse.urljoin(self.url + "/", url)
         for attempt in (1, 2):
             req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
-            if self.authorization:
+            # The credential goes to the registry's own host only (an upload Location may name another).
+            if self.authorization and urllib.parse.urlsplit(url).netloc == urllib.parse.urlsplit(self.url).netloc:
                 # Unredirected: a blob download redirected to storage must not carry the registry's credential.
                 req.add_unredirected_header("Authorization", self.authorization)
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as response:
-                    status, head, body = response.status, dict(response.headers), response.read()
+                    # The headers as they came: their names are case-insensitive (a proxy may lower them).
+                    status, head, body = response.status, response.headers, response.read()
             except urllib.error.HTTPError as exc:
-                status, head, body = exc.code, dict(exc.headers or {}), exc.read()
+                status, head, body = exc.code, exc.headers or email.message.Message(), exc.read()
             except (urllib.error.URLError, OSError) as exc:
                 raise RegistryError(f"{method} {url}: {getattr(exc, 'reason', exc)}") from None
             if status == 401 and attempt == 1:
@@ -120,6 +123,9 @@ class Registry:
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
         if "realm" not in fields:
             raise RegistryError(f"{self.host}: a Bearer challenge without a realm: {challenge!r}")
+        realm = urllib.parse.urlsplit(fields["realm"])
+        if realm.scheme != "https" and realm.hostname not in LOCAL_HOSTS:
+            raise RegistryError(f"{self.host}: its token service {fields['realm']} is not https: {TOKEN_ENV} is not sent there")
         query = {"service": fields.get("service", self.host), "scope": f"repository:{self.repository}:pull,push"}
         req = urllib.request.Request(f"{fields['realm']}?{urllib.parse.urlencode(query)}", headers={"Authorization": basic})
         try:

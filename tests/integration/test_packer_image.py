@@ -80,9 +80,9 @@ def dockerfile_image(client, live_project, packer_image):
     row = live_project.rows["debian-12"]
     context = render.render_row(live_project, row, render.ca_certs_from(None))
     base_id = base.ensure_base(row, log=print)
-    inputs = identity.inputs_hash(render.context_digest(context), base_id)
-    tag = f"{identity.IMAGE_REPO}:{row.name}-dockerfile-compare"
     origin = identity.source(paths.image_dir(live_project, row))
+    inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
+    tag = f"{identity.IMAGE_REPO}:{row.name}-dockerfile-compare"
     image_id = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
                                    nocache=True, log=print, epoch=origin.epoch)
     yield client.images.get(image_id)
