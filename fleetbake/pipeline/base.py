@@ -10,7 +10,6 @@ the same base ID, so a nightly --refresh changes the image only when a package d
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import json
@@ -26,7 +25,7 @@ from docker.errors import APIError, DockerException
 
 from fleetbake import paths, proc
 from fleetbake.errors import CannotBuildHere, FleetbakeError
-from fleetbake.pipeline import engine
+from fleetbake.pipeline import engine, record
 from fleetbake.pipeline.matrix import RowView
 
 Log = Callable[[str], None]
@@ -100,13 +99,8 @@ def bootstrap(row: RowView, log: Log = print, epoch: int = 0) -> str:
         proc.run(command, what=f"base {ref}: mmdebstrap", env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
         log(f"base {ref}: bootstrapped in {time.monotonic() - started:.0f}s; loading")
         archive = _image_archive(row, Path(tarball), Path(tmp) / "image.tar", epoch)
-        try:
-            with open(archive, "rb") as handle:
-                for entry in engine.client().api.load_image(handle):
-                    if isinstance(entry, dict) and entry.get("error"):
-                        raise FleetbakeError(f"base {ref}: docker load failed: {entry['error']}")
-        except (APIError, DockerException) as exc:
-            raise FleetbakeError(f"base {ref}: docker load failed: {exc}") from None
+        with open(archive, "rb") as handle:
+            engine.load(handle, f"base {ref}")
     image = engine.image_id(ref)
     if image is None:
         raise FleetbakeError(f"base {ref}: docker load reported success but the image is missing")
@@ -120,7 +114,7 @@ def _image_archive(row: RowView, rootfs: Path, target: Path, epoch: int) -> Path
     with open(rootfs, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    created = dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    created = record.utc(epoch)
     config = {
         "architecture": engine.client().version().get("Arch", "amd64"), "os": "linux", "created": created,
         "config": {"Cmd": ["/bin/bash"], "Labels": {"org.opencontainers.image.title": row.spec.base,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import subprocess
@@ -57,7 +56,9 @@ class Source:
 
     @property
     def created(self) -> str:
-        return dt.datetime.fromtimestamp(self.epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        from fleetbake.pipeline import record
+
+        return record.utc(self.epoch)
 
 
 def source(folder: Path) -> Source:

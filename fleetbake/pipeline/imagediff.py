@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from docker.errors import DockerException, ImageNotFound
-
 from fleetbake import paths
 from fleetbake.errors import FleetbakeError
 from fleetbake.pipeline import engine
@@ -48,20 +46,6 @@ class Entry:
         if self.sha256 != other.sha256:
             found.append("content")
         return found
-
-
-def _save(image: str, target: Path) -> str:
-    """Save the image to `target`; return its ID."""
-    try:
-        found = engine.client().images.get(image)
-        with open(target, "wb") as handle:
-            for chunk in found.save(named=False):
-                handle.write(chunk)
-    except ImageNotFound:
-        raise FleetbakeError(f"image {image} is not here (docker images lists what is)") from None
-    except DockerException as exc:
-        raise FleetbakeError(f"image {image}: docker save failed: {exc}") from None
-    return found.id
 
 
 def _read(archive: Path) -> tuple[dict, list[str]]:
@@ -121,7 +105,7 @@ def diff(image_a: str, image_b: str, log: Log = print) -> bool:
         log("diffoscope is not installed (scripts/setup.sh installs diffoscope-minimal): files are listed, not opened")
     with tempfile.TemporaryDirectory(dir=scratch, prefix="diff-") as work:
         a, b = Path(work) / "a.tar", Path(work) / "b.tar"
-        id_a, id_b = _save(image_a, a), _save(image_b, b)
+        id_a, id_b = engine.save(image_a, a), engine.save(image_b, b)
         (config_a, layers_a), (config_b, layers_b) = _read(a), _read(b)
         log(f"{image_a} is {id_a[:19]}, {image_b} is {id_b[:19]}: they differ")
         flat_a, flat_b = _flat(config_a), _flat(config_b)

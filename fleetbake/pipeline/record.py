@@ -36,6 +36,11 @@ def timestamp(when: dt.datetime | None = None) -> str:
     return (when or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def utc(seconds: int) -> str:
+    """A time given in seconds since 1970 (SOURCE_DATE_EPOCH), as every record and config writes times."""
+    return timestamp(dt.datetime.fromtimestamp(seconds, dt.timezone.utc))
+
+
 def write(image_id: str, configuration: str, fields: dict[str, Any], junit: bytes | None = None) -> Path:
     """The record of one configuration's run on one image; `fields` must say whether it `passed`."""
     if not isinstance(fields.get("passed"), bool):

@@ -13,24 +13,17 @@ of the config, so the same inputs give the same ID.
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import io
 import json
 import tarfile
 
-from docker.errors import APIError, DockerException
-
 from fleetbake.errors import FleetbakeError
-from fleetbake.pipeline import engine
+from fleetbake.pipeline import engine, record
 
 
 class RecommitError(FleetbakeError):
     pass
-
-
-def _iso(seconds: int) -> str:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _history(api, image_id: str, base_id: str, created: str) -> list[dict]:
@@ -53,7 +46,7 @@ def _history(api, image_id: str, base_id: str, created: str) -> list[dict]:
     else:
         raise RecommitError(f"base {base_id[:19]}: cannot tell which of its {len(base_entries)} history entries "
                             f"made its {base_layers} layers")
-    out = [{"created": _iso(int(e.get("Created") or 0)), "created_by": e.get("CreatedBy") or "",
+    out = [{"created": record.utc(int(e.get("Created") or 0)), "created_by": e.get("CreatedBy") or "",
             **({"comment": e["Comment"]} if e.get("Comment") else {}), **({} if made else {"empty_layer": True})}
            for e, made in zip(base_entries, base_made)]
     layers = base_layers
@@ -89,7 +82,7 @@ def config(image_id: str, base_id: str, created: str) -> dict:
 
 def recommit(image_id: str, base_id: str, epoch: int, tags: list[str]) -> str:
     """Load the image again with its config at the inputs' time, under `tags`; return the new image ID."""
-    document = config(image_id, base_id, _iso(epoch))
+    document = config(image_id, base_id, record.utc(epoch))
     raw = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
     digest = hashlib.sha256(raw).hexdigest()
     # Layer paths the engine never opens: it has every one of these layers (checked by chain ID first).
@@ -102,11 +95,9 @@ def recommit(image_id: str, base_id: str, epoch: int, tags: list[str]) -> str:
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
     try:
-        for entry in engine.client().api.load_image(buffer.getvalue()):
-            if isinstance(entry, dict) and entry.get("error"):
-                raise RecommitError(f"{image_id[:19]}: docker load of its config failed: {entry['error']}")
-    except (APIError, DockerException) as exc:
-        raise RecommitError(f"{image_id[:19]}: docker load of its config failed: {exc}") from None
+        engine.load(buffer.getvalue(), f"{image_id[:19]}: its config")
+    except engine.EngineError as exc:
+        raise RecommitError(str(exc)) from None
     new_id = f"sha256:{digest}"
     if engine.image_id(tags[0]) != new_id:
         raise RecommitError(f"{image_id[:19]}: docker load did not give {tags[0]} the config's ID {new_id[:19]}")

@@ -51,9 +51,7 @@ def write(image_id: str, folder: Path, log=print) -> Path:
     scratch.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=scratch, prefix="sbom-") as work:
         archive = Path(work) / "image.tar"
-        with open(archive, "wb") as handle:
-            for chunk in engine.client().images.get(image_id).save(named=False):
-                handle.write(chunk)
+        engine.save(image_id, archive)
         out = Path(work) / SBOM
         env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
         proc.run([syft(), "scan", f"docker-archive:{archive}", "-q", "-o", f"spdx-json={out}"], what="syft", env=env)
