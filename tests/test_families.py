@@ -22,15 +22,38 @@ def runtime_block(dockerfile: str) -> list[str]:
     return [line for line in joined.splitlines() if line.split(" ", 1)[0] in RUNTIME]
 
 
+def run_lines(body: str) -> list[str]:
+    """A RUN's commands, one a line: `RUN first \\` then ` && next \\` ... ` && last`."""
+    first, *rest = body.split(" \\\n")
+    assert all(line.startswith(" && ") for line in rest), body
+    return [first, *(line[len(" && "):] for line in rest)]
+
+
 @pytest.mark.parametrize("row", ["debian-12", "fedora-44"])
 def test_the_dockerfile_and_every_packer_target_run_one_plan(project, row):
-    """families.py declares the steps once: the Dockerfile's RUNs and each target's shell steps are the same lines,
-    in the same order, and the docker target's `changes` are the Dockerfile's runtime instructions."""
+    """families.py declares the steps once: the Dockerfile's RUNs (inside the normalize wrapper, Docker's alone) and
+    each target's shell steps are the same lines, in the same order, and the docker target's `changes` are the
+    Dockerfile's runtime instructions."""
     row = project.rows[row]
     plan = families.plan(row)
-    dockerfile = render.render_row(project, row)["Dockerfile"].content.decode()
+    context = render.render_row(project, row)
+    dockerfile = context["Dockerfile"].content.decode()
     runs = [run.line() for layer in plan.layers for run in layer.runs]
-    assert [line.strip() for line in re.findall(r"^(?:RUN | && )(.+?)(?: \\)?$", dockerfile, re.MULTILINE)] == runs
+    # Each layer: one `COPY layers/<n>/ /` of its files, then one RUN of its commands between the clock read
+    # before them and normalize-layer.sh after them (the layer's times made the inputs').
+    normalize = f'{families.PROVISION}/{families.NORMALIZE} "$started"'
+    steps = [(step, body if step == "COPY" else run_lines(body))
+             for step, body in re.findall(r"^(COPY|RUN) ((?:.* \\\n)*.*)$", dockerfile, re.MULTILINE)]
+    expected = []
+    for n, layer in enumerate(plan.layers, start=1):
+        expected += [("COPY", f"{families.LAYERS_DIR}/{n}/ /")] if layer.copies else []
+        expected += [("RUN", ["started=$(date +%s)", *(run.line() for run in layer.runs), normalize])] if layer.runs else []
+    assert steps == expected
+    assert [line for step, lines in steps if step == "RUN" for line in lines[1:-1]] == runs
+    # normalize-layer.sh is in the image from the first RUN on: copied, executable, with the first layer's files.
+    first = next(n for n, layer in enumerate(plan.layers, start=1) if layer.runs)
+    script = render.placed(row, f"scripts/{families.NORMALIZE}")
+    assert script == f"{families.LAYERS_DIR}/{first}{families.PROVISION}/{families.NORMALIZE}" and context[script].executable
     assert runtime_block(dockerfile) == plan.runtime.instructions()
     for target in packer.targets(row):
         template = packer.write(project, row, target, log=lambda _: None)
@@ -79,7 +102,7 @@ def test_every_linux_image_has_ccache_but_no_cache_volume(project, row, wrappers
     entrypoint reads; /ccache is a folder of the image, not a VOLUME: nothing is cached unless the owner mounts one."""
     row = project.rows[row]
     context = render.render_row(project, row)
-    packages = context["packages.txt"].content.decode().splitlines()
+    packages = context[render.placed(row, "packages.txt")].content.decode().splitlines()
     assert "ccache" in packages[:packages.index("# CPython build dependencies (matrix row)")]  # the image's, not the row's
     runs = [run.line() for layer in families.plan(row).layers for run in layer.runs]
     [configure] = [i for i, line in enumerate(runs) if line.endswith("/configure-ccache.sh")]
@@ -88,10 +111,10 @@ def test_every_linux_image_has_ccache_but_no_cache_volume(project, row, wrappers
     [packages_run] = [i for i, line in enumerate(runs) if "install-packages.sh" in line]
     [user_run] = [i for i, line in enumerate(runs) if line.endswith("/create-user.sh")]
     assert packages_run < user_run < configure  # ccache and every compiler are in, and the user who owns /ccache
-    script = context["scripts/configure-ccache.sh"]
+    script = context[render.placed(row, "scripts/configure-ccache.sh")]
     assert script.executable and script.content.decode().endswith(
         (ROOT / "images" / "common" / "scripts" / "configure-ccache.sh").read_text().split("\n", 1)[1])
-    assert "fleetbake/worker/ccache.py" in context
+    assert render.placed(row, "fleetbake/") + "worker/ccache.py" in context
     runtime = families.plan(row).runtime
     assert dict(runtime.env)["FLEETBAKE_CCACHE_WRAPPERS"] == wrappers
     assert [line for line in runtime.instructions() if line.startswith("VOLUME")] == ['VOLUME ["/buildarea"]']

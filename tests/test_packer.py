@@ -431,15 +431,20 @@ def test_windows_ami_reads_the_secret_in_a_system_step_and_walls_off_the_build_u
 def test_the_worker_package_reaches_every_target_as_the_dockerfile_copies_it(project, out):
     row = project.rows["debian-12"]
     context = render.render_row(project, row)
-    package = sorted(name for name in context if name.startswith("fleetbake/"))
+    folder = render.placed(row, "fleetbake/")  # the package's folder in the context: in its layer's tree
+    package = sorted("fleetbake/" + name[len(folder):] for name in context if name.startswith(folder))
     assert package == sorted(name for name, _ in families.FAMILIES["debian"].runtime_files)
     assert {"fleetbake/__init__.py", "fleetbake/worker/entrypoint.py", "fleetbake/worker/buildbot.tac"} <= set(package)
-    assert not any(context[name].executable for name in package)  # run with python -m
-    assert "\nCOPY fleetbake/ /opt/fleetbake/fleetbake/\n" in context["Dockerfile"].content.decode()
+    assert not any(context[folder + name[len("fleetbake/"):]].executable for name in package)  # run with python -m
+    # The Dockerfile copies the layer's tree to /: the package lands in /opt/fleetbake/fleetbake/.
+    [layer] = [n for n, layer in enumerate(families.plan(row).layers, start=1)
+               if any("fleetbake/" in copy.sources for copy in layer.copies)]
+    assert folder == f"{families.LAYERS_DIR}/{layer}/opt/fleetbake/fleetbake/"
+    assert f"\nCOPY {families.LAYERS_DIR}/{layer}/ /\n" in context["Dockerfile"].content.decode()
     for target in packer.targets(row):
         template = packer.write(project, row, target, log=lambda _: None)
         inline = [line.strip('"') for kind, body in provisioners(template) if kind == "shell" for line in body["inline"]]
-        [copy] = [line for line in inline if line.startswith("(cd /tmp/fleetbake-context/fleetbake/ && ")]
+        [copy] = [line for line in inline if line.startswith(f"(cd {packer.STAGE}/{folder} && ")]
         assert "install -d -m 0755 /opt/fleetbake/fleetbake/{}" in copy and "-m 0644 {} /opt/fleetbake/fleetbake/{}" in copy
 
 

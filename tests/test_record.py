@@ -71,3 +71,16 @@ def test_importing_verify_changes_no_global_state():
              "assert 'testcontainers' not in sys.modules")
     result = subprocess.run([sys.executable, "-c", check], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_what_invoke_report_writes_beside_the_records_never_counts_as_one():
+    """The SBOM and software report (JSON too) are about the image; a configuration may be called anything."""
+    from fleetbake.pipeline import report, sbom, software
+
+    record.write(IMAGE, "software", {"row": "debian-12", "passed": True, "reason": "ok"})
+    folder = record.image_dir(IMAGE)
+    folder.mkdir()
+    for name in (sbom.SBOM, software.REPORT_JSON, software.REPORT_MD, report.CHANGES_MD):
+        (folder / name).write_text('{"spdxVersion": "SPDX-2.3"}')
+    assert folder.parent == record.report_dir(IMAGE)
+    assert record.status(IMAGE) == (["software"], [])

@@ -11,6 +11,14 @@ from fleetbake.pipeline import families, matrix, render
 CERT = b"-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n"
 
 
+def in_context(row, name: str) -> str:
+    """Where the row's context keeps the file of logical name `name` (packages.txt, scripts/x.sh, or a file in a
+    copied folder: fleetbake/worker/x.py, ca-certificates/x.crt), by render.placed."""
+    top, _, rest = name.partition("/")
+    folder = render.placed(row, f"{top}/")
+    return folder + rest if rest and folder != f"{top}/" else render.placed(row, name)
+
+
 def test_the_committed_output_is_a_fresh_render(live_project):
     """images/<family>/<row>/ and packer/<row>/ are committed: CI's drift check is this comparison."""
     lines = []
@@ -18,8 +26,8 @@ def test_the_committed_output_is_a_fresh_render(live_project):
     assert len(lines) == 2 * len(live_project.rows) and all(line.endswith("up to date") for line in lines), lines
     for row in live_project.rows.values():
         folder = ROOT / "images" / row.spec.family / row.name
-        assert (folder / "Dockerfile").is_file() and (folder / "packages.txt").is_file(), folder
-        assert not list(folder.glob("ca-certificates/*.crt")), "host-specific CA certificates are never committed"
+        assert (folder / "Dockerfile").is_file() and (folder / render.placed(row, "packages.txt")).is_file(), folder
+        assert not list(folder.rglob("*.crt")), "host-specific CA certificates are never committed"
         assert (ROOT / "packer" / row.name).is_dir()
     assert render.stale_folders(live_project) == []
 
@@ -33,12 +41,14 @@ def test_the_drift_check_names_what_a_matrix_change_leaves_stale(write_matrix, t
     lines = []
     with pytest.raises(render.FleetbakeError, match=r"differ from a fresh render in: images/debian/debian-12"):
         render.check(edited, edited.select("all"), log=lines.append)
-    assert "images/debian/debian-12/: differs: packages.txt" in lines
-    script = tmp_path / "images/debian/debian-12/scripts/create-user.sh"
+    row = m.rows["debian-12"]
+    assert f"images/debian/debian-12/: differs: {render.placed(row, 'packages.txt')}" in lines
+    create_user = render.placed(row, "scripts/create-user.sh")
+    script = tmp_path / "images/debian/debian-12" / create_user
     script.chmod(0o644)  # a checkout that lost the executable bit builds an image whose RUN fails
     with pytest.raises(render.FleetbakeError):
         render.check(m, rows, log=lines.append)
-    assert "images/debian/debian-12/: differs: scripts/create-user.sh" in lines
+    assert f"images/debian/debian-12/: differs: {create_user}" in lines
     script.chmod(0o755)
     (tmp_path / "images/debian/debian-12/NOTES.txt").write_text("a stray file is drift too\n")
     with pytest.raises(render.FleetbakeError):
@@ -81,7 +91,7 @@ def test_the_build_context_is_the_committed_folder_plus_the_hosts_ca_certificate
         context = render.render_row(live_project, row, render.ca_certs_from(str(bundle)))
         folder = ROOT / "images" / row.spec.family / row.name
         committed = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()} - {render.MANIFEST}
-        assert set(context) - committed == {"ca-certificates/fleetbake-extra-001.crt"}, row.name
+        assert set(context) - committed == {in_context(row, "ca-certificates/fleetbake-extra-001.crt")}, row.name
         assert all(context[name].content == (folder / name).read_bytes() for name in committed), row.name
 
 
@@ -91,14 +101,15 @@ def test_copied_files_are_the_sources_plus_the_header(project, no_ca):
     origins = {f"scripts/{Path(name).name}": ROOT / "images" / name for name in family.scripts}
     origins.update(dict(family.runtime_files))
     context = render.render_row(project, row)
-    assert set(origins) <= set(context) and len(origins) >= 8
+    where = {name: in_context(row, name) for name in origins}
+    assert set(where.values()) <= set(context) and len(set(where.values())) == len(origins) >= 8
     for name, origin in origins.items():
         source = origin.read_text().splitlines()
-        rendered = context[name].content.decode().splitlines()
+        rendered = context[where[name]].content.decode().splitlines()
         position = 1 if rendered and rendered[0].startswith("#!") else 0
         assert rendered[position].startswith("# Generated from matrix.yml")
         assert rendered[:position] + rendered[position + 1 :] == source, name
-        assert context[name].executable == name.startswith("scripts/"), name
+        assert context[where[name]].executable == name.startswith("scripts/"), name
 
 
 def test_render_is_deterministic_and_every_file_says_generated(project, tmp_path, no_ca):
@@ -115,8 +126,9 @@ def test_render_is_deterministic_and_every_file_says_generated(project, tmp_path
             head = lines[1] if lines[0].startswith("#!") else lines[0]
             assert "Generated from matrix.yml" in head and "do not edit" in head, f"{name}/{path}"
             assert (out / name / path).read_bytes() == item.content
-        scripts = list((out / name / "scripts").iterdir())
-        assert scripts and all(os.access(script, os.X_OK) for script in scripts)
+        row = project.rows[name]
+        scripts = [out / name / in_context(row, f"scripts/{Path(s).name}") for s in families.family_of(row).scripts]
+        assert scripts and all(os.access(script, os.X_OK) for script in scripts), name
 
 
 def test_dockerfile_builds_with_the_classic_builder(project, no_ca):
@@ -131,9 +143,47 @@ def test_dockerfile_builds_with_the_classic_builder(project, no_ca):
 
 def test_packages_come_from_the_matrix(project, no_ca):
     row = project.rows["debian-12"]
-    listed = render.render_row(project, row)["packages.txt"].content.decode().splitlines()
+    listed = render.render_row(project, row)[render.placed(row, "packages.txt")].content.decode().splitlines()
     packages = [line for line in listed if line and not line.startswith("#")]
     assert packages == ["ca-certificates", "python3-venv", "tini", "ccache", *row.all_packages]
+
+
+def test_a_linux_context_keeps_each_file_in_its_layers_tree_and_its_tar_has_every_folder(project, no_ca):
+    """Layer n's files sit under layers/<n>/ as the image lays them out (one `COPY layers/<n>/ /`), and the tar
+    has an entry for every folder at time 0: the image's folders take their times from the context's."""
+    import io
+    import tarfile
+
+    row = project.rows["debian-12"]
+    context = render.render_row(project, row, [CERT])
+    # The layout itself.
+    assert render.placed(row, "packages.txt") == "layers/1/opt/fleetbake/provision/packages.txt"
+    assert render.placed(row, "scripts/normalize-layer.sh") == "layers/1/opt/fleetbake/provision/normalize-layer.sh"
+    assert render.placed(row, "fleetbake/") == "layers/6/opt/fleetbake/fleetbake/"
+    assert {"layers/1/opt/fleetbake/provision/packages.txt", "layers/6/opt/fleetbake/fleetbake/__init__.py",
+            "layers/6/opt/fleetbake/fleetbake/worker/entrypoint.py",
+            "layers/2/opt/fleetbake/ca-certificates/fleetbake-extra-001.crt"} <= set(context)
+    # Every file but the Dockerfile is in the tree of a layer that copies files, inside one of its COPY's folders.
+    plan = families.plan(row)
+    for name in set(context) - {"Dockerfile"}:
+        found = re.fullmatch(r"layers/([1-9][0-9]*)/(.+)", name)
+        assert found and 1 <= int(found[1]) <= len(plan.layers), name
+        dests = [copy.dest for copy in plan.layers[int(found[1]) - 1].copies]
+        assert any(f"/{found[2]}".startswith(f"{dest}/") for dest in dests), (name, dests)
+    # The tar: exactly the context's files, and one folder entry, mode 0755 and time 0, for every folder.
+    members = tarfile.open(fileobj=io.BytesIO(render.context_tar(context))).getmembers()
+    files = {m.name: m for m in members if m.isfile()}
+    folders = {m.name: m for m in members if m.isdir()}
+    assert len(files) + len(folders) == len(members) and set(files) == set(context)
+    expected = {"/".join(name.split("/")[:i]) for name in context for i in range(1, name.count("/") + 1)}
+    assert {"layers", "layers/1", "layers/6/opt/fleetbake/fleetbake/worker"} <= expected
+    assert set(folders) == expected
+    assert all(m.mtime == 0 and m.mode == 0o755 for m in folders.values())
+    assert all(m.mtime == 0 for m in files.values())
+    # A Windows row's context keeps the logical names.
+    windows = project.rows["windows-2022"]
+    assert render.placed(windows, "packages.txt") == "packages.txt"
+    assert not any(name.startswith("layers/") for name in render.render_row(project, windows))
 
 
 def test_ca_bundle_is_split_into_one_certificate_a_file(project, tmp_path, monkeypatch):
@@ -141,9 +191,11 @@ def test_ca_bundle_is_split_into_one_certificate_a_file(project, tmp_path, monke
     other = CERT.replace(b"fake", b"other")
     bundle.write_bytes(b"junk\n" + CERT + other + CERT)  # a duplicate is dropped
     monkeypatch.setenv("FLEETBAKE_CA_BUNDLE", str(bundle))
-    context = render.render_row(project, project.rows["debian-12"], render.ca_certs_from(None))
+    row = project.rows["debian-12"]
+    context = render.render_row(project, row, render.ca_certs_from(None))
     certs = sorted(k for k in context if k.endswith(".crt"))
-    assert certs == ["ca-certificates/fleetbake-extra-001.crt", "ca-certificates/fleetbake-extra-002.crt"]
+    assert certs == [in_context(row, "ca-certificates/fleetbake-extra-001.crt"),
+                     in_context(row, "ca-certificates/fleetbake-extra-002.crt")]
     assert context[certs[1]].content.endswith(other)
 
 
@@ -166,14 +218,15 @@ def test_rewrite_drops_stale_files_and_drift_check_finds_edits(project, tmp_path
     two.write_bytes(CERT + CERT.replace(b"fake", b"other"))
     one.write_bytes(CERT)
     out = root / row.name
+    second = in_context(row, "ca-certificates/fleetbake-extra-002.crt")
     render.assemble(project, [row], str(two), out_root=root)
-    assert (out / "ca-certificates" / "fleetbake-extra-002.crt").is_file()
+    assert (out / second).is_file()
     (out / "Dockerfile").write_text((out / "Dockerfile").read_text() + "RUN echo hand-edit\n")
     fresh = render.render_row(project, row, render.ca_certs_from(str(one)))
-    assert render.diff_context(fresh, out) == ["Dockerfile", "ca-certificates/fleetbake-extra-002.crt"]
+    assert render.diff_context(fresh, out) == ["Dockerfile", second]
     changed = render.write_context(fresh, out)
-    assert sorted(changed) == ["Dockerfile", "ca-certificates/fleetbake-extra-002.crt"]
-    assert not (out / "ca-certificates" / "fleetbake-extra-002.crt").exists()
+    assert sorted(changed) == ["Dockerfile", second]
+    assert not (out / second).exists()
     assert render.diff_context(fresh, out) == []
 
 
@@ -209,7 +262,8 @@ def test_a_bad_ca_bundle_after_a_good_render_changes_nothing(project, build_dir,
     proxy.write_bytes(CERT)
     rows = project.select("all")
     contexts = render.assemble(project, rows, str(proxy))
-    assert all("ca-certificates/fleetbake-extra-001.crt" in context for context in contexts.values())
+    assert all(in_context(project.rows[name], "ca-certificates/fleetbake-extra-001.crt") in context
+               for name, context in contexts.items())
     before = snapshot(build_dir)
     assert len([n for n in before if n.endswith("/Dockerfile")]) == len(rows)
     empty = tmp_path / "empty.pem"
@@ -246,27 +300,29 @@ def test_a_rerender_keeps_the_users_own_files_and_drops_only_what_it_wrote(proje
     out = tmp_path / "out"
     bundle = tmp_path / "ca.pem"
     bundle.write_bytes(CERT)
+    mine = in_context(row, "ca-certificates/mine.crt")  # beside the certificates render writes
     render.assemble(project, [row], str(bundle), out_root=out)
     (out / row.name / "NOTES.txt").write_text("the user's own\n")
-    (out / row.name / "ca-certificates" / "mine.crt").write_text("the user's own cert\n")
+    (out / row.name / mine).write_text("the user's own cert\n")
     render.assemble(project, [row], "", out_root=out)  # the extra CA is gone from this render
-    assert not (out / row.name / "ca-certificates" / "fleetbake-extra-001.crt").exists()
+    assert not (out / row.name / in_context(row, "ca-certificates/fleetbake-extra-001.crt")).exists()
     assert (out / row.name / "NOTES.txt").read_text() == "the user's own\n"
-    assert (out / row.name / "ca-certificates" / "mine.crt").exists()
+    assert (out / row.name / mine).exists()
     # ...and the build never sees it: it reads the rendered context, not the folder.
     import io
     import tarfile
 
     names = tarfile.open(fileobj=io.BytesIO(render.context_tar(render.render_row(project, row)))).getnames()
-    assert "NOTES.txt" not in names and "ca-certificates/mine.crt" not in names and "Dockerfile" in names
+    assert "NOTES.txt" not in names and mine not in names and "Dockerfile" in names
 
 
 def test_render_never_writes_through_a_symlink_out_of_its_folder(project, tmp_path, no_ca):
     row = project.rows["debian-12"]
     out, elsewhere = tmp_path / "out", tmp_path / "elsewhere"
     elsewhere.mkdir()
-    (out / row.name).mkdir(parents=True)
-    (out / row.name / "scripts").symlink_to(elsewhere)
+    scripts = out / row.name / Path(render.placed(row, "scripts/create-user.sh")).parent  # the scripts' folder
+    scripts.parent.mkdir(parents=True)
+    scripts.symlink_to(elsewhere)
     with pytest.raises(UsageError, match="leads outside"):
         render.assemble(project, [row], "", out_root=out)
     assert list(elsewhere.iterdir()) == []

@@ -172,6 +172,11 @@ class FakeRun:
     def exec_inspect(self, exec_id):
         return {"ExitCode": 0}
 
+    @property
+    def images(self):
+        attrs = {"Size": 1_209_000_000, "Created": "2026-11-28T16:35:02Z", "Config": {"Labels": {"io.fleetbake.row": "debian-12"}}}
+        return type("Images", (), {"get": lambda _, image_id: type("Image", (), {"attrs": attrs})()})()
+
 
 def fake_verification(project, build_dir, monkeypatch, decision):
     monkeypatch.setattr(cpython.Source, "is_tarball", property(lambda self: True))
@@ -210,6 +215,8 @@ def test_a_ccache_run_gives_the_steps_the_images_path_and_records_hits_misses_an
         assert env[step]["BUILDBOT"] == "1"
     saved = json.loads(result.record.read_text())
     assert saved["ccache"] is True
+    # What the page shows of the image, as the engine says it.
+    assert saved["image"] == {"size": 1_209_000_000, "created": "2026-11-28T16:35:02Z", "labels": {"io.fleetbake.row": "debian-12"}}
     assert (saved["ccache_stats"]["hits"], saved["ccache_stats"]["misses"]) == (3, 1)
     assert saved["jobs"]["make"] == 2 and saved["jobs"]["tests"] == 2 and "tests -j2" in saved["jobs"]["how"]
     assert [s["name"] for s in saved["steps"]][:6] == ["unpack", "ccache", "ccache-zero", "configure", "make",

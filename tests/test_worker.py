@@ -32,11 +32,14 @@ def test_the_copied_package_imports_alone_with_the_standard_library(project, tmp
 
     from fleetbake.pipeline import render
 
-    context = render.render_row(project, project.rows["debian-12"])
+    row = project.rows["debian-12"]
+    context = render.render_row(project, row)
+    folder = render.placed(row, "fleetbake/")  # where the context keeps it: the image's /opt/fleetbake/fleetbake/
     for name, item in context.items():
-        if name.startswith("fleetbake/"):
-            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
-            (tmp_path / name).write_bytes(item.content)
+        if name.startswith(folder):
+            target = tmp_path / "fleetbake" / name[len(folder):]
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(item.content)
     modules = sorted(f"fleetbake.worker.{p.stem}" for p in (tmp_path / "fleetbake" / "worker").glob("*.py")
                      if p.stem != "__init__")  # importing one changes nothing: each runs from a main()
     code = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); " + "; ".join(f"import {m}" for m in modules) + (

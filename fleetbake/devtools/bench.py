@@ -39,7 +39,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from fleetbake import files, paths, proc
 from fleetbake.errors import FleetbakeError, UsageError
-from fleetbake.pipeline import base, build, cpython, engine, identity, record, render, verify
+from fleetbake.pipeline import base, build, cpython, engine, identity, record, render, reproducible, verify
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -219,7 +219,7 @@ BASELINE_TEXT = {
         "threshold (`--failure-threshold warning`), with one reasoned exception, DL3008 (pinning every "
         "package would undo the upgrade). Both sides build with the engine's classic builder through the "
         "same docker-py call (no layer cache, no pull) from an in-memory context; fleetbake's side is "
-        "`invoke build --force` (render, base check, inputs hash, build) tagged `{ours}` instead of "
+        "`invoke build --force` (render, base check, inputs hash, build, the config written again at the inputs' time) tagged `{ours}` instead of "
         "`fleetbake/worker:{row}`, the baseline is tagged `{theirs}`, and each build first removes its "
         "side's previous image. Size is the engine's image size of each."
     ),
@@ -329,7 +329,7 @@ def bench_dir() -> Path:
 
 def baseline_packages(matrix: Matrix, row: RowView) -> list[str]:
     """The packages fleetbake installs, read from the packages.txt it renders for the row."""
-    text = render.render_row(matrix, row)["packages.txt"].content.decode()
+    text = render.render_row(matrix, row)[render.placed(row, "packages.txt")].content.decode()
     return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
 
 
@@ -441,10 +441,12 @@ def build_ours(matrix: Matrix, row: RowView, certs: list[bytes] | None, tag: str
     """`invoke build --force` for the row (build.build_row's steps), tagged `tag` alone."""
     context = render.render_row(matrix, row, certs)
     render.write_context(context, paths.context_dir(row.name))
-    base_id = base.ensure_base(row, log=log)
-    inputs = identity.inputs_hash(render.context_digest(context), base_id)
-    return build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id),
-                               nocache=True, log=log)
+    origin = identity.source(paths.image_dir(matrix, row))
+    base_id = base.ensure_base(row, log=log, epoch=origin.epoch)
+    inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
+    built = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
+                                nocache=True, log=log, epoch=origin.epoch)
+    return reproducible.recommit(built, base_id, origin.epoch, [tag])
 
 
 def build_baseline(context_tar: bytes, tag: str, build_args: dict[str, str], log: Log) -> str:

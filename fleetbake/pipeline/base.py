@@ -1,28 +1,37 @@
 """Base images: pulled where a registry answers, else bootstrapped from the distribution archive.
 
 Air-gapped sites (and our CI machines) reach no registry but do reach Debian's
-archive: mmdebstrap (or debootstrap) builds a minbase root filesystem, and
-`docker import` brings it in under the row's own reference (e.g. debian:12).
+archive: mmdebstrap builds a minbase root filesystem, and `docker load` brings it in
+under the row's own reference (e.g. debian:12). With SOURCE_DATE_EPOCH mmdebstrap's
+tar is the same bytes for the same packages, and the image config is written here at
+that time (`docker import` would stamp it with the clock): the same archive state gives
+the same base ID, so a nightly --refresh changes the image only when a package did.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
+import json
+import os
 import shutil
+import tarfile
 import tempfile
 import time
+from pathlib import Path
 from typing import Callable
 
 from docker.errors import APIError, DockerException
 
 from fleetbake import paths, proc
 from fleetbake.errors import CannotBuildHere, FleetbakeError
-from fleetbake.pipeline import engine
+from fleetbake.pipeline import engine, record
 from fleetbake.pipeline.matrix import RowView
 
 Log = Callable[[str], None]
 
 
-def ensure_base(row: RowView, refresh: bool = False, log: Log = print) -> str:
+def ensure_base(row: RowView, refresh: bool = False, log: Log = print, epoch: int = 0) -> str:
     """The base image ID for the row, getting it when missing (or always, with refresh)."""
     ref = row.spec.base
     if not refresh and (image := engine.image_id(ref)):
@@ -33,7 +42,7 @@ def ensure_base(row: RowView, refresh: bool = False, log: Log = print) -> str:
     if row.spec.bootstrap is None:
         raise CannotBuildHere(f"cannot build here: {row.name}: base {ref} cannot be pulled ({pull_error}) and the row has no bootstrap")
     log(f"base {ref}: no registry answers ({pull_error}); bootstrapping it from {row.spec.bootstrap.mirror}")
-    return bootstrap(row, log)
+    return bootstrap(row, log, epoch)
 
 
 def _pull(ref: str, log: Log) -> str | None:
@@ -48,6 +57,12 @@ def _pull(ref: str, log: Log) -> str | None:
     return None
 
 
+# images/debian/scripts/configure-apt.sh's dpkg excludes, from the first package on: an upgrade in the image then
+# deletes no file of the base, since a deletion leaves a whiteout stamped with the build's clock (reproducible.py).
+DPKG_EXCLUDES = ("path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/copyright", "path-exclude=/usr/share/man/*",
+                 "path-exclude=/usr/share/info/*", "path-exclude=/usr/share/lintian/*")
+
+
 def bootstrap_command(row: RowView, target: str) -> list[str]:
     spec = row.spec.bootstrap
     assert spec is not None
@@ -60,6 +75,7 @@ def bootstrap_command(row: RowView, target: str) -> list[str]:
         "--mode=auto",
         "--format=tar",
         "--quiet",
+        *(f"--dpkgopt={option}" for option in DPKG_EXCLUDES),
         # A container needs no package lists until its first `apt-get update`.
         '--customize-hook=rm -rf "$1"/var/lib/apt/lists/* "$1"/var/cache/apt/*.bin',
         spec.suite,
@@ -68,31 +84,51 @@ def bootstrap_command(row: RowView, target: str) -> list[str]:
     ]
 
 
-def bootstrap(row: RowView, log: Log = print) -> str:
+def bootstrap(row: RowView, log: Log = print, epoch: int = 0) -> str:
     if shutil.which("mmdebstrap") is None:
         raise CannotBuildHere(
             f"cannot build here: {row.name}: mmdebstrap is not installed (apt-get install mmdebstrap, or run scripts/setup.sh)"
         )
     ref = row.spec.base
-    repo, _, tag = ref.rpartition(":")
     paths.build_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=paths.build_dir(), prefix=".bootstrap-") as tmp:
         tarball = f"{tmp}/rootfs.tar"
         started = time.monotonic()
         command = bootstrap_command(row, tarball)
         log(f"base {ref}: {' '.join(command[:4])} {row.spec.bootstrap.suite} ...")
-        proc.run(command, what=f"base {ref}: mmdebstrap")
-        log(f"base {ref}: bootstrapped in {time.monotonic() - started:.0f}s; importing")
-        changes = [
-            'CMD ["/bin/bash"]',
-            f"LABEL org.opencontainers.image.title={ref} io.fleetbake.bootstrap={row.spec.bootstrap.suite}",
-        ]
-        try:
-            engine.client().api.import_image_from_file(tarball, repository=repo, tag=tag, changes=changes)
-        except (APIError, DockerException) as exc:
-            raise FleetbakeError(f"base {ref}: docker import failed: {exc}") from None
+        proc.run(command, what=f"base {ref}: mmdebstrap", env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
+        log(f"base {ref}: bootstrapped in {time.monotonic() - started:.0f}s; loading")
+        archive = _image_archive(row, Path(tarball), Path(tmp) / "image.tar", epoch)
+        with open(archive, "rb") as handle:
+            engine.load(handle, f"base {ref}")
     image = engine.image_id(ref)
     if image is None:
-        raise FleetbakeError(f"base {ref}: docker import reported success but the image is missing")
-    log(f"base {ref}: imported as {image[:19]}")
+        raise FleetbakeError(f"base {ref}: docker load reported success but the image is missing")
+    log(f"base {ref}: loaded as {image[:19]}")
     return image
+
+
+def _image_archive(row: RowView, rootfs: Path, target: Path, epoch: int) -> Path:
+    """A `docker load` archive of the one-layer image: the root file system, a config at `epoch`, a manifest."""
+    digest = hashlib.sha256()
+    with open(rootfs, "rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    created = record.utc(epoch)
+    config = {
+        "architecture": engine.client().version().get("Arch", "amd64"), "os": "linux", "created": created,
+        "config": {"Cmd": ["/bin/bash"], "Labels": {"org.opencontainers.image.title": row.spec.base,
+                                                    "io.fleetbake.bootstrap": row.spec.bootstrap.suite}},
+        "history": [{"created": created, "created_by": f"fleetbake: mmdebstrap --variant=minbase {row.spec.bootstrap.suite}"}],
+        "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
+    }
+    raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    name = hashlib.sha256(raw).hexdigest() + ".json"
+    manifest = json.dumps([{"Config": name, "RepoTags": [row.spec.base], "Layers": ["rootfs/layer.tar"]}]).encode()
+    with tarfile.open(target, "w") as archive:
+        for member, data in ((name, raw), ("manifest.json", manifest)):
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+        archive.add(rootfs, arcname="rootfs/layer.tar")
+    return target

@@ -2,7 +2,9 @@
 
 Tags: fleetbake/worker:<row> and fleetbake/worker:<row>-<inputs hash>, the hash
 covering the rendered context and the base image ID. The content tag existing
-means an identical build exists: the build is skipped.
+means an identical build exists: the build is skipped. Every time the build
+leaves in the image is the inputs' (identity.source, reproducible.py), so a
+rebuild of the same inputs gives the same image ID.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from docker.errors import APIError, DockerException
 
 from fleetbake import paths
 from fleetbake.errors import CannotBuildHere, FleetbakeError
-from fleetbake.pipeline import base, engine, identity, render
+from fleetbake.pipeline import base, engine, families, identity, render, reproducible
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -50,8 +52,9 @@ def build_row(
     context = render.render_row(matrix, row, ca_certs)
     out_dir = paths.context_dir(row.name)
     render.write_context(context, out_dir)  # for people to read; the build reads the context itself
-    base_id = base.ensure_base(row, refresh=refresh, log=log)
-    inputs = identity.inputs_hash(render.context_digest(context), base_id)
+    origin = identity.source(paths.image_dir(matrix, row))
+    base_id = base.ensure_base(row, refresh=refresh, log=log, epoch=origin.epoch)
+    inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
     tag = identity.content_tag(row, inputs)
     row_tag = identity.image_tag(row)
     api = engine.client().api
@@ -63,20 +66,34 @@ def build_row(
         return BuildResult(row.name, existing, [row_tag, tag], inputs, True, time.monotonic() - started)
 
     log(f"{row.name}: building {tag} from {out_dir}")
-    image_id = _stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id), nocache=force or refresh, log=log)
-    api.tag(image_id, *row_tag.split(":"))
+    built = _stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
+                          nocache=force or refresh, log=log, epoch=origin.epoch)
+    if families.family_of(row).windows:  # not built here: its config is left as the builder wrote it
+        api.tag(built, *row_tag.split(":"))
+        image_id, rewritten = built, "the builder's config"
+    else:
+        rewriting = time.monotonic()
+        try:
+            image_id = reproducible.recommit(built, base_id, origin.epoch, [tag, row_tag])
+        except reproducible.RecommitError:
+            api.remove_image(tag)  # the content tag must never name the builder's image with the clock in it
+            raise
+        rewritten = f"config at the inputs' time {origin.created} in {time.monotonic() - rewriting:.1f}s"
     seconds = time.monotonic() - started
-    log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s, tagged {row_tag} and {tag}")
+    log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s ({rewritten}, commit {origin.revision[:12]}), "
+        f"tagged {row_tag} and {tag}")
     return BuildResult(row.name, image_id, [row_tag, tag], inputs, False, seconds)
 
 
-def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict[str, str], nocache: bool, log: Log) -> str:
+def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict[str, str], nocache: bool, log: Log,
+                  epoch: int = 0) -> str:
     step = "before the first step"
     image_id = None
     started = time.monotonic()
     try:
         stream = engine.client().api.build(
-            fileobj=io.BytesIO(context_tar), custom_context=True, tag=tag, labels=image_labels, decode=True, rm=True, forcerm=True, nocache=nocache, pull=False
+            fileobj=io.BytesIO(context_tar), custom_context=True, tag=tag, labels=image_labels, decode=True, rm=True,
+            forcerm=True, nocache=nocache, pull=False, buildargs={"SOURCE_DATE_EPOCH": str(epoch)},
         )
         for entry in stream:
             if "stream" in entry:

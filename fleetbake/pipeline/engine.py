@@ -42,6 +42,16 @@ def image_env(image: str) -> dict[str, str]:
     return dict(item.split("=", 1) for item in config.get("Env") or [] if "=" in item)
 
 
+def image_facts(image: str) -> dict | None:
+    """What the engine says of an image for its record and page: size in bytes, creation time, labels."""
+    try:
+        attrs = client().images.get(image).attrs
+    except (DockerException, EngineError):
+        return None
+    return {"size": attrs.get("Size"), "created": attrs.get("Created"),
+            "labels": dict(sorted(((attrs.get("Config") or {}).get("Labels") or {}).items()))}
+
+
 def containers_os() -> str:
     """What the engine runs: "linux" or "windows" containers."""
     return client().version().get("Os", "linux")
@@ -54,3 +64,27 @@ def require_os(row, doing: str, does: str) -> None:
     if have != wanted:
         raise CannotBuildHere(f"cannot {doing} here: {row.name} needs a {wanted.title()} Docker engine, this one runs "
                               f"{have} containers (the nightly workflow {does} it on {row.spec.runner})")
+
+
+def save(image: str, target) -> str:
+    """`docker save` of one image (by ID: no tag can move under it) to the file `target`; return the image ID."""
+    try:
+        found = client().images.get(image)
+        with open(target, "wb") as handle:
+            for chunk in found.save(named=False):
+                handle.write(chunk)
+    except docker.errors.ImageNotFound:
+        raise EngineError(f"image {image} is not here (docker images lists what is)") from None
+    except DockerException as exc:
+        raise EngineError(f"image {image}: docker save failed: {exc}") from None
+    return found.id
+
+
+def load(archive, what: str) -> None:
+    """`docker load` of an archive (bytes or an open file); its errors arrive in the stream, not as exceptions."""
+    try:
+        for entry in client().api.load_image(archive):
+            if isinstance(entry, dict) and entry.get("error"):
+                raise EngineError(f"{what}: docker load failed: {entry['error']}")
+    except DockerException as exc:
+        raise EngineError(f"{what}: docker load failed: {exc}") from None

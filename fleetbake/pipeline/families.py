@@ -25,6 +25,8 @@ HOME = "/opt/fleetbake"
 ENTRYPOINT = ("/usr/bin/python3", "-I", "-m", "fleetbake.worker.entrypoint")
 PROVISION = f"{HOME}/provision"
 CA_DIR = f"{HOME}/ca-certificates"
+LAYERS_DIR = "layers"  # a Linux build context's files, per layer (Plan.placed)
+NORMALIZE = "normalize-layer.sh"  # ends every Dockerfile RUN (render.dockerfile), not Packer's
 WINDOWS_HOME = "C:/fleetbake"
 
 
@@ -111,6 +113,18 @@ class Plan:
     layers: tuple[Layer, ...]
     runtime: Runtime
 
+    def placed(self) -> dict[str, str]:
+        """Where each copied source sits in a Linux build context: under layers/<n>/, laid out as in the image,
+        so that layer n's files are one `COPY layers/<n>/ /`. A COPY into a folder stamps that folder with
+        the build's clock; one into / takes every folder's time from the context, which is fixed."""
+        found = {}
+        for index, layer in enumerate(self.layers, start=1):
+            for copy in layer.copies:
+                for source in copy.sources:
+                    base = f"{LAYERS_DIR}/{index}{copy.dest}/"
+                    found[source] = base if source.endswith("/") else base + source.rsplit("/", 1)[-1]
+        return found
+
 
 @dataclass(frozen=True)
 class Family:
@@ -151,7 +165,8 @@ def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
     worker_env = (("BUILDBOT_WORKER_VERSION", row.spec.worker_version),) + (
         (("WORKER_PIP_EXTRAS", pip_extras),) if pip_extras else ())
     layers = (
-        Layer((Copy((f"scripts/{family.configure}", "scripts/install-packages.sh", "packages.txt"), p),),
+        Layer((Copy((f"scripts/{family.configure}", "scripts/install-packages.sh", "packages.txt",
+                     f"scripts/{NORMALIZE}"), p),),
               (Run(f"{p}/{family.configure}"), Run(f"{p}/install-packages.sh {p}/packages.txt"))),
         Layer((Copy(("ca-certificates/",), CA_DIR), Copy(("scripts/install-ca.sh",), p)),
               (Run(f"{p}/install-ca.sh {CA_DIR}"),)),
@@ -210,7 +225,7 @@ def _windows_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
     return Plan(layers, runtime)
 
 
-LINUX_SCRIPTS = ("common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/configure-ccache.sh",
+LINUX_SCRIPTS = ("common/scripts/normalize-layer.sh", "common/scripts/install-ca.sh", "common/scripts/create-user.sh", "common/scripts/configure-ccache.sh",
                  "common/scripts/install-worker.sh", "common/scripts/install-fleetbake.sh")
 
 

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
+import os
 import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 
 from fleetbake import __version__, paths
+from fleetbake.errors import FleetbakeError
 
 IMAGE_REPO = "fleetbake/worker"
 LABEL_PREFIX = "io.fleetbake"
 INPUTS_LABEL = f"{LABEL_PREFIX}.inputs-hash"
-CREATED_LABEL = "org.opencontainers.image.created"  # the one label that differs between two builds of the same inputs
+CREATED_LABEL = "org.opencontainers.image.created"  # the inputs' time (Source.created), not the build's
 SOURCE_URL = "https://github.com/python/fleetbake"
 
 
@@ -34,22 +37,50 @@ def rehearsal_image_tag(row) -> str:
     return f"{IMAGE_REPO}:{row.name}-ami-rehearsal"
 
 
-def inputs_hash(context_digest: str, base_id: str) -> str:
-    return hashlib.sha256(f"{context_digest}\0{base_id}".encode()).hexdigest()
+def inputs_hash(context_digest: str, base_id: str, origin: Source | None = None) -> str:
+    """What an image is made from: the context, the base and (Docker images) the commit whose time it carries."""
+    where = f"\0{origin.revision}\0{origin.epoch}" if origin else ""
+    return hashlib.sha256(f"{context_digest}\0{base_id}{where}".encode()).hexdigest()
 
 
-def git_revision() -> str:
+@dataclass(frozen=True)
+class Source:
+    """Where an image's inputs come from: the commit that last changed the row's committed context, and its time.
+
+    The time is the build's SOURCE_DATE_EPOCH: every time the build leaves in the image is this one, so the same
+    inputs give the same image ID on any day, and a commit that leaves the row's context alone changes nothing.
+    """
+
+    revision: str
+    epoch: int
+
+    @property
+    def created(self) -> str:
+        from fleetbake.pipeline import record
+
+        return record.utc(self.epoch)
+
+
+def source(folder: Path) -> Source:
+    """The Source of a row's committed context folder (images/<family>/<row>/). SOURCE_DATE_EPOCH in the
+    environment overrides the time, as everywhere; outside a git checkout the time is 0 (1970)."""
+    def git(*argv: str) -> str:
+        return subprocess.run(["git", "-C", str(paths.ROOT), *argv], capture_output=True, text=True, timeout=10,
+                              check=True).stdout.strip()
+
     try:
-        out = subprocess.run(
-            ["git", "-C", str(paths.ROOT), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(paths.ROOT), "status", "--porcelain", "--untracked-files=no"],
-            capture_output=True, text=True, timeout=10, check=True,
-        ).stdout.strip()
+        found = git("log", "-1", "--format=%H %ct", "--", str(folder))
+        dirty = git("status", "--porcelain", "--untracked-files=normal", "--", str(folder))
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{out}-dirty" if dirty else out
+        found, dirty = "", ""
+    revision, _, when = found.partition(" ")
+    revision = (f"{revision}-dirty" if dirty else revision) if revision else "unknown"
+    forced = os.environ.get("SOURCE_DATE_EPOCH", "")
+    if forced:
+        if not forced.isdigit():
+            raise FleetbakeError(f"SOURCE_DATE_EPOCH={forced!r}: not a number of seconds since 1970")
+        return Source(revision, int(forced))
+    return Source(revision, int(when) if when.isdigit() else 0)
 
 
 def static_labels(row) -> dict[str, str]:
@@ -65,14 +96,14 @@ def static_labels(row) -> dict[str, str]:
     }
 
 
-def labels(row, inputs: str, base_id: str) -> dict[str, str]:
+def labels(row, inputs: str, base_id: str, origin: Source) -> dict[str, str]:
     """Every label a build gives the image (docker-py's `labels=`, Packer's var.labels): the static ones and
     what this build adds."""
     oci = "org.opencontainers.image"
     return {
         **static_labels(row),
-        CREATED_LABEL: dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        f"{oci}.revision": git_revision(),
+        CREATED_LABEL: origin.created,
+        f"{oci}.revision": origin.revision,
         f"{oci}.version": f"{row.spec.worker_version}-{inputs[:12]}",
         INPUTS_LABEL: inputs,
         f"{LABEL_PREFIX}.base-id": base_id,

@@ -77,15 +77,17 @@ def _repo(sub: str) -> str:
     return '"${path.root}/${var.images}/' + sub + '"'
 
 
-def _install(copy: families.Copy, modes: dict[str, int]) -> list[str]:
-    """What Docker's COPY does, as root: the files (or a folder's files) into `dest`, owned by root."""
+def _install(copy: families.Copy, modes: dict[str, int], placed: dict[str, str]) -> list[str]:
+    """What Docker's COPY does, as root: the files (or a folder's files) into `dest`, owned by root.
+    `placed`: where the context keeps each source (families.Plan.placed); the AMI's own files are where named."""
     lines = [f"install -d -m 0755 {copy.dest}"]
     for source in copy.sources:
+        where = placed.get(source, source)
         if source.endswith("/"):  # its tree: folders 0755, files 0644, as Docker copies a tar without folder entries
-            lines.append(f"(cd {STAGE}/{source} && find . -mindepth 1 -type d -exec install -d -m 0755 {copy.dest}/{{}} \\; "
+            lines.append(f"(cd {STAGE}/{where} && find . -mindepth 1 -type d -exec install -d -m 0755 {copy.dest}/{{}} \\; "
                          f"&& find . -type f -exec install -o root -g root -m 0644 {{}} {copy.dest}/{{}} \\;)")
         else:
-            lines.append(f"install -o root -g root -m {modes[source]:04o} {STAGE}/{source} {copy.dest}/")
+            lines.append(f"install -o root -g root -m {modes[where]:04o} {STAGE}/{where} {copy.dest}/")
     return lines
 
 
@@ -103,13 +105,14 @@ def linux_provisioners(matrix: Matrix, row: RowView, plan: families.Plan, sudo: 
     """The plan's layers in order: each installs its files from the uploaded context, then runs its commands."""
     execute = {"execute_command": q(SUDO)} if sudo else {}
     modes = _modes(matrix, row)
+    placed = plan.placed()
     uploads = [block("shell", inline=[q(f"rm -rf {STAGE}"), q(f"mkdir -p {STAGE}")]),  # as the ssh user: it uploads
                block("file", source=_context(), destination=q(STAGE))]
     if extra:
         uploads.append(block("file", source=_repo("ami/"), destination=q(f"{STAGE}/ami")))
     layers = []
     for layer in (*plan.layers, *extra):
-        lines = [line for copy in layer.copies for line in _install(copy, modes)]
+        lines = [line for copy in layer.copies for line in _install(copy, modes, placed if layer in plan.layers else {})]
         layers.append(block("shell", inline=[q(line) for line in [*lines, *(run.line() for run in layer.runs)]], **execute))
     # Docker's WORKDIR creates the folder if missing (and leaves an existing one as it is); `docker commit` does not.
     finish = [f"rm -rf {STAGE}", f"mkdir -p {plan.runtime.workdir}"]
@@ -433,10 +436,11 @@ def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *
     else:
         from fleetbake.pipeline import base  # Docker only for the docker targets
 
-        base_id = base.ensure_base(row, log=log)
+        origin = identity.source(paths.image_dir(matrix, row))
+        base_id = base.ensure_base(row, log=log, epoch=origin.epoch)
         if target == "docker":
-            inputs = identity.inputs_hash(render.context_digest(context), base_id)
-            variables["labels"] = families.label_arguments(sorted(identity.labels(row, inputs, base_id).items()))
+            inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
+            variables["labels"] = families.label_arguments(sorted(identity.labels(row, inputs, base_id, origin).items()))
     return variables
 
 

@@ -1,13 +1,18 @@
-"""Publish verified images: never push what was not tested (pypa/manylinux's rule).
+"""Publish verified images: never push what was not tested, nor without its record (pypa/manylinux's rule).
 
 `invoke publish --os ROW --registry HOST[:PORT]/NAMESPACE` pushes
 <registry>/worker:<row>, :<row>-<YYYYMMDD> and :<row>-<inputs hash>, but only for
-an image ID that has a passing verification record and no failing one.
+an image ID that has a passing verification record, no failing one, and a report
+(`invoke report`: SBOM and software report). Then it pushes that report as an OCI
+artifact whose `subject` is the pushed image, listed under the referrers fallback
+tag sha256-<image manifest hex> (registry.py). When the row's tag already holds
+this image ID and its report, nothing is pushed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Callable
@@ -15,11 +20,19 @@ from typing import Callable
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from fleetbake.errors import FleetbakeError, UsageError
-from fleetbake.pipeline import engine, identity, record
+from fleetbake.pipeline import engine, families, identity, record, registry as oci, sbom, software
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
 REGISTRY = re.compile(r"[a-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._-]+)+|[a-z0-9.-]+(:[0-9]{1,5})?")
+# The artifact is fleetbake's record of the image, more than its SBOM: a type of its own says so, and tools
+# looking for an SBOM still find it by its layer's SPDX media type.
+ARTIFACT_TYPE = "application/vnd.fleetbake.report.v1"
+TITLE = "org.opencontainers.image.title"
+# The report files the artifact carries, in this order, with their media types (IANA's where there is one).
+REPORT_LAYERS = ((sbom.SBOM, "application/spdx+json"),
+                 (software.REPORT_JSON, "application/vnd.fleetbake.software.v1+json"),
+                 (software.REPORT_MD, "text/markdown"))
 
 
 class PublishError(FleetbakeError):
@@ -30,8 +43,19 @@ class PublishError(FleetbakeError):
 class Published:
     row: str
     refs: list[str] = field(default_factory=list)
-    digest: str | None = None
-    skipped: str | None = None  # why nothing was pushed
+    digest: str | None = None  # the image manifest's, as pushed (or as the registry already had it)
+    skipped: str | None = None  # why nothing was pushed: a refusal
+    repository: str | None = None
+    artifact: str | None = None  # the report artifact's manifest digest
+    unchanged: bool = False  # the registry already had this image and its report: nothing was pushed
+
+    @property
+    def pushed(self) -> bool:
+        return self.skipped is None and not self.unchanged and self.digest is not None
+
+    def to_json(self) -> dict:
+        return {"row": self.row, "pushed": self.pushed, "unchanged": self.unchanged, "skipped": self.skipped,
+                "repository": self.repository, "digest": self.digest, "artifact": self.artifact, "refs": self.refs}
 
 
 def tags_for(row: RowView, inputs_hash: str, today: dt.date | None = None) -> list[str]:
@@ -61,11 +85,26 @@ def publish_row(row: RowView, registry: str, log: Log = print) -> Published:
     if not passed:
         result.skipped = f"{image.id[:19]} has no passing verification record: run `invoke verify --os {row.name}`"
         return result
+    # Windows images have no software report or SBOM yet (report.py reads a Linux image's packages).
+    reported = not families.family_of(row).windows
+    missing = [name for name, _ in REPORT_LAYERS if not (record.image_dir(image.id) / name).is_file()] if reported else []
+    if missing:
+        result.skipped = (f"{image.id[:19]} has no report ({', '.join(missing)} missing): "
+                          f"run `invoke report --os {row.name}` first")
+        return result
     inputs = image.labels.get(identity.INPUTS_LABEL)
     if not inputs:
         result.skipped = f"{image.id[:19]} has no {identity.INPUTS_LABEL} label: not built by fleetbake"
         return result
-    repository = f"{registry}/worker"
+    repository = result.repository = f"{registry}/worker"
+    host, _, path = repository.partition("/")
+    remote = oci.Registry(host, path)
+    current = published(remote, row.name, image.id, reported)
+    if current:
+        result.unchanged, result.digest, result.artifact = True, current[0], current[1]
+        log(f"{row.name}: {repository}:{row.name} already holds {image.id[:19]}{' and its report' if reported else ''} "
+            f"({current[0]}); nothing pushed")
+        return result
     log(f"{row.name}: {image.id[:19]} verified ({', '.join(passed)}); pushing to {repository}")
     api = engine.client().api
     for name in tags_for(row, inputs):
@@ -73,7 +112,44 @@ def publish_row(row: RowView, registry: str, log: Log = print) -> Published:
         result.digest = _push(api, repository, name, log)
         result.refs.append(f"{repository}:{name}")
     log(f"{row.name}: pushed {', '.join(result.refs)} @ {result.digest}")
+    if not reported:
+        log(f"{row.name}: no report pushed: fleetbake makes no software report or SBOM of Windows images yet")
+        return result
+    result.artifact = push_report(remote, result.digest, image.id)
+    log(f"{row.name}: pushed its report {repository}@{result.artifact} (referrers tag "
+        f"{oci.referrers_tag(result.digest)})")
     return result
+
+
+def published(remote: oci.Registry, tag: str, image_id: str, reported: bool = True) -> tuple[str, str | None] | None:
+    """(image manifest digest, report artifact digest) when `tag` already holds this image ID (its config digest)
+    and the referrers tag lists its report; else None, and publishing goes ahead (a push that stopped half-way
+    gets its report on the next run)."""
+    found = remote.get_manifest(tag)
+    if not found or (found[1].get("config") or {}).get("digest") != image_id:
+        return None
+    if not reported:
+        return found[0].digest, None
+    reports = [m["digest"] for m in remote.referrers(found[0].digest) if m.get("artifactType") == ARTIFACT_TYPE]
+    return (found[0].digest, reports[-1]) if reports else None
+
+
+def push_report(remote: oci.Registry, image_digest: str, image_id: str) -> str:
+    """Push the image's report as an OCI artifact referring to the pushed manifest; list it under the fallback tag."""
+    subject = remote.head_manifest(image_digest)
+    if subject is None or subject.digest != image_digest:
+        raise PublishError(f"{remote.url}: the pushed manifest {image_digest} is not there to refer to")
+    config = remote.push_blob(oci.EMPTY, oci.EMPTY_TYPE)
+    layers = []
+    for name, media_type in REPORT_LAYERS:
+        descriptor = remote.push_blob((record.image_dir(image_id) / name).read_bytes(), media_type)
+        layers.append(descriptor.to_json(annotations={TITLE: name}))
+    manifest = {"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
+                "config": config.to_json(), "layers": layers, "subject": subject.to_json()}
+    # By digest: the artifact needs no tag of its own; the referrers tag is how it is found.
+    artifact = remote.put_manifest(manifest)
+    remote.add_referrer(subject, artifact.to_json(artifactType=ARTIFACT_TYPE))
+    return artifact.digest
 
 
 def _push(api, repository: str, tag: str, log: Log) -> str:
@@ -104,3 +180,8 @@ def publish(matrix: Matrix, rows: list[RowView], registry: str, log: Log = print
     if len(rows) == 1 and results[0].skipped:
         raise PublishError(f"refusing to publish {rows[0].name}: {results[0].skipped}")
     return results
+
+
+def to_json(results: list[Published]) -> str:
+    """For CI: what was pushed, by digest (the attestation's subject), and what was left as it was."""
+    return json.dumps([r.to_json() for r in results], indent=2)

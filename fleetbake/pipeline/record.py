@@ -1,5 +1,8 @@
 """Verification records: build/reports/<image id>/<configuration>.json (+ .junit.xml, .log).
 
+What `invoke report` says of the image (SBOM, software report, what changed) lives in the image/
+folder beside them, so no file of it can pass for a record, whatever a configuration is called.
+
 verify writes them; publish reads them to decide what may be pushed. This module
 runs nothing and imports no container library, so publishing stays light.
 """
@@ -18,12 +21,24 @@ def report_dir(image_id: str) -> Path:
     return paths.reports_dir() / image_id.replace(":", "-")
 
 
+IMAGE_DIR = "image"
+
+
+def image_dir(image_id: str) -> Path:
+    return report_dir(image_id) / IMAGE_DIR
+
+
 def log_path(image_id: str, configuration: str) -> Path:
     return report_dir(image_id) / f"{configuration}.log"
 
 
 def timestamp(when: dt.datetime | None = None) -> str:
     return (when or dt.datetime.now(dt.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def utc(seconds: int) -> str:
+    """A time given in seconds since 1970 (SOURCE_DATE_EPOCH), as every record and config writes times."""
+    return timestamp(dt.datetime.fromtimestamp(seconds, dt.timezone.utc))
 
 
 def write(image_id: str, configuration: str, fields: dict[str, Any], junit: bytes | None = None) -> Path:

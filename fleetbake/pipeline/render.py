@@ -76,10 +76,18 @@ def dockerfile(matrix: Matrix, row: RowView) -> str:
         keep_trailing_newline=True,
         autoescape=False,
     )
-    layers = [(layer.copies, " \\\n && ".join(run.line(family.windows) for run in layer.runs)) for layer in plan.layers]
+    if family.windows:
+        copies = [[f"{' '.join(c.sources)} {c.dest}/" for c in layer.copies] for layer in plan.layers]
+        runs = [" \\\n && ".join(run.line(True) for run in layer.runs) for layer in plan.layers]
+    else:
+        # Each layer's files in one COPY to /, and each RUN ends by normalizing its layer: the same inputs, the same image.
+        copies = [[f"{families.LAYERS_DIR}/{n}/ /"] if layer.copies else [] for n, layer in enumerate(plan.layers, 1)]
+        normalize = f'{families.PROVISION}/{families.NORMALIZE} "$started"'
+        runs = [" \\\n && ".join(["started=$(date +%s)", *(run.line() for run in layer.runs), normalize])
+                if layer.runs else "" for layer in plan.layers]
     return env.get_template("Dockerfile.j2").render(
-        header=header(matrix, row), row=row, family=family, layers=layers, runtime=plan.runtime.dockerfile().rstrip("\n"),
-        shell=json.dumps(families.WINDOWS_SHELL) if family.windows else "")
+        header=header(matrix, row), row=row, family=family, layers=list(zip(copies, runs)),
+        runtime=plan.runtime.dockerfile().rstrip("\n"), shell=json.dumps(families.WINDOWS_SHELL) if family.windows else "")
 
 
 def render_row(matrix: Matrix, row: RowView, ca_certs: list[bytes] | None = None) -> Context:
@@ -108,7 +116,26 @@ def render_row(matrix: Matrix, row: RowView, ca_certs: list[bytes] | None = None
     context["ca-certificates/README.txt"] = RenderedFile(f"{head}\n{readme}".encode())
     for index, cert in enumerate(ca_certs or [], start=1):
         context[f"ca-certificates/fleetbake-extra-{index:03d}.crt"] = RenderedFile(head.encode() + b"\n" + cert)
-    return context
+    return context if family.windows else _place(context, family.plan(row).placed())
+
+
+def placed(row: RowView, name: str) -> str:
+    """Where a file of the row's context (e.g. packages.txt) sits: Linux contexts keep it in its layer's tree."""
+    family = families.family_of(row)
+    return name if family.windows else next(iter(_place({name: RenderedFile(b"")}, family.plan(row).placed())))
+
+
+def _place(context: Context, placed: dict[str, str]) -> Context:
+    """The context with each copied file where its layer's tree has it (families.Plan.placed)."""
+    folders = sorted((source for source in placed if source.endswith("/")), key=len, reverse=True)
+    out: Context = {}
+    for name, item in context.items():
+        if name in placed:
+            out[placed[name]] = item
+            continue
+        folder = next((f for f in folders if name.startswith(f)), None)
+        out[placed[folder] + name[len(folder):] if folder else name] = item
+    return out
 
 
 def context_digest(context: Context) -> str:
@@ -187,7 +214,13 @@ def diff_context(context: Context, out_dir: Path) -> list[str]:
 def context_tar(context: Context) -> bytes:
     """The build context as a tar, exactly what was hashed: stray files in the folder never reach the build."""
     buffer = io.BytesIO()
+    # Folders too, with the files' fixed time: `COPY layers/<n>/ /` gives the image's folders the context's times.
+    folders = sorted({"/".join(name.split("/")[:i]) for name in context for i in range(1, name.count("/") + 1)})
     with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as archive:
+        for folder in folders:
+            info = tarfile.TarInfo(folder)
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 0
+            archive.addfile(info)
         for name in sorted(context):
             item = context[name]
             info = tarfile.TarInfo(name)

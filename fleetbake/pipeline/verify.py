@@ -453,6 +453,7 @@ def _write_record(
         "ccache": result.ccache,
         "ccache_stats": result.ccache_stats,
         "started": record.timestamp(started),
+        "image": engine.image_facts(result.image_id),
     }, junit)
     return result
 

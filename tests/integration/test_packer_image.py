@@ -6,6 +6,7 @@ import tarfile
 
 import pytest
 
+from fleetbake import paths
 from fleetbake.pipeline import base, build, families, identity, packer, render, verify
 
 # Files whose bytes carry the moment they were written: dpkg's and apt's logs, ldconfig's cache of
@@ -79,10 +80,11 @@ def dockerfile_image(client, live_project, packer_image):
     row = live_project.rows["debian-12"]
     context = render.render_row(live_project, row, render.ca_certs_from(None))
     base_id = base.ensure_base(row, log=print)
-    inputs = identity.inputs_hash(render.context_digest(context), base_id)
+    origin = identity.source(paths.image_dir(live_project, row))
+    inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
     tag = f"{identity.IMAGE_REPO}:{row.name}-dockerfile-compare"
-    image_id = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id),
-                                   nocache=True, log=print)
+    image_id = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
+                                   nocache=True, log=print, epoch=origin.epoch)
     yield client.images.get(image_id)
     client.images.remove(tag)
 

@@ -1,5 +1,6 @@
 """Publishing to a real local registry (Debian's docker-registry on 127.0.0.1)."""
 
+import hashlib
 import io
 import json
 import shutil
@@ -9,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from conftest import MINIMAL, free_port, wait_for_http
-from fleetbake.pipeline import build, matrix, publish, record, verify
+from conftest import MINIMAL, free_port, snapshot, wait_for_http
+from fleetbake.pipeline import build, matrix, publish, record, report, verify
 from integration.test_build_cli import remove_images
 from test_cli import invoke
 
@@ -48,7 +49,8 @@ rows:
 
 
 @pytest.fixture(scope="module")
-def registry(tmp_path_factory, client):
+def registry_server(tmp_path_factory, client):
+    """(address, storage folder) of a docker-registry of our own on loopback."""
     binary = shutil.which("docker-registry")
     assert binary, "docker-registry is not installed (scripts/setup.sh installs it)"
     port = free_port()
@@ -60,13 +62,26 @@ def registry(tmp_path_factory, client):
     )
     process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_for_http(f"http://127.0.0.1:{port}/v2/", "docker-registry")
-    yield f"127.0.0.1:{port}"
+    yield f"127.0.0.1:{port}", root / "data"
     process.terminate()
     process.wait(timeout=30)
     for image in client.images.list():  # untag what was tagged for this registry (the images keep their own tags)
         for tag in image.tags:
             if tag.startswith(f"127.0.0.1:{port}/"):
                 client.images.remove(tag)
+
+
+@pytest.fixture(scope="module")
+def registry(registry_server):
+    return registry_server[0]
+
+
+def fetch(registry, repository, path, accept=None):
+    """(content type, body) straight from the registry's HTTP API: the tests check publish with urllib alone."""
+    headers = {"Accept": accept} if accept else {}
+    request = urllib.request.Request(f"http://{registry}/v2/{repository}/{path}", headers=headers)
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return response.headers.get("Content-Type"), response.read()
 
 
 def catalog_tags(registry, repository):
@@ -78,8 +93,19 @@ def catalog_tags(registry, repository):
 
 
 @pytest.fixture(scope="module")
-def verified(verified_image):
+def reported(verified_image, live_project):
+    """The verified debian-12 image with its report (invoke report's files), made here for real if missing."""
+    folder = record.image_dir(verified_image.image_id)
+    if not all((folder / name).is_file() for name, _ in publish.REPORT_LAYERS):
+        report.report(live_project, live_project.rows["debian-12"], verified_image.image_id, log=print)
     return verified_image
+
+
+@pytest.fixture
+def verified(reported, client):
+    """The same, with the row's tag on it for this test: another session sharing the engine may have moved it."""
+    client.api.tag(reported.image_id, "fleetbake/worker", "debian-12")
+    return reported
 
 
 @pytest.fixture(scope="module")
@@ -108,7 +134,8 @@ def test_a_verified_image_is_pushed_with_three_tags_and_pulls_back_identical(reg
     [done] = publish.publish(live_project, [row], f"{registry}/fleetbake", log=print)
     assert done.skipped is None and done.digest.startswith("sha256:")
     tags = catalog_tags(registry, "fleetbake/worker")
-    assert tags == sorted(publish.tags_for(row, image.inputs_hash)), tags
+    # The three tags, and the referrers fallback tag listing the image's report (the next test reads it).
+    assert tags == sorted([*publish.tags_for(row, image.inputs_hash), "sha256-" + done.digest.split(":")[1]]), tags
 
     ref = f"{registry}/fleetbake/worker:debian-12"
     assert client.api.inspect_distribution(ref)["Descriptor"]["digest"] == done.digest
@@ -171,3 +198,72 @@ def test_push_errors_are_raised(client, image):
             publish._push(client.api, "127.0.0.1:1/x/worker", "debian-12", print)
     finally:
         client.images.remove("127.0.0.1:1/x/worker:debian-12")
+
+
+def test_the_report_is_pushed_as_an_oci_artifact_referring_to_the_pushed_image(registry, live_project, verified, client):
+    [done] = publish.publish(live_project, [live_project.rows["debian-12"]], f"{registry}/record", log=print)
+    assert done.pushed and done.artifact.startswith("sha256:")
+    assert client.api.inspect_distribution(f"{registry}/record/worker:debian-12")["Descriptor"]["digest"] == done.digest
+    image_type, image_manifest = fetch(registry, "record/worker", f"manifests/{done.digest}",
+                                       "application/vnd.docker.distribution.manifest.v2+json")
+    assert "sha256:" + hashlib.sha256(image_manifest).hexdigest() == done.digest
+
+    content_type, body = fetch(registry, "record/worker", f"manifests/{done.artifact}",
+                               "application/vnd.oci.image.manifest.v1+json")
+    assert "sha256:" + hashlib.sha256(body).hexdigest() == done.artifact
+    artifact = json.loads(body)
+    assert content_type == artifact["mediaType"] == "application/vnd.oci.image.manifest.v1+json"
+    assert artifact["artifactType"] == publish.ARTIFACT_TYPE
+    assert artifact["subject"] == {"mediaType": image_type, "digest": done.digest, "size": len(image_manifest)}
+    assert artifact["config"] == {"mediaType": "application/vnd.oci.empty.v1+json", "size": 2,
+                                  "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()}
+    assert fetch(registry, "record/worker", f"blobs/{artifact['config']['digest']}")[1] == b"{}"
+    titles = [layer["annotations"]["org.opencontainers.image.title"] for layer in artifact["layers"]]
+    assert titles == ["sbom.spdx.json", "software.json", "software.md"]
+    assert artifact["layers"][0]["mediaType"] == "application/spdx+json"
+    folder = record.image_dir(verified.image_id)
+    for layer in artifact["layers"]:
+        local = (folder / layer["annotations"]["org.opencontainers.image.title"]).read_bytes()
+        assert fetch(registry, "record/worker", f"blobs/{layer['digest']}")[1] == local
+        assert layer["size"] == len(local)
+
+    # distribution 2.8 has no referrers API: the fallback tag sha256-<hex> holds an index listing the artifact.
+    tag = "sha256-" + done.digest.split(":")[1]
+    assert tag in catalog_tags(registry, "record/worker")
+    content_type, body = fetch(registry, "record/worker", f"manifests/{tag}", "application/vnd.oci.image.index.v1+json")
+    index = json.loads(body)
+    assert content_type == index["mediaType"] == "application/vnd.oci.image.index.v1+json"
+    assert index["manifests"] == [{"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": done.artifact,
+                                   "size": len(fetch(registry, "record/worker", f"manifests/{done.artifact}",
+                                                     "application/vnd.oci.image.manifest.v1+json")[1]),
+                                   "artifactType": publish.ARTIFACT_TYPE}]
+
+
+def test_publishing_an_image_the_registry_already_has_pushes_nothing(registry_server, live_project, verified):
+    registry, root = registry_server
+    [first] = publish.publish(live_project, [live_project.rows["debian-12"]], f"{registry}/again", log=print)
+    assert first.pushed and len(first.refs) == 3
+    before, tags = snapshot(root), catalog_tags(registry, "again/worker")
+
+    cli = invoke("publish", "--os", "debian-12", "--registry", f"{registry}/again", "--json")
+    assert cli.returncode == 0, cli.stderr
+    [again] = json.loads(cli.stdout)  # stdout is the JSON alone: the log goes to stderr
+    assert again == {**first.to_json(), "pushed": False, "unchanged": True, "refs": []}
+    assert again["digest"] == first.digest and again["artifact"] == first.artifact
+    assert f"debian-12: {registry}/again/worker:debian-12 already holds {verified.image_id[:19]} and its report " \
+           f"({first.digest}); nothing pushed" in cli.stderr.splitlines()
+    assert "pushing" not in cli.stderr
+    assert snapshot(root) == before  # no blob, manifest or tag written, not even the same bytes again
+    assert catalog_tags(registry, "again/worker") == tags
+
+
+def test_an_image_without_its_report_is_refused_and_nothing_is_pushed(registry, verified, tmp_path):
+    """Its verification records (copied, real) without invoke report's files: publish names the missing step."""
+    shutil.copytree(record.report_dir(verified.image_id), tmp_path / "reports" / record.report_dir(verified.image_id).name,
+                    ignore=shutil.ignore_patterns(record.IMAGE_DIR))
+    cli = invoke("publish", "--os", "debian-12", "--registry", f"{registry}/unreported",
+                 env={"FLEETBAKE_BUILD_DIR": str(tmp_path)})
+    assert cli.returncode == 1 and cli.stderr.splitlines() == [
+        f"error: refusing to publish debian-12: {verified.image_id[:19]} has no report (sbom.spdx.json, software.json, "
+        "software.md missing): run `invoke report --os debian-12` first"], (cli.stdout, cli.stderr)
+    assert catalog_tags(registry, "unreported/worker") == []

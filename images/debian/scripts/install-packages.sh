@@ -11,4 +11,7 @@ apt-get update
 apt-get -y upgrade
 apt-get install -y --no-install-recommends "${packages[@]}"
 apt-get clean
-rm -rf /var/lib/apt/lists/*
+# The package lists, not the base's lock and partial/: deleting those would leave whiteouts, which carry
+# the build's clock (every time a build leaves must be the inputs', for a reproducible image).
+find /var/lib/apt/lists -mindepth 1 -maxdepth 1 ! -name lock ! -name partial -exec rm -rf {} +
+find /var/lib/apt/lists/partial -mindepth 1 -delete

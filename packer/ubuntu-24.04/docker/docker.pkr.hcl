@@ -68,9 +68,10 @@ build {
   provisioner "shell" {
     inline = [
       "install -d -m 0755 /opt/fleetbake/provision",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/configure-apt.sh /opt/fleetbake/provision/",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-packages.sh /opt/fleetbake/provision/",
-      "install -o root -g root -m 0644 /tmp/fleetbake-context/packages.txt /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/1/opt/fleetbake/provision/configure-apt.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/1/opt/fleetbake/provision/install-packages.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/layers/1/opt/fleetbake/provision/packages.txt /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/1/opt/fleetbake/provision/normalize-layer.sh /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/configure-apt.sh",
       "/opt/fleetbake/provision/install-packages.sh /opt/fleetbake/provision/packages.txt",
     ]
@@ -80,9 +81,9 @@ build {
   provisioner "shell" {
     inline = [
       "install -d -m 0755 /opt/fleetbake/ca-certificates",
-      "(cd /tmp/fleetbake-context/ca-certificates/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/ca-certificates/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/ca-certificates/{} \\;)",
+      "(cd /tmp/fleetbake-context/layers/2/opt/fleetbake/ca-certificates/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/ca-certificates/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/ca-certificates/{} \\;)",
       "install -d -m 0755 /opt/fleetbake/provision",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-ca.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/2/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/ca-certificates",
     ]
   }
@@ -91,7 +92,7 @@ build {
   provisioner "shell" {
     inline = [
       "install -d -m 0755 /opt/fleetbake/provision",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/create-user.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/3/opt/fleetbake/provision/create-user.sh /opt/fleetbake/provision/",
       "WORKER_USER=buildbot WORKER_UID=1001 /opt/fleetbake/provision/create-user.sh",
     ]
   }
@@ -100,7 +101,7 @@ build {
   provisioner "shell" {
     inline = [
       "install -d -m 0755 /opt/fleetbake/provision",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/configure-ccache.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/4/opt/fleetbake/provision/configure-ccache.sh /opt/fleetbake/provision/",
       "WORKER_USER=buildbot WRAPPER_DIR=/usr/lib/ccache CACHE_DIR=/ccache MAX_SIZE=5G /opt/fleetbake/provision/configure-ccache.sh",
     ]
   }
@@ -109,7 +110,7 @@ build {
   provisioner "shell" {
     inline = [
       "install -d -m 0755 /opt/fleetbake/provision",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-worker.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/5/opt/fleetbake/provision/install-worker.sh /opt/fleetbake/provision/",
       "BUILDBOT_WORKER_VERSION=4.3.0 /opt/fleetbake/provision/install-worker.sh",
     ]
   }
@@ -118,9 +119,9 @@ build {
   provisioner "shell" {
     inline = [
       "install -d -m 0755 /opt/fleetbake/fleetbake",
-      "(cd /tmp/fleetbake-context/fleetbake/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/fleetbake/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/fleetbake/{} \\;)",
+      "(cd /tmp/fleetbake-context/layers/6/opt/fleetbake/fleetbake/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/fleetbake/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/fleetbake/{} \\;)",
       "install -d -m 0755 /opt/fleetbake/provision",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/scripts/install-fleetbake.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/6/opt/fleetbake/provision/install-fleetbake.sh /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/install-fleetbake.sh",
     ]
   }

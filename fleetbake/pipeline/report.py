@@ -1,0 +1,80 @@
+"""`invoke report --os ROW`: the record anyone can check, beside the verification records of the row's image.
+
+For the image (the row's tag, or --image), in build/reports/<image id>/image/ (record.image_dir):
+- sbom.spdx.json: its SBOM (sbom.write, syft on the saved image);
+- software.json and software.md: what is inside it, read from inside it (software.collect);
+- changes.md: what changed since the previous verified image of the row (packages added, removed,
+  upgraded, downgraded), also printed, for the nightly job summary;
+and the matrix page, build/reports/index.html, from every record there.
+An image with no passing verification gets no report: the record is about verified images.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from fleetbake import files, paths
+from fleetbake.errors import FleetbakeError
+from fleetbake.pipeline import engine, families, identity, page, record, sbom, software
+from fleetbake.pipeline.matrix import Matrix, RowView
+
+CHANGES_MD = "changes.md"
+
+
+def verified_images(row: str, reports: Path | None = None) -> list[tuple[str, str]]:
+    """(finished, image id) of every image of `row` with a passing record, oldest first."""
+    reports = reports or paths.reports_dir()
+    found: dict[str, str] = {}
+    for folder in sorted(p for p in reports.iterdir() if p.is_dir()) if reports.is_dir() else []:
+        for path in folder.glob("*.json"):
+            try:
+                data = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue
+            if (isinstance(data, dict) and data.get("row") == row and data.get("passed") is True
+                    and isinstance(data.get("image_id"), str) and folder.name == data["image_id"].replace(":", "-")):
+                found[data["image_id"]] = max(found.get(data["image_id"], ""), str(data.get("finished", "")))
+    return sorted((when, image) for image, when in found.items())
+
+
+def previous(row: str, image_id: str, reports: Path | None = None) -> str | None:
+    """The verified image of the row before this one that has a software report, if any."""
+    reports = reports or paths.reports_dir()
+    images = [image for _, image in verified_images(row, reports)]
+    earlier = images[:images.index(image_id)] if image_id in images else images
+    for image in reversed(earlier):
+        if (record.image_dir(image) / software.REPORT_JSON).is_file():
+            return image
+    return None
+
+
+def report(matrix: Matrix, row: RowView, image: str | None = None, log=print) -> str:
+    """Write the image's software report and what changed, and the page; return the what-changed Markdown."""
+    engine.require_os(row, "report on", "reads its software from inside the image")
+    if families.family_of(row).windows:
+        raise FleetbakeError(f"{row.name}: no software report or SBOM of Windows images yet: the collector reads a Linux "
+                             "image's package database (publish pushes Windows images without one)")
+    image_id = engine.image_id(image or identity.image_tag(row))
+    if image_id is None:
+        raise FleetbakeError(f"image {image or identity.image_tag(row)} is not here: run `invoke build --os {row.name}` "
+                             "and `invoke verify` first")
+    passed, _ = record.status(image_id)
+    if not passed:
+        raise FleetbakeError(f"{row.name}: image {image_id[:19]} has no passing verification record: "
+                             f"run `invoke verify --os {row.name}` first")
+    folder = record.image_dir(image_id)
+    sbom.write(image_id, folder, log)
+    found = software.collect(image_id)
+    files.write_text(folder / software.REPORT_JSON, json.dumps(found, indent=2, sort_keys=True) + "\n")
+    files.write_text(folder / software.REPORT_MD, software.markdown(found, image_id, row.name))
+    before = previous(row.name, image_id)
+    if before is None:
+        summary = f"{row.name}: `{image_id[:19]}` is the first verified image of this row with a software report.\n"
+    else:
+        old = json.loads((record.image_dir(before) / software.REPORT_JSON).read_text())
+        summary = software.changes_markdown(software.changes(old, found), before, image_id)
+    files.write_text(folder / CHANGES_MD, summary)
+    target = page.write(matrix, generated=record.timestamp())
+    log(f"report: {folder}/{{{software.REPORT_JSON},{software.REPORT_MD},{CHANGES_MD}}}; page {target}")
+    return summary

@@ -1,0 +1,104 @@
+"""The image's config, made the same for the same inputs: the part of an image Docker's classic builder stamps.
+
+The layers are already the same from build to build: each layer's files come in one `COPY layers/<n>/ /`
+(folders keep the context's fixed times) and each RUN ends with normalize-layer.sh (its times set to
+SOURCE_DATE_EPOCH, its logs emptied). What is left is the config: the builder writes its clock into the image
+and into every history entry, and the ID of the build container and of the parent image (stamped in turn).
+
+`recommit` writes the config again from what the engine says of the image (its run settings, layers and
+history), with every time of this build set to the inputs' time, and loads it: a tar of two small JSON files,
+since the engine holds every layer already (`docker load` reads no layer it has). The image ID is the digest
+of the config, so the same inputs give the same ID.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import tarfile
+
+from fleetbake.errors import FleetbakeError
+from fleetbake.pipeline import engine, record
+
+
+class RecommitError(FleetbakeError):
+    pass
+
+
+def _history(api, image_id: str, base_id: str, created: str) -> list[dict]:
+    """The image's history, oldest first: the base's entries as they are, this build's at `created`.
+
+    Which entries made a layer is what the engine's history leaves out: each step's image (the classic
+    builder keeps them, as its cache) says how many layers it has, so a step that added none is empty.
+    """
+    entries = list(reversed(api.history(image_id)))
+    ids = [entry.get("Id") or "<missing>" for entry in entries]
+    if base_id not in ids:
+        raise RecommitError(f"{image_id[:19]}: its history does not reach its base {base_id[:19]}")
+    split = ids.index(base_id) + 1
+    base_layers = len(api.inspect_image(base_id)["RootFS"]["Layers"])
+    base_entries = entries[:split]
+    if len(base_entries) == base_layers:
+        base_made = [True] * base_layers
+    elif sum(1 for e in base_entries if e.get("Size")) == base_layers:
+        base_made = [bool(e.get("Size")) for e in base_entries]
+    else:
+        raise RecommitError(f"base {base_id[:19]}: cannot tell which of its {len(base_entries)} history entries "
+                            f"made its {base_layers} layers")
+    out = [{"created": record.utc(int(e.get("Created") or 0)), "created_by": e.get("CreatedBy") or "",
+            **({"comment": e["Comment"]} if e.get("Comment") else {}), **({} if made else {"empty_layer": True})}
+           for e, made in zip(base_entries, base_made)]
+    layers = base_layers
+    for entry, ident in zip(entries[split:], ids[split:]):
+        if ident == "<missing>":
+            raise RecommitError(f"{image_id[:19]}: a build step's image is gone, so its layers cannot be told apart")
+        count = len(api.inspect_image(ident)["RootFS"]["Layers"])
+        out.append({"created": created, "created_by": entry.get("CreatedBy") or "",
+                    **({"comment": entry["Comment"]} if entry.get("Comment") else {}),
+                    **({} if count > layers else {"empty_layer": True})})
+        layers = count
+    return out
+
+
+def config(image_id: str, base_id: str, created: str) -> dict:
+    """The image's config as the engine holds it, without the build's times, container and parent."""
+    api = engine.client().api
+    attrs = api.inspect_image(image_id)
+    run = dict(attrs["Config"] or {})
+    run["Image"] = ""  # the parent step's image: its ID holds the build's clock
+    history = _history(api, image_id, base_id, created)
+    diff_ids = list(attrs["RootFS"]["Layers"])
+    if sum(1 for h in history if not h.get("empty_layer")) != len(diff_ids):
+        raise RecommitError(f"{image_id[:19]}: its history names {len(history)} steps that do not add up to its "
+                            f"{len(diff_ids)} layers")
+    document = {"architecture": attrs["Architecture"], "os": attrs["Os"], "config": run, "created": created,
+                "history": history, "rootfs": {"type": "layers", "diff_ids": diff_ids}}
+    for key, field in (("variant", "Variant"), ("os.version", "OsVersion"), ("author", "Author")):
+        if attrs.get(field):
+            document[key] = attrs[field]
+    return document
+
+
+def recommit(image_id: str, base_id: str, epoch: int, tags: list[str]) -> str:
+    """Load the image again with its config at the inputs' time, under `tags`; return the new image ID."""
+    document = config(image_id, base_id, record.utc(epoch))
+    raw = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    # Layer paths the engine never opens: it has every one of these layers (checked by chain ID first).
+    manifest = [{"Config": f"{digest}.json", "RepoTags": tags,
+                 "Layers": [f"{i}/layer.tar" for i in range(len(document["rootfs"]["diff_ids"]))]}]
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        for name, data in ((f"{digest}.json", raw), ("manifest.json", json.dumps(manifest).encode())):
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    try:
+        engine.load(buffer.getvalue(), f"{image_id[:19]}: its config")
+    except engine.EngineError as exc:
+        raise RecommitError(str(exc)) from None
+    new_id = f"sha256:{digest}"
+    if engine.image_id(tags[0]) != new_id:
+        raise RecommitError(f"{image_id[:19]}: docker load did not give {tags[0]} the config's ID {new_id[:19]}")
+    return new_id

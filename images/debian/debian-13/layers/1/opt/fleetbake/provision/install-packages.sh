@@ -1,0 +1,18 @@
+#!/bin/bash
+# Generated from matrix.yml (row debian-13) by fleetbake: do not edit. Change the matrix, images/ or fleetbake/worker/, then run `invoke render`.
+##  File:  install-packages.sh
+##  Desc:  Install the packages listed in a file (one a line, # comments) with apt, plus security updates.
+set -euo pipefail
+
+list=${1:?usage: install-packages.sh PACKAGES_FILE}
+mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$list")
+export DEBIAN_FRONTEND=noninteractive
+
+apt-get update
+apt-get -y upgrade
+apt-get install -y --no-install-recommends "${packages[@]}"
+apt-get clean
+# The package lists, not the base's lock and partial/: deleting those would leave whiteouts, which carry
+# the build's clock (every time a build leaves must be the inputs', for a reproducible image).
+find /var/lib/apt/lists -mindepth 1 -maxdepth 1 ! -name lock ! -name partial -exec rm -rf {} +
+find /var/lib/apt/lists/partial -mindepth 1 -delete

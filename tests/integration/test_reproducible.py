@@ -1,0 +1,60 @@
+"""Two cold builds of the debian-12 row from the same inputs give the same image ID (`invoke build --force`
+twice: no layer cache, the packages fetched again), and the config fleetbake writes is the builder's own
+with the build's times, container and parent taken out."""
+
+import json
+import re
+import subprocess
+import tarfile
+
+from conftest import ROOT
+from fleetbake.pipeline import identity
+
+
+def build(env):
+    result = subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), "build", "--os", "debian-12", "--force"],
+                            cwd=ROOT, capture_output=True, text=True, env=env, timeout=1800)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Using cache" not in result.stdout and "Successfully built" in result.stdout
+    return result.stdout
+
+
+def saved_config(client, image_id, tmp_path):
+    """The image's config as the engine stores it (from `docker save`)."""
+    archive = tmp_path / "image.tar"
+    with open(archive, "wb") as handle:
+        for chunk in client.images.get(image_id).save(named=False):
+            handle.write(chunk)
+    with tarfile.open(archive) as tar:
+        [manifest] = json.load(tar.extractfile("manifest.json"))
+        return json.load(tar.extractfile(manifest["Config"]))
+
+
+def test_two_cold_builds_give_the_same_image(client, image, live_project, tmp_path):
+    import os
+
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    row = live_project.rows["debian-12"]
+    first = build(env)
+    first_id = client.images.get(identity.image_tag(row)).id
+    second = build(env)
+    second_id = client.images.get(identity.image_tag(row)).id
+    assert first_id == second_id, f"two cold builds differ: run `invoke diff {first_id} {second_id}`"
+    assert f"built {first_id[:19]}" in first and f"built {second_id[:19]}" in second
+
+    config = saved_config(client, second_id, tmp_path)
+    origin = identity.source(ROOT / "images" / row.spec.family / row.name)
+    assert config["created"] == origin.created and config["config"]["Labels"][identity.CREATED_LABEL] == origin.created
+    assert {"container", "container_config", "docker_version"}.isdisjoint(config) and config["config"]["Image"] == ""
+    made = [h for h in config["history"] if not h.get("empty_layer")]
+    assert len(made) == len(config["rootfs"]["diff_ids"])
+    ours = [h for h in config["history"] if h["created"] == origin.created]
+    assert any(h["created_by"].startswith("/bin/sh -c #(nop) COPY dir:") for h in ours)
+    assert any("normalize-layer.sh" in h["created_by"] for h in ours if not h.get("empty_layer"))
+    # The run settings, layers and steps are the builder's own image's (the one before fleetbake rewrote its config).
+    [builders] = re.findall(r"Successfully built ([0-9a-f]{12})", second)
+    original = client.api.inspect_image(builders)
+    assert {**original["Config"], "Image": ""} == config["config"]
+    assert original["RootFS"]["Layers"] == config["rootfs"]["diff_ids"]
+    steps = list(reversed(client.api.history(builders)))
+    assert [h["created_by"] for h in config["history"]] == [s["CreatedBy"] for s in steps]
