@@ -4,7 +4,7 @@ Why SPDX: it is an ISO standard (ISO/IEC 5962), Docker's own SBOM attestations u
 attest-sbom action takes it, and it carries Debian's package licences and versions as purls.
 syft reads the exact image (a `docker save` of its ID, so no tag can move under it) offline: no
 update check, no network. Its output names the time it ran and a random namespace; both are set from
-the image (its creation time, its ID), so the same image gives the same SBOM.
+the image (its creation time, its ID). syft's output is not byte-for-byte stable between runs (seen here).
 """
 
 from __future__ import annotations

@@ -44,7 +44,8 @@ def test_a_missing_package_fails_the_build_naming_the_step(write_matrix, build_d
     with pytest.raises(FleetbakeError) as info:
         build.build(m, m.select("broken-row"), ca_bundle="", log=print)
     message = str(info.value)
-    assert "broken-row: build failed at 'Step 3/" in message and "install-packages.sh" in message
+    # The step that installs the packages (FROM, ARG SOURCE_DATE_EPOCH, COPY layers/1/ /, then this RUN).
+    assert "broken-row: build failed at 'Step 4/" in message and "install-packages.sh" in message
     assert "returned a non-zero code: 100" in message
 
 
