@@ -4,7 +4,8 @@ Why SPDX: it is an ISO standard (ISO/IEC 5962), Docker's own SBOM attestations u
 attest-sbom action takes it, and it carries Debian's package licences and versions as purls.
 syft reads the exact image (a `docker save` of its ID, so no tag can move under it) offline: no
 update check, no network. Its output names the time it ran and a random namespace; both are set from
-the image (its creation time, its ID). syft's output is not byte-for-byte stable between runs (seen here).
+the image (its creation time, its ID), and syft runs from inside the folder of the saved archive, whose
+name is random: the same image gives the same SBOM, byte for byte.
 """
 
 from __future__ import annotations
@@ -54,7 +55,9 @@ def write(image_id: str, folder: Path, log=print) -> Path:
         engine.save(image_id, archive)
         out = Path(work) / SBOM
         env = {**os.environ, "SYFT_CHECK_FOR_APP_UPDATE": "false"}
-        proc.run([syft(), "scan", f"docker-archive:{archive}", "-q", "-o", f"spdx-json={out}"], what="syft", env=env)
+        # From inside the folder: syft writes the archive's path into the document, and the folder's name is random.
+        proc.run([syft(), "scan", f"docker-archive:{archive.name}", "-q", "-o", f"spdx-json={out}"], what="syft", env=env,
+                 cwd=work)
         document = normalize(json.loads(out.read_text()), image_id, facts.get("created"))
     target = folder / SBOM
     files.write_text(target, json.dumps(document, indent=2, sort_keys=True) + "\n")

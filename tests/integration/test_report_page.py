@@ -7,6 +7,7 @@ failing cell marked, no sideways scrolling, and every link opening a file that i
 """
 
 import copy
+import hashlib
 import json
 import shutil
 import subprocess
@@ -34,8 +35,11 @@ def reported(verified_image, live_project, tmp_path_factory):
         patch.setenv("FLEETBAKE_BUILD_DIR", str(out))
         shutil.copytree(real, record.report_dir(image_id), ignore=shutil.ignore_patterns(record.IMAGE_DIR))
         first = report.report(live_project, live_project.rows[ROW], image_id, log=print)
+        first_sbom = hashlib.sha256((record.image_dir(image_id) / sbom.SBOM).read_bytes()).hexdigest()
         earlier_image(image_id, json.loads((record.image_dir(image_id) / software.REPORT_JSON).read_text()))
         summary = report.report(live_project, live_project.rows[ROW], image_id, log=print)
+        # The same image, the same SBOM (compared by digest: a byte diff of 10 MB is no help to anyone).
+        assert hashlib.sha256((record.image_dir(image_id) / sbom.SBOM).read_bytes()).hexdigest() == first_sbom
         yield out, image_id, live_project, first, summary
 
 
