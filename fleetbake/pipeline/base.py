@@ -11,11 +11,8 @@ the same base ID, so a nightly --refresh changes the image only when a package d
 from __future__ import annotations
 
 import hashlib
-import io
-import json
 import os
 import shutil
-import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -24,7 +21,7 @@ from typing import Callable
 from docker.errors import APIError, DockerException
 
 from fleetbake import paths, proc
-from fleetbake.errors import CannotBuildHere, FleetbakeError
+from fleetbake.errors import CannotBuildHere
 from fleetbake.pipeline import engine, record
 from fleetbake.pipeline.matrix import RowView
 
@@ -98,37 +95,22 @@ def bootstrap(row: RowView, log: Log = print, epoch: int = 0) -> str:
         log(f"base {ref}: {' '.join(command[:4])} {row.spec.bootstrap.suite} ...")
         proc.run(command, what=f"base {ref}: mmdebstrap", env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
         log(f"base {ref}: bootstrapped in {time.monotonic() - started:.0f}s; loading")
-        archive = _image_archive(row, Path(tarball), Path(tmp) / "image.tar", epoch)
-        with open(archive, "rb") as handle:
-            engine.load(handle, f"base {ref}")
-    image = engine.image_id(ref)
-    if image is None:
-        raise FleetbakeError(f"base {ref}: docker load reported success but the image is missing")
+        image = engine.load_config(_config(row, Path(tarball), epoch), [ref], [tarball], f"base {ref}", scratch=tmp)
     log(f"base {ref}: loaded as {image[:19]}")
     return image
 
 
-def _image_archive(row: RowView, rootfs: Path, target: Path, epoch: int) -> Path:
-    """A `docker load` archive of the one-layer image: the root file system, a config at `epoch`, a manifest."""
+def _config(row: RowView, rootfs: Path, epoch: int) -> dict:
+    """The one-layer image's config: the root file system's digest, the bootstrap's labels, the time `epoch`."""
     digest = hashlib.sha256()
     with open(rootfs, "rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     created = record.utc(epoch)
-    config = {
+    return {
         "architecture": engine.client().version().get("Arch", "amd64"), "os": "linux", "created": created,
         "config": {"Cmd": ["/bin/bash"], "Labels": {"org.opencontainers.image.title": row.spec.base,
                                                     "io.fleetbake.bootstrap": row.spec.bootstrap.suite}},
         "history": [{"created": created, "created_by": f"fleetbake: mmdebstrap --variant=minbase {row.spec.bootstrap.suite}"}],
         "rootfs": {"type": "layers", "diff_ids": [f"sha256:{digest.hexdigest()}"]},
     }
-    raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
-    name = hashlib.sha256(raw).hexdigest() + ".json"
-    manifest = json.dumps([{"Config": name, "RepoTags": [row.spec.base], "Layers": ["rootfs/layer.tar"]}]).encode()
-    with tarfile.open(target, "w") as archive:
-        for member, data in ((name, raw), ("manifest.json", manifest)):
-            info = tarfile.TarInfo(member)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-        archive.add(rootfs, arcname="rootfs/layer.tar")
-    return target

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import io
+import json
+import tarfile
+import tempfile
 
 import docker
 from docker.errors import DockerException
@@ -88,3 +93,35 @@ def load(archive, what: str) -> None:
                 raise EngineError(f"{what}: docker load failed: {entry['error']}")
     except DockerException as exc:
         raise EngineError(f"{what}: docker load failed: {exc}") from None
+
+
+def load_config(config: dict, tags: list[str], layers: list, what: str, scratch=None) -> str:
+    """Load an image made of `config` under `tags`; return its ID (the digest of the config as written).
+
+    `layers`: one entry per diff ID, the file holding that layer, or None for a layer the engine already
+    has (docker load checks by chain ID first and never opens its file). The archive goes to a file in
+    `scratch` when a layer is in it, else it stays in memory.
+    """
+    raw = json.dumps(config, sort_keys=True, separators=(",", ":")).encode()
+    digest = hashlib.sha256(raw).hexdigest()
+    names = [f"{index}/layer.tar" for index in range(len(layers))]
+    manifest = json.dumps([{"Config": f"{digest}.json", "RepoTags": tags, "Layers": names}]).encode()
+    with tempfile.TemporaryDirectory(dir=scratch) as work:
+        target = f"{work}/image.tar" if any(layers) else io.BytesIO()
+        with tarfile.open(target, "w") if isinstance(target, str) else tarfile.open(fileobj=target, mode="w") as archive:
+            for name, data in ((f"{digest}.json", raw), ("manifest.json", manifest)):
+                info = tarfile.TarInfo(name)
+                info.size = len(data)
+                archive.addfile(info, io.BytesIO(data))
+            for name, layer in zip(names, layers):
+                if layer is not None:
+                    archive.add(layer, arcname=name)
+        if isinstance(target, str):
+            with open(target, "rb") as handle:
+                load(handle, what)
+        else:
+            load(target.getvalue(), what)
+    image = f"sha256:{digest}"
+    if image_id(tags[0]) != image:
+        raise EngineError(f"{what}: docker load did not give {tags[0]} the config's ID {image[:19]}")
+    return image
