@@ -122,14 +122,16 @@ def publish(c, registry, os="all", matrix="matrix.yml", json=False):
         print(publish_mod.to_json(results))
 
 
-@task(help={**MATRIX_HELP, "os": "row name", "image": "report on this image ID instead of the row's tag"})
+@task(help={**MATRIX_HELP, "os": "row name", "image": "report on this image ID instead of the row's tag",
+            "against": "REGISTRY/NAMESPACE: say what changed since the image published there (as publish pushes it), "
+                       "not since the previous verified image here"})
 @friendly
-def report(c, os, matrix="matrix.yml", image=None):
+def report(c, os, matrix="matrix.yml", image=None, against=None):
     """SBOM, software report and what changed since the previous verified image of the row; the matrix page."""
     from fleetbake.pipeline import report as report_mod
 
     m = _load(matrix)
-    print(report_mod.report(m, m.one(os), image, log=log), end="")
+    print(report_mod.report(m, m.one(os), image, log=log, against=against), end="")
 
 
 @task(positional=["image_a", "image_b"], help={"image_a": "an image (ID or tag)", "image_b": "another image"})

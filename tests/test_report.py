@@ -30,3 +30,14 @@ def test_the_previous_image_is_the_last_verified_one_of_the_row_with_a_report(bu
     assert report.previous("debian-12", D) == A  # B, newer, has no software report to compare with
     with_report(B)
     assert report.previous("debian-12", D) == B  # an image not verified yet compares with the newest verified
+
+
+def test_a_malformed_against_is_one_line_before_any_work():
+    """No engine is asked anything: the check comes first (this runs on a machine without one)."""
+    from conftest import invoke
+
+    cli = invoke("report", "--os", "debian-12", "--against", "Not A Host/x")
+    assert cli.returncode != 0 and cli.stdout == ""
+    assert cli.stderr.splitlines() == [
+        "error: --against 'Not A Host/x': expected HOST[:PORT]/NAMESPACE, e.g. ghcr.io/python"]
+

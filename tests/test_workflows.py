@@ -210,7 +210,7 @@ def test_a_windows_row_sent_to_a_linux_runner_fails_the_walk(monkeypatch, capsys
     assert [line.split(": error: ")[0] for line in found] == [
         "nightly/image on ubuntu-24.04: invoke build --os windows-2022 --refresh",
         "nightly/image on ubuntu-24.04: invoke verify --os windows-2022 --config all",
-        "nightly/image on ubuntu-24.04: invoke report --os windows-2022"]
+        "nightly/image on ubuntu-24.04: invoke report --os windows-2022 --against ghcr.io/owner"]
     assert "cannot build here: windows-2022 needs a Windows Docker engine, this one runs linux containers" in found[0]
     assert "cannot verify here: windows-2022 needs a Windows Docker engine" in found[1]
     assert "cannot report on here: windows-2022 needs a Windows Docker engine" in found[2]
@@ -268,6 +268,10 @@ def test_nightly_reports_before_it_publishes_and_publishes_from_main_only():
     verify, report, publish = (step_index(steps, f"invoke {task} ") for task in ("verify", "report", "publish"))
     assert verify < report < publish
     assert 'cat build/reports/*/image/changes.md >> "$GITHUB_STEP_SUMMARY"' in steps[report]["run"]
+    # Compared with what publish pushed last (a runner has no earlier records): the same REGISTRY/NAMESPACE.
+    assert '--against "ghcr.io/${OWNER,,}"' in steps[report]["run"] and '--registry "ghcr.io/${OWNER,,}"' in steps[publish]["run"]
+    assert steps[report]["env"]["OWNER"] == steps[publish]["env"]["OWNER"] == "${{ github.repository_owner }}"
+    assert steps[report]["env"]["FLEETBAKE_REGISTRY_TOKEN"] == "${{ secrets.GITHUB_TOKEN }}"
     # Every Linux row, every night: publish refuses a Linux image without its report (Windows images have none yet).
     assert steps[report]["if"] == "runner.os == 'Linux'"
     assert steps[publish]["if"] == "github.ref == 'refs/heads/main'" and steps[publish]["id"] == "publish"
@@ -279,15 +283,21 @@ def test_nightly_reports_before_it_publishes_and_publishes_from_main_only():
 
 def test_nightly_attests_only_what_it_really_pushed():
     steps = nightly_steps("image")
-    publish, attest = step_index(steps, "invoke publish"), step_index(steps, "actions/attest-build-provenance@")
-    assert publish < attest
-    step = steps[attest]
-    assert step["if"] == "steps.publish.outputs.pushed == 'true'"  # not when the registry already had the image
-    assert step["with"] == {"subject-name": "${{ steps.publish.outputs.name }}",
-                            "subject-digest": "${{ steps.publish.outputs.digest }}", "push-to-registry": True}
-    # The outputs the step reads are the ones invoke publish --json writes (pushed, repository, digest).
+    publish = step_index(steps, "invoke publish")
+    attests = [i for i, step in enumerate(steps) if step.get("uses", "").startswith("actions/attest-build-provenance@")]
+    assert len(attests) == 2 and publish < min(attests)
+    image, report = (steps[i] for i in attests)
+    assert image["if"] == "steps.publish.outputs.pushed == 'true'"  # not when the registry already had the image
+    assert image["with"] == {"subject-name": "${{ steps.publish.outputs.name }}",
+                             "subject-digest": "${{ steps.publish.outputs.digest }}", "push-to-registry": True}
+    # The report artifact too, by its own digest; a Windows image has none (publish --json says null).
+    assert report["if"] == "steps.publish.outputs.pushed == 'true' && steps.publish.outputs.artifact != ''"
+    assert report["with"] == {"subject-name": "${{ steps.publish.outputs.name }}",
+                              "subject-digest": "${{ steps.publish.outputs.artifact }}", "push-to-registry": True}
+    # The outputs the steps read are the ones invoke publish --json writes (pushed, repository, digest, artifact).
     assert all(f'"{key}=\\(.{field})"' in steps[publish]["run"]
                for key, field in (("pushed", "pushed"), ("name", "repository"), ("digest", "digest")))
+    assert '"artifact=\\(.artifact // "")"' in steps[publish]["run"]
     jobs = yaml.safe_load((WORKFLOWS / "nightly.yml").read_text())["jobs"]
     assert [name for name, job in jobs.items() if "attestations" in (job.get("permissions") or {})] == ["image"]
     assert jobs["image"]["permissions"] == {"contents": "read", "packages": "write", "attestations": "write",

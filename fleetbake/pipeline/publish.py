@@ -58,16 +58,33 @@ class Published:
                 "repository": self.repository, "digest": self.digest, "artifact": self.artifact, "refs": self.refs}
 
 
-def tags_for(row: RowView, inputs_hash: str, today: dt.date | None = None) -> list[str]:
-    day = (today or dt.datetime.now(dt.timezone.utc).date()).strftime("%Y%m%d")
+def today() -> dt.date:
+    """The day in the date tag: UTC, so every runner of one night agrees."""
+    return dt.datetime.now(dt.timezone.utc).date()
+
+
+def tags_for(row: RowView, inputs_hash: str, day: dt.date | None = None) -> list[str]:
+    day = (day or today()).strftime("%Y%m%d")
     return [row.name, f"{row.name}-{day}", f"{row.name}-{inputs_hash[:16]}"]
 
 
-def _check_registry(registry: str) -> str:
+def _check_registry(registry: str, flag: str = "--registry") -> str:
     registry = registry.rstrip("/")
     if not REGISTRY.fullmatch(registry):
-        raise UsageError(f"--registry {registry!r}: expected HOST[:PORT]/NAMESPACE, e.g. ghcr.io/python")
+        raise UsageError(f"{flag} {registry!r}: expected HOST[:PORT]/NAMESPACE, e.g. ghcr.io/python")
     return registry
+
+
+def repository_of(registry: str, flag: str = "--registry") -> str:
+    """REGISTRY/NAMESPACE/worker, the images' repository (a usage error naming `flag` for a malformed one)."""
+    return f"{_check_registry(registry, flag)}/worker"
+
+
+def _remote(registry: str, flag: str = "--registry") -> tuple[str, oci.Registry]:
+    """The worker repository under REGISTRY/NAMESPACE, and a client for it."""
+    repository = repository_of(registry, flag)
+    host, _, path = repository.partition("/")
+    return repository, oci.Registry(host, path)
 
 
 def publish_row(row: RowView, registry: str, log: Log = print) -> Published:
@@ -96,9 +113,8 @@ def publish_row(row: RowView, registry: str, log: Log = print) -> Published:
     if not inputs:
         result.skipped = f"{image.id[:19]} has no {identity.INPUTS_LABEL} label: not built by fleetbake"
         return result
-    repository = result.repository = f"{registry}/worker"
-    host, _, path = repository.partition("/")
-    remote = oci.Registry(host, path)
+    repository, remote = _remote(registry)
+    result.repository = repository
     current = published(remote, row.name, image.id, reported)
     if current:
         result.unchanged, result.digest, result.artifact = True, current[0], current[1]
@@ -132,6 +148,44 @@ def published(remote: oci.Registry, tag: str, image_id: str, reported: bool = Tr
         return found[0].digest, None
     reports = [m["digest"] for m in remote.referrers(found[0].digest) if m.get("artifactType") == ARTIFACT_TYPE]
     return (found[0].digest, reports[-1]) if reports else None
+
+
+@dataclass
+class PublishedImage:
+    """What the registry holds under a row's tag: the image ID, and its software report if one was pushed."""
+    ref: str
+    image_id: str
+    software: dict | None
+
+
+def fetch_published(registry: str, row: str) -> PublishedImage | None:
+    """The image REGISTRY/NAMESPACE/worker:ROW and its report's software.json; None when the tag is not there.
+    What `invoke report --against` compares with: a nightly runner starts empty, the registry is its memory."""
+    repository, remote = _remote(registry, "--against")
+    ref = f"{repository}:{row}"
+    found = remote.get_manifest(row)
+    if found is None:
+        return None
+    descriptor, manifest = found
+    image_id = (manifest.get("config") or {}).get("digest")
+    if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
+        raise PublishError(f"{ref}: not an image manifest (a {descriptor.media_type or 'document'} with no config)")
+    reports = [m["digest"] for m in remote.referrers(descriptor.digest)
+               if m.get("artifactType") == ARTIFACT_TYPE and isinstance(m.get("digest"), str)]
+    if not reports:
+        return PublishedImage(ref, image_id, None)
+    artifact = remote.get_manifest(reports[-1])
+    layers = [layer for layer in (artifact[1].get("layers") or [] if artifact else [])
+              if (layer.get("annotations") or {}).get(TITLE) == software.REPORT_JSON]
+    if not layers:
+        raise PublishError(f"{ref}: its report {reports[-1]} has no {software.REPORT_JSON}")
+    try:
+        found_report = json.loads(remote.get_blob(layers[0]["digest"]))
+    except ValueError:
+        found_report = None
+    if not isinstance(found_report, dict) or not isinstance(found_report.get("packages"), dict):
+        raise PublishError(f"{ref}: {software.REPORT_JSON} in its report {reports[-1]} is not a fleetbake software report")
+    return PublishedImage(ref, image_id, found_report)
 
 
 def push_report(remote: oci.Registry, image_digest: str, image_id: str) -> str:

@@ -7,7 +7,8 @@ fallback tag that lists it (registries without the referrers API, e.g. distribut
 Plain http only for this machine (127.0.0.1, localhost, ::1), as docker allows an insecure registry
 there by default; https everywhere else. Credentials: FLEETBAKE_REGISTRY_TOKEN (and, for registries
 that want a user name with it, FLEETBAKE_REGISTRY_USER), answered to the registry's own challenge:
-Basic directly, Bearer through its token service (how ghcr.io takes a GITHUB_TOKEN).
+Basic directly, Bearer through its token service (how ghcr.io takes a GITHUB_TOKEN); with none, an
+anonymous pull token where the service gives one (reading a public package).
 """
 
 from __future__ import annotations
@@ -112,11 +113,12 @@ class Registry:
         return status, head, body
 
     def _authorize(self, challenge: str) -> None:
-        if not self.token:
-            raise RegistryError(f"{self.host} wants credentials: set {TOKEN_ENV} (and {USER_ENV} if it needs a user "
-                                "name), e.g. a GITHUB_TOKEN with packages: write for ghcr.io")
-        basic = "Basic " + base64.b64encode(f"{self.user}:{self.token}".encode()).decode()
+        wanted = RegistryError(f"{self.host} wants credentials: set {TOKEN_ENV} (and {USER_ENV} if it needs a user "
+                               "name), e.g. a GITHUB_TOKEN with packages: write for ghcr.io")
         scheme, _, params = challenge.partition(" ")
+        if not self.token and scheme.lower() != "bearer":
+            raise wanted
+        basic = "Basic " + base64.b64encode(f"{self.user}:{self.token}".encode()).decode() if self.token else None
         if scheme.lower() != "bearer":
             self.authorization = basic
             return
@@ -126,14 +128,21 @@ class Registry:
         realm = urllib.parse.urlsplit(fields["realm"])
         if realm.scheme != "https" and realm.hostname not in LOCAL_HOSTS:
             raise RegistryError(f"{self.host}: its token service {fields['realm']} is not https: {TOKEN_ENV} is not sent there")
-        query = {"service": fields.get("service", self.host), "scope": f"repository:{self.repository}:pull,push"}
-        req = urllib.request.Request(f"{fields['realm']}?{urllib.parse.urlencode(query)}", headers={"Authorization": basic})
+        # With no token, an anonymous pull token: how a public package is read (ghcr.io gives one).
+        query = {"service": fields.get("service", self.host),
+                 "scope": f"repository:{self.repository}:{'pull,push' if basic else 'pull'}"}
+        req = urllib.request.Request(f"{fields['realm']}?{urllib.parse.urlencode(query)}",
+                                     headers={"Authorization": basic} if basic else {})
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 answer = json.load(response)
-        except (urllib.error.URLError, OSError, ValueError) as exc:
+        except urllib.error.HTTPError as exc:
+            if not basic:
+                raise wanted from None
             raise RegistryError(f"{self.host}: the token service {fields['realm']} refused {TOKEN_ENV}: "
-                                f"{getattr(exc, 'reason', exc)}") from None
+                                f"HTTP {exc.code} {_reason(exc.read())}") from None
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise RegistryError(f"{self.host}: the token service {fields['realm']}: {getattr(exc, 'reason', exc)}") from None
         bearer = answer.get("token") or answer.get("access_token")
         if not bearer:
             raise RegistryError(f"{self.host}: the token service {fields['realm']} gave no token")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from fleetbake import files, paths
 from fleetbake.errors import FleetbakeError
-from fleetbake.pipeline import engine, families, identity, page, record, sbom, software
+from fleetbake.pipeline import engine, families, identity, page, publish, record, sbom, software
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 CHANGES_MD = "changes.md"
@@ -49,8 +49,34 @@ def previous(row: str, image_id: str, reports: Path | None = None) -> str | None
     return None
 
 
-def report(matrix: Matrix, row: RowView, image: str | None = None, log=print) -> str:
-    """Write the image's software report and what changed, and the page; return the what-changed Markdown."""
+def changes_since_local(row: str, image_id: str, found: dict) -> str:
+    before = previous(row, image_id)
+    if before is None:
+        return f"{row}: `{image_id[:19]}` is the first verified image of this row with a software report.\n"
+    old = json.loads((record.image_dir(before) / software.REPORT_JSON).read_text())
+    return software.changes_markdown(software.changes(old, found), before, image_id)
+
+
+def changes_since_published(row: str, image_id: str, found: dict, registry: str) -> str:
+    published = publish.fetch_published(registry, row)
+    if published is None:
+        return (f"{row}: `{image_id[:19]}`; {publish.repository_of(registry, '--against')}:{row} holds no image yet, "
+                "so there is nothing to compare with.\n")
+    if published.image_id == image_id:
+        return f"{row}: `{image_id[:19]}` is the image {published.ref} already holds: nothing changed.\n"
+    if published.software is None:
+        return (f"{row}: {published.ref} holds `{published.image_id[:19]}`, pushed without a software report, "
+                f"so there is nothing to compare `{image_id[:19]}` with.\n")
+    return software.changes_markdown(software.changes(published.software, found), published.image_id, image_id,
+                                     published.ref)
+
+
+def report(matrix: Matrix, row: RowView, image: str | None = None, log=print, against: str | None = None) -> str:
+    """Write the image's software report and what changed, and the page; return the what-changed Markdown.
+    against: REGISTRY/NAMESPACE, to compare with the image published there (the nightly's previous image)
+    instead of the previous verified image here."""
+    if against:
+        publish.repository_of(against, "--against")  # a malformed one fails before the work
     engine.require_os(row, "report on", "reads its software from inside the image")
     if families.family_of(row).windows:
         raise FleetbakeError(f"{row.name}: no software report or SBOM of Windows images yet: the collector reads a Linux "
@@ -68,12 +94,8 @@ def report(matrix: Matrix, row: RowView, image: str | None = None, log=print) ->
     found = software.collect(image_id)
     files.write_text(folder / software.REPORT_JSON, json.dumps(found, indent=2, sort_keys=True) + "\n")
     files.write_text(folder / software.REPORT_MD, software.markdown(found, image_id, row.name))
-    before = previous(row.name, image_id)
-    if before is None:
-        summary = f"{row.name}: `{image_id[:19]}` is the first verified image of this row with a software report.\n"
-    else:
-        old = json.loads((record.image_dir(before) / software.REPORT_JSON).read_text())
-        summary = software.changes_markdown(software.changes(old, found), before, image_id)
+    summary = changes_since_published(row.name, image_id, found, against) if against else changes_since_local(
+        row.name, image_id, found)
     files.write_text(folder / CHANGES_MD, summary)
     target = page.write(matrix, generated=record.timestamp())
     log(f"report: {folder}/{{{software.REPORT_JSON},{software.REPORT_MD},{CHANGES_MD}}}; page {target}")

@@ -112,9 +112,10 @@ def markdown(report: dict, image_id: str, row: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def changes_markdown(found: dict[str, Changes], old_image: str, new_image: str) -> str:
-    """What changed between two images, for a person (and the nightly job summary)."""
-    lines = [f"Changes from `{old_image[:19]}` to `{new_image[:19]}`:", ""]
+def changes_markdown(found: dict[str, Changes], old_image: str, new_image: str, old_ref: str | None = None) -> str:
+    """What changed between two images, for a person (and the nightly job summary); old_ref: where the old one is."""
+    where = f" ({old_ref})" if old_ref else ""
+    lines = [f"Changes from `{old_image[:19]}`{where} to `{new_image[:19]}`:", ""]
     if not any(found.values()):
         return "\n".join([*lines, "No package changed."]) + "\n"
     for scope, result in found.items():

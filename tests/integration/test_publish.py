@@ -1,5 +1,7 @@
 """Publishing to a real local registry (Debian's docker-registry on 127.0.0.1)."""
 
+import copy
+import datetime as dt
 import hashlib
 import io
 import json
@@ -11,7 +13,7 @@ import urllib.request
 import pytest
 
 from conftest import MINIMAL, free_port, snapshot, wait_for_http
-from fleetbake.pipeline import build, matrix, publish, record, report, verify
+from fleetbake.pipeline import build, matrix, publish, record, registry as oci, report, software, verify
 from integration.test_build_cli import remove_images
 from test_cli import invoke
 
@@ -46,6 +48,12 @@ rows:
     packages: [netbase]
     configurations: [too-new]
 """
+
+
+@pytest.fixture(autouse=True)
+def one_day(monkeypatch):
+    """One day for every push and check here: a run that crosses midnight (UTC) must not see two date tags."""
+    monkeypatch.setattr(publish, "today", lambda: dt.date(2026, 11, 28))
 
 
 @pytest.fixture(scope="module")
@@ -267,3 +275,72 @@ def test_an_image_without_its_report_is_refused_and_nothing_is_pushed(registry, 
         f"error: refusing to publish debian-12: {verified.image_id[:19]} has no report (sbom.spdx.json, software.json, "
         "software.md missing): run `invoke report --os debian-12` first"], (cli.stdout, cli.stderr)
     assert catalog_tags(registry, "unreported/worker") == []
+
+
+def push_another_night(registry, namespace, software_report, scratch):
+    """An image of debian-12 as another night pushed it: a config of its own (another image ID) and, unless
+    software_report is None, a report with that software.json, pushed by publish's own push_report."""
+    remote = oci.Registry(registry, f"{namespace}/worker")
+    config = remote.push_blob(json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": {"night": namespace}},
+                                          "rootfs": {"type": "layers", "diff_ids": []}}).encode(),
+                              "application/vnd.oci.image.config.v1+json")
+    image = remote.put_manifest({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": config.to_json(),
+                                 "layers": []}, "debian-12")
+    if software_report is not None:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setenv("FLEETBAKE_BUILD_DIR", str(scratch))
+            folder = record.image_dir(config.digest)
+            folder.mkdir(parents=True)
+            for name, _ in publish.REPORT_LAYERS:
+                (folder / name).write_text(json.dumps(software_report) if name == software.REPORT_JSON else name)
+            publish.push_report(remote, image.digest, config.digest)
+    return config.digest
+
+
+def test_report_against_a_registry_says_what_changed_since_the_image_published_there(registry, verified, tmp_path):
+    """The nightly's case: the runner starts empty, and the previous image is the one in the registry."""
+    mine = json.loads((record.image_dir(verified.image_id) / software.REPORT_JSON).read_text())
+    older = copy.deepcopy(mine)
+    first, second = sorted(mine["packages"])[:2]
+    del older["packages"][first]
+    older["packages"][second] = "0.0-1"
+    older["packages"]["fbtest-removed"] = "1.0"
+    old_id = push_another_night(registry, "nights", older, tmp_path)
+
+    cli = invoke("report", "--os", "debian-12", "--image", verified.image_id, "--against", f"{registry}/nights/")
+    assert cli.returncode == 0, cli.stderr
+    changes = (record.image_dir(verified.image_id) / report.CHANGES_MD).read_text()
+    assert cli.stdout.endswith(changes)  # after the log lines: the job summary takes changes.md
+    lines = changes.splitlines()
+    assert lines[0] == (f"Changes from `{old_id[:19]}` ({registry}/nights/worker:debian-12) "
+                        f"to `{verified.image_id[:19]}`:")
+    rows = [line for line in lines if line.startswith("| ") and not line.startswith("| change")]
+    assert rows == [f"| added | {first} |  | {mine['packages'][first]} |", "| removed | fbtest-removed | 1.0 |  |",
+                    f"| upgraded | {second} | 0.0-1 | {mine['packages'][second]} |"]
+
+
+def test_report_against_a_registry_with_no_image_the_same_image_or_one_without_a_report(
+        registry, live_project, verified, tmp_path):
+    image_id = verified.image_id
+    mine = json.loads((record.image_dir(image_id) / software.REPORT_JSON).read_text())
+    assert publish.fetch_published(f"{registry}/empty", "debian-12") is None
+    assert report.changes_since_published("debian-12", image_id, mine, f"{registry}/empty") == (
+        f"debian-12: `{image_id[:19]}`; {registry}/empty/worker:debian-12 holds no image yet, "
+        "so there is nothing to compare with.\n")
+
+    publish.publish(live_project, [live_project.rows["debian-12"]], f"{registry}/same", log=print)
+    assert publish.fetch_published(f"{registry}/same", "debian-12") == publish.PublishedImage(
+        f"{registry}/same/worker:debian-12", image_id, mine)
+    assert report.changes_since_published("debian-12", image_id, mine, f"{registry}/same") == (
+        f"debian-12: `{image_id[:19]}` is the image {registry}/same/worker:debian-12 already holds: nothing changed.\n")
+
+    bare = push_another_night(registry, "bare", None, tmp_path)
+    assert publish.fetch_published(f"{registry}/bare", "debian-12").software is None
+    assert report.changes_since_published("debian-12", image_id, mine, f"{registry}/bare") == (
+        f"debian-12: {registry}/bare/worker:debian-12 holds `{bare[:19]}`, pushed without a software report, "
+        f"so there is nothing to compare `{image_id[:19]}` with.\n")
+
+    push_another_night(registry, "broken", {"packages": "not a table"}, tmp_path)
+    with pytest.raises(publish.PublishError, match=r"/broken/worker:debian-12: software.json in its report sha256:\w+ "
+                                                   "is not a fleetbake software report"):
+        publish.fetch_published(f"{registry}/broken", "debian-12")
