@@ -67,12 +67,11 @@ def render(c, os="all", matrix="matrix.yml", check=False):
 @friendly
 def base(c, os="all", matrix="matrix.yml", refresh=False):
     """Pull the row's base image, or bootstrap it from the distribution archive."""
-    from fleetbake import paths
     from fleetbake.pipeline import base as base_mod, identity
 
     m = _load(matrix)
     for row in m.select(os):
-        image = base_mod.ensure_base(row, refresh=refresh, log=log, epoch=identity.source(paths.image_dir(m, row)).epoch)
+        image = base_mod.ensure_base(row, refresh=refresh, log=log, epoch=identity.row_source(m, row).epoch)
         log(f"base {row.spec.base}: {image[:19]}")
 
 

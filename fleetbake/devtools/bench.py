@@ -441,7 +441,7 @@ def build_ours(matrix: Matrix, row: RowView, certs: list[bytes] | None, tag: str
     """`invoke build --force` for the row (build.build_row's steps), tagged `tag` alone."""
     context = render.render_row(matrix, row, certs)
     render.write_context(context, paths.context_dir(row.name))
-    origin = identity.source(paths.image_dir(matrix, row))
+    origin = identity.row_source(matrix, row)
     base_id = base.ensure_base(row, log=log, epoch=origin.epoch)
     inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
     built = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),

@@ -52,7 +52,7 @@ def build_row(
     context = render.render_row(matrix, row, ca_certs)
     out_dir = paths.context_dir(row.name)
     render.write_context(context, out_dir)  # for people to read; the build reads the context itself
-    origin = identity.source(paths.image_dir(matrix, row))
+    origin = identity.row_source(matrix, row)
     base_id = base.ensure_base(row, refresh=refresh, log=log, epoch=origin.epoch)
     inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
     tag = identity.content_tag(row, inputs)

@@ -83,6 +83,11 @@ def source(folder: Path) -> Source:
     return Source(revision, int(when) if when.isdigit() else 0)
 
 
+def row_source(matrix, row) -> Source:
+    """The Source of the row's committed context, images/<family>/<row>/: what every target stamps its image with."""
+    return source(paths.image_dir(matrix, row))
+
+
 def static_labels(row) -> dict[str, str]:
     """The labels that follow from the row alone: the Dockerfile (and Packer's `changes`) carry them."""
     oci = "org.opencontainers.image"

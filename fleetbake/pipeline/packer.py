@@ -436,7 +436,7 @@ def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *
     else:
         from fleetbake.pipeline import base  # Docker only for the docker targets
 
-        origin = identity.source(paths.image_dir(matrix, row))
+        origin = identity.row_source(matrix, row)
         base_id = base.ensure_base(row, log=log, epoch=origin.epoch)
         if target == "docker":
             inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
