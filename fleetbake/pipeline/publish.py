@@ -160,30 +160,34 @@ class PublishedImage:
 
 def fetch_published(registry: str, row: str) -> PublishedImage | None:
     """The image REGISTRY/NAMESPACE/worker:ROW and its report's software.json; None when the tag is not there.
-    What `invoke report --against` compares with: a nightly runner starts empty, the registry is its memory."""
+    What `invoke report --against` compares with: a nightly runner starts empty, the registry is its memory.
+    The image ID is the manifest's config digest, as for `published` (so it is with Docker's classic image store)."""
     repository, remote = _remote(registry, "--against")
     ref = f"{repository}:{row}"
     found = remote.get_manifest(row)
     if found is None:
         return None
     descriptor, manifest = found
-    image_id = (manifest.get("config") or {}).get("digest")
+    image_id = (manifest.get("config") or {}).get("digest") if isinstance(manifest.get("config"), dict) else None
     if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
-        raise PublishError(f"{ref}: not an image manifest (a {descriptor.media_type or 'document'} with no config)")
+        raise PublishError(f"{ref}: not a single image's manifest (a {descriptor.media_type or 'document'} with no "
+                           "config): fleetbake publishes one image per tag")
     reports = [m["digest"] for m in remote.referrers(descriptor.digest)
-               if m.get("artifactType") == ARTIFACT_TYPE and isinstance(m.get("digest"), str)]
+               if isinstance(m, dict) and m.get("artifactType") == ARTIFACT_TYPE and isinstance(m.get("digest"), str)]
     if not reports:
         return PublishedImage(ref, image_id, None)
     artifact = remote.get_manifest(reports[-1])
-    layers = [layer for layer in (artifact[1].get("layers") or [] if artifact else [])
-              if (layer.get("annotations") or {}).get(TITLE) == software.REPORT_JSON]
+    if artifact is None:
+        raise PublishError(f"{ref}: its referrers tag lists the report {reports[-1]}, which is not there")
+    layers = [layer for layer in artifact[1].get("layers") or [] if isinstance(layer, dict)
+              and (layer.get("annotations") or {}).get(TITLE) == software.REPORT_JSON and isinstance(layer.get("digest"), str)]
     if not layers:
         raise PublishError(f"{ref}: its report {reports[-1]} has no {software.REPORT_JSON}")
     try:
         found_report = json.loads(remote.get_blob(layers[0]["digest"]))
     except ValueError:
         found_report = None
-    if not isinstance(found_report, dict) or not isinstance(found_report.get("packages"), dict):
+    if not software.is_report(found_report):
         raise PublishError(f"{ref}: {software.REPORT_JSON} in its report {reports[-1]} is not a fleetbake software report")
     return PublishedImage(ref, image_id, found_report)
 

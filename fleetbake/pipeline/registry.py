@@ -109,15 +109,20 @@ class Registry:
                 continue
             break
         if status not in ok:
+            if status in (401, 403) and not self.token:  # an anonymous token was not enough
+                raise self._wanted()
             raise RegistryError(f"{method} {url}: HTTP {status} {_reason(body)}")
         return status, head, body
 
+    def _wanted(self) -> RegistryError:
+        return RegistryError(f"{self.host}/{self.repository} wants credentials: set {TOKEN_ENV} (and {USER_ENV} if it "
+                             "needs a user name): read access to read from it, write access to publish (for ghcr.io, "
+                             "a GITHUB_TOKEN with packages: read or packages: write)")
+
     def _authorize(self, challenge: str) -> None:
-        wanted = RegistryError(f"{self.host} wants credentials: set {TOKEN_ENV} (and {USER_ENV} if it needs a user "
-                               "name), e.g. a GITHUB_TOKEN with packages: write for ghcr.io")
         scheme, _, params = challenge.partition(" ")
         if not self.token and scheme.lower() != "bearer":
-            raise wanted
+            raise self._wanted()
         basic = "Basic " + base64.b64encode(f"{self.user}:{self.token}".encode()).decode() if self.token else None
         if scheme.lower() != "bearer":
             self.authorization = basic
@@ -127,24 +132,25 @@ class Registry:
             raise RegistryError(f"{self.host}: a Bearer challenge without a realm: {challenge!r}")
         realm = urllib.parse.urlsplit(fields["realm"])
         if realm.scheme != "https" and realm.hostname not in LOCAL_HOSTS:
-            raise RegistryError(f"{self.host}: its token service {fields['realm']} is not https: {TOKEN_ENV} is not sent there")
+            raise RegistryError(f"{self.host}: its token service {fields['realm']} is not https: not used")
         # With no token, an anonymous pull token: how a public package is read (ghcr.io gives one).
         query = {"service": fields.get("service", self.host),
                  "scope": f"repository:{self.repository}:{'pull,push' if basic else 'pull'}"}
-        req = urllib.request.Request(f"{fields['realm']}?{urllib.parse.urlencode(query)}",
-                                     headers={"Authorization": basic} if basic else {})
+        req = urllib.request.Request(f"{fields['realm']}?{urllib.parse.urlencode(query)}")
+        if basic:  # unredirected: a redirect must not carry the token to wherever it points
+            req.add_unredirected_header("Authorization", basic)
         try:
             with urllib.request.urlopen(req, timeout=self.timeout) as response:
                 answer = json.load(response)
         except urllib.error.HTTPError as exc:
             if not basic:
-                raise wanted from None
+                raise self._wanted() from None
             raise RegistryError(f"{self.host}: the token service {fields['realm']} refused {TOKEN_ENV}: "
                                 f"HTTP {exc.code} {_reason(exc.read())}") from None
         except (urllib.error.URLError, OSError, ValueError) as exc:
             raise RegistryError(f"{self.host}: the token service {fields['realm']}: {getattr(exc, 'reason', exc)}") from None
-        bearer = answer.get("token") or answer.get("access_token")
-        if not bearer:
+        bearer = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
+        if not bearer or not isinstance(bearer, str):
             raise RegistryError(f"{self.host}: the token service {fields['realm']} gave no token")
         self.authorization = f"Bearer {bearer}"
 

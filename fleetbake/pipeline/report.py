@@ -3,8 +3,9 @@
 For the image (the row's tag, or --image), in build/reports/<image id>/image/ (record.image_dir):
 - sbom.spdx.json: its SBOM (sbom.write, syft on the saved image);
 - software.json and software.md: what is inside it, read from inside it (software.collect);
-- changes.md: what changed since the previous verified image of the row (packages added, removed,
-  upgraded, downgraded), also printed, for the nightly job summary;
+- changes.md: what changed since the previous verified image of the row here, or (--against
+  REGISTRY/NAMESPACE) since the image published there (packages added, removed, upgraded,
+  downgraded), also printed, for the nightly job summary;
 and the matrix page, build/reports/index.html, from every record there.
 An image with no passing verification gets no report: the record is about verified images.
 """
@@ -57,8 +58,15 @@ def changes_since_local(row: str, image_id: str, found: dict) -> str:
     return software.changes_markdown(software.changes(old, found), before, image_id)
 
 
-def changes_since_published(row: str, image_id: str, found: dict, registry: str) -> str:
-    published = publish.fetch_published(registry, row)
+def changes_since_published(row: str, image_id: str, found: dict, registry: str, log=print) -> str:
+    """What changed since the image published in `registry`. When that cannot be read (registry down, an odd
+    tag, an unreadable report), the summary and a log line say so and the report stands: a comparison that
+    failed must not stop the nightly from publishing the image that would mend it."""
+    try:
+        published = publish.fetch_published(registry, row)
+    except FleetbakeError as exc:
+        log(f"warning: {row}: could not compare with the published image: {exc}")
+        return f"{row}: `{image_id[:19]}`; **could not compare with the published image**: {exc}\n"
     if published is None:
         return (f"{row}: `{image_id[:19]}`; {publish.repository_of(registry, '--against')}:{row} holds no image yet, "
                 "so there is nothing to compare with.\n")
@@ -94,7 +102,7 @@ def report(matrix: Matrix, row: RowView, image: str | None = None, log=print, ag
     found = software.collect(image_id)
     files.write_text(folder / software.REPORT_JSON, json.dumps(found, indent=2, sort_keys=True) + "\n")
     files.write_text(folder / software.REPORT_MD, software.markdown(found, image_id, row.name))
-    summary = changes_since_published(row.name, image_id, found, against) if against else changes_since_local(
+    summary = changes_since_published(row.name, image_id, found, against, log) if against else changes_since_local(
         row.name, image_id, found)
     files.write_text(folder / CHANGES_MD, summary)
     target = page.write(matrix, generated=record.timestamp())

@@ -76,6 +76,18 @@ def package_changes(old: dict[str, str], new: dict[str, str], manager: str | Non
     return result
 
 
+def is_report(data) -> bool:
+    """Whether `data` has the shape `changes` reads: {"packages": {name: version}, "worker": {"packages": ...}}
+    (a report read from elsewhere, e.g. a registry, is checked before it is compared)."""
+    def table(value) -> bool:
+        return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+
+    if not isinstance(data, dict) or not table(data.get("packages")):
+        return False
+    worker = data.get("worker", {})
+    return isinstance(worker, dict) and table(worker.get("packages", {})) and isinstance(data.get("manager", ""), str)
+
+
 def changes(old: dict, new: dict) -> dict[str, Changes]:
     """{"distribution": ..., "worker": ...} between two reports (the worker's venv compared by plain inequality:
     Python versions are PEP 440, and an upgrade there is what pip installed)."""

@@ -305,11 +305,15 @@ def test_report_against_a_registry_says_what_changed_since_the_image_published_t
     del older["packages"][first]
     older["packages"][second] = "0.0-1"
     older["packages"]["fbtest-removed"] = "1.0"
-    old_id = push_another_night(registry, "nights", older, tmp_path)
+    old_id = push_another_night(registry, "nights", older, tmp_path / "night")
 
-    cli = invoke("report", "--os", "debian-12", "--image", verified.image_id, "--against", f"{registry}/nights/")
+    # On a copy of the image's records: this run's changes.md is not the one build/reports/ should keep.
+    folder = record.report_dir(verified.image_id)
+    shutil.copytree(folder, tmp_path / "reports" / folder.name)
+    cli = invoke("report", "--os", "debian-12", "--image", verified.image_id, "--against", f"{registry}/nights/",
+                 env={"FLEETBAKE_BUILD_DIR": str(tmp_path)})
     assert cli.returncode == 0, cli.stderr
-    changes = (record.image_dir(verified.image_id) / report.CHANGES_MD).read_text()
+    changes = (tmp_path / "reports" / folder.name / record.IMAGE_DIR / report.CHANGES_MD).read_text()
     assert cli.stdout.endswith(changes)  # after the log lines: the job summary takes changes.md
     lines = changes.splitlines()
     assert lines[0] == (f"Changes from `{old_id[:19]}` ({registry}/nights/worker:debian-12) "
@@ -340,7 +344,15 @@ def test_report_against_a_registry_with_no_image_the_same_image_or_one_without_a
         f"debian-12: {registry}/bare/worker:debian-12 holds `{bare[:19]}`, pushed without a software report, "
         f"so there is nothing to compare `{image_id[:19]}` with.\n")
 
-    push_another_night(registry, "broken", {"packages": "not a table"}, tmp_path)
-    with pytest.raises(publish.PublishError, match=r"/broken/worker:debian-12: software.json in its report sha256:\w+ "
-                                                   "is not a fleetbake software report"):
-        publish.fetch_published(f"{registry}/broken", "debian-12")
+    for namespace, broken in (("broken", {"packages": "not a table"}), ("broken2", {"packages": {}, "worker": []})):
+        push_another_night(registry, namespace, broken, tmp_path / namespace)
+        with pytest.raises(publish.PublishError, match=rf"/{namespace}/worker:debian-12: software.json in its report "
+                                                       r"sha256:\w+ is not a fleetbake software report"):
+            publish.fetch_published(f"{registry}/{namespace}", "debian-12")
+    # The report stands and says so (the nightly must still publish the image that would mend the tag).
+    lines = []
+    summary = report.changes_since_published("debian-12", image_id, mine, f"{registry}/broken", log=lines.append)
+    assert summary.startswith(f"debian-12: `{image_id[:19]}`; **could not compare with the published image**: "
+                              f"{registry}/broken/worker:debian-12: software.json in its report sha256:")
+    assert lines == [f"warning: debian-12: could not compare with the published image: {summary.split('**: ')[1].strip()}"]
+    assert "could not compare" in report.changes_since_published("debian-12", image_id, mine, "127.0.0.1:1/down", print)

@@ -34,8 +34,9 @@ def b64url(data: bytes) -> str:
 
 
 class TokenService:
-    """Grants what a scope asks to USER:SECRET, pull alone to anyone without credentials, nothing to a wrong
-    secret (HTTP 401): ghcr.io's rules for a public package. Keeps every request it had."""
+    """Grants what a scope asks to USER:SECRET; pull alone to anyone without credentials, except on a repository
+    named .../private (a private package); nothing to a wrong secret (HTTP 401). /moved redirects to /token on
+    another host name. Keeps every token request it had."""
 
     def __init__(self, folder):
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -63,17 +64,27 @@ class TokenService:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
+            def refuse(self, message: bytes):
+                self.send_response(401)
+                self.end_headers()
+                self.wfile.write(b'{"errors":[{"code":"DENIED","message":"%s"}]}' % message)
+
             def do_GET(self):
-                query = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(self.path).query))
+                where = urllib.parse.urlsplit(self.path)
+                if where.path == "/moved":
+                    self.send_response(302)
+                    self.send_header("Location", f"http://localhost:{self.server.server_port}/token?{where.query}")
+                    self.end_headers()
+                    return
+                query = dict(urllib.parse.parse_qsl(where.query))
                 user = None
                 auth = self.headers.get("Authorization", "")
                 if auth.startswith("Basic "):
                     user, _, secret = base64.b64decode(auth[6:]).decode().partition(":")
                     if (user, secret) != (USER, SECRET):
-                        self.send_response(401)
-                        self.end_headers()
-                        self.wfile.write(b'{"errors":[{"code":"DENIED","message":"bad credentials"}]}')
-                        return
+                        return self.refuse(b"bad credentials")
+                elif query.get("scope", "").split(":")[1].endswith("/private"):
+                    return self.refuse(b"a private package")
                 service.requests.append((user, query.get("scope", "")))
                 body = json.dumps({"token": service.token(user, query["scope"]), "expires_in": 300}).encode()
                 self.send_response(200)
@@ -138,11 +149,32 @@ def test_the_token_buys_a_bearer_token_that_pushes_and_anyone_reads_with_an_anon
     assert reader.get_blob(blob.digest) == b'{"fbtest": 1}'
     assert service.requests[-1] == (None, f"repository:{REPOSITORY}:pull")  # anonymous, and asks for pull alone
 
-    # Pull is all an anonymous token holds: a push is refused in one line, and nothing is stored.
-    with pytest.raises(oci.RegistryError, match=r"^POST http://127\.0\.0\.1:\d+/v2/fbtest/worker/blobs/uploads/: "
-                                                r"HTTP 401 UNAUTHORIZED: authentication required"):
+    # Pull is all an anonymous token holds: a push is refused in one line naming the setting, and nothing is stored.
+    with pytest.raises(oci.RegistryError) as info:
         oci.Registry(host, REPOSITORY, token="").push_blob(b"not stored", "application/octet-stream")
+    assert str(info.value) == WANTED.format(host=host, repository=REPOSITORY)
     assert not writer.has_blob(oci.digest_of(b"not stored"))
+
+
+WANTED = ("{host}/{repository} wants credentials: set FLEETBAKE_REGISTRY_TOKEN (and FLEETBAKE_REGISTRY_USER if it "
+          "needs a user name): read access to read from it, write access to publish (for ghcr.io, a GITHUB_TOKEN "
+          "with packages: read or packages: write)")
+
+
+def test_a_private_package_without_a_token_names_the_setting_and_with_one_is_read(token_registry):
+    host, _, _ = token_registry
+    with pytest.raises(oci.RegistryError) as info:
+        oci.Registry(host, "fbtest/private", token="").get_manifest("debian-12")
+    assert str(info.value) == WANTED.format(host=host, repository="fbtest/private")
+    assert oci.Registry(host, "fbtest/private", token=SECRET, user=USER).get_manifest("debian-12") is None  # no such tag
+
+
+def test_the_token_is_not_carried_through_a_redirect_of_the_token_service(token_registry):
+    """urllib copies a Request's headers onto a redirect; the token must go to the realm it was asked for only."""
+    host, service, realm = token_registry
+    client = oci.Registry(host, REPOSITORY, token=SECRET, user=USER)
+    client._authorize(f'Bearer realm="{realm.replace("/token", "/moved")}",service="{SERVICE}"')
+    assert service.requests[-1] == (None, f"repository:{REPOSITORY}:pull,push")  # it arrived without the credential
 
 
 def test_a_wrong_token_is_refused_by_the_token_service_in_one_line(token_registry):
