@@ -55,3 +55,14 @@ def test_the_markdown_report_names_what_an_admin_checks():
                    "| gcc | gcc (Debian 12.2.0-14+deb12u1) 12.2.0 |", "| io.fleetbake.row | debian-12 |",
                    "## Distribution packages (dpkg, 1)", "| gcc-12 | 12.2.0-14+deb12u1 |"):
         assert needle in text, needle
+
+
+def test_only_a_report_of_the_shape_changes_reads_is_a_report():
+    """A software.json read from a registry is checked before it is compared (one line, not a traceback)."""
+    from fleetbake.pipeline import software as sw
+
+    good = {"packages": {"gcc": "12.2.0-14"}, "manager": "dpkg", "worker": {"packages": {"twisted": "24.11.0"}}}
+    assert sw.is_report(good) and sw.is_report({"packages": {}})
+    for bad in (None, [], {"packages": []}, {"packages": {"gcc": 12}}, {**good, "worker": []},
+                {**good, "worker": {"packages": {"twisted": None}}}, {**good, "manager": 1}):
+        assert not sw.is_report(bad), bad
