@@ -5,13 +5,11 @@
 set -euo pipefail
 started=${1:?usage: normalize-layer.sh STARTED_EPOCH_SECONDS}
 epoch=${SOURCE_DATE_EPOCH:?SOURCE_DATE_EPOCH is required: the build passes the commit time of its inputs}
-# Logs and caches that record when they ran, and dpkg's and debconf's backups of their databases (an
-# image is never rolled back through them: 1.2 MB in the package layer): emptied, not deleted, since
-# deleting a file of an earlier layer leaves a whiteout stamped with the build's clock.
+# Logs and caches that record when they ran: emptied, not deleted, since deleting a file of an
+# earlier layer leaves a whiteout stamped with the build's clock.
 for file in /var/log/dpkg.log /var/log/alternatives.log /var/log/apt/history.log /var/log/apt/term.log \
     /var/log/apt/eipp.log.xz /var/cache/ldconfig/aux-cache /var/log/dnf.log /var/log/dnf.librepo.log \
-    /var/log/dnf.rpm.log /var/log/hawkey.log /var/lib/dpkg/status-old /var/lib/dpkg/diversions-old \
-    /var/lib/dpkg/statoverride-old /var/cache/debconf/config.dat-old /var/cache/debconf/templates.dat-old; do
+    /var/log/dnf.rpm.log /var/log/hawkey.log; do
     if [ -f "$file" ] && [ "$(stat -c %Y "$file")" -ge "$started" ]; then
         : > "$file"
     fi
