@@ -106,6 +106,17 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def serve_on_loopback(handler):
+    """An HTTP server of the tests' own on 127.0.0.1 (a free port), serving `handler` from a daemon thread;
+    the caller shuts it down."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server
+
+
 def wait_for_http(url: str, what: str, timeout: float = 30) -> None:
     """Poll a server we started on loopback until it answers."""
     import time

@@ -1,12 +1,11 @@
 """fleetbake/operate/status.py against a Buildbot REST server on loopback."""
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, HTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 
-from conftest import free_port
+from conftest import free_port, serve_on_loopback
 from fleetbake.errors import FleetbakeError
 from fleetbake.operate import status
 
@@ -29,9 +28,7 @@ def fake_master():
         def log_message(self, *args):
             pass
 
-    server = HTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    server = serve_on_loopback(Handler)
     yield f"http://127.0.0.1:{server.server_port}/"
     server.shutdown()
 

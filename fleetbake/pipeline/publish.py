@@ -142,12 +142,25 @@ def published(remote: oci.Registry, tag: str, image_id: str, reported: bool = Tr
     and the referrers tag lists its report; else None, and publishing goes ahead (a push that stopped half-way
     gets its report on the next run)."""
     found = remote.get_manifest(tag)
-    if not found or (found[1].get("config") or {}).get("digest") != image_id:
+    if not found or _image_id(found[1]) != image_id:
         return None
     if not reported:
         return found[0].digest, None
-    reports = [m["digest"] for m in remote.referrers(found[0].digest) if m.get("artifactType") == ARTIFACT_TYPE]
+    reports = _reports(remote, found[0].digest)
     return (found[0].digest, reports[-1]) if reports else None
+
+
+def _image_id(manifest: dict) -> str | None:
+    """The image ID a manifest names: its config digest (so it is with Docker's classic image store)."""
+    config = manifest.get("config")
+    digest = config.get("digest") if isinstance(config, dict) else None
+    return digest if isinstance(digest, str) and digest.startswith("sha256:") else None
+
+
+def _reports(remote: oci.Registry, subject_digest: str) -> list[str]:
+    """The digests of the report artifacts the referrers tag lists for this image manifest, oldest first."""
+    return [m["digest"] for m in remote.referrers(subject_digest)
+            if isinstance(m, dict) and m.get("artifactType") == ARTIFACT_TYPE and isinstance(m.get("digest"), str)]
 
 
 @dataclass
@@ -161,19 +174,18 @@ class PublishedImage:
 def fetch_published(registry: str, row: str) -> PublishedImage | None:
     """The image REGISTRY/NAMESPACE/worker:ROW and its report's software.json; None when the tag is not there.
     What `invoke report --against` compares with: a nightly runner starts empty, the registry is its memory.
-    The image ID is the manifest's config digest, as for `published` (so it is with Docker's classic image store)."""
+    The image ID is the manifest's config digest, as for `published`."""
     repository, remote = _remote(registry, "--against")
     ref = f"{repository}:{row}"
     found = remote.get_manifest(row)
     if found is None:
         return None
     descriptor, manifest = found
-    image_id = (manifest.get("config") or {}).get("digest") if isinstance(manifest.get("config"), dict) else None
-    if not isinstance(image_id, str) or not image_id.startswith("sha256:"):
+    image_id = _image_id(manifest)
+    if image_id is None:
         raise PublishError(f"{ref}: not a single image's manifest (a {descriptor.media_type or 'document'} with no "
                            "config): fleetbake publishes one image per tag")
-    reports = [m["digest"] for m in remote.referrers(descriptor.digest)
-               if isinstance(m, dict) and m.get("artifactType") == ARTIFACT_TYPE and isinstance(m.get("digest"), str)]
+    reports = _reports(remote, descriptor.digest)
     if not reports:
         return PublishedImage(ref, image_id, None)
     artifact = remote.get_manifest(reports[-1])

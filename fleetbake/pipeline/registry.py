@@ -121,10 +121,10 @@ class Registry:
 
     def _authorize(self, challenge: str) -> None:
         scheme, _, params = challenge.partition(" ")
-        if not self.token and scheme.lower() != "bearer":
-            raise self._wanted()
         basic = "Basic " + base64.b64encode(f"{self.user}:{self.token}".encode()).decode() if self.token else None
         if scheme.lower() != "bearer":
+            if not basic:
+                raise self._wanted()
             self.authorization = basic
             return
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))

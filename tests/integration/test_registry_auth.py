@@ -7,13 +7,12 @@ import datetime as dt
 import json
 import shutil
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 import pytest
 from cryptography import x509
@@ -21,7 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
 
-from conftest import free_port
+from conftest import free_port, serve_on_loopback
 from fleetbake.pipeline import registry as oci
 
 SERVICE, ISSUER = "fbtest-registry", "fbtest-issuer"
@@ -95,9 +94,7 @@ class TokenService:
             def log_message(self, *args):
                 pass
 
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        return server
+        return serve_on_loopback(Handler)
 
 
 @pytest.fixture(scope="module")
