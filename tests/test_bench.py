@@ -3,6 +3,7 @@
 import datetime as dt
 import io
 import re
+import shlex
 import tarfile
 from pathlib import Path
 
@@ -194,10 +195,13 @@ def test_the_raw_run_has_verify_sandbox_user_source_and_commands(row, monkeypatc
         assert flag in joined
     assert argv[-4:-1] == ["sha256:abc", "sh", "-c"]
     steps = verify.plan(row.configurations["pydebug"], source, 2, row.spec.missing_ok)
-    script = argv[-1]
-    assert script.startswith("cd /buildarea && sh -c ")
-    for _, step in steps:
-        assert f"cd /buildarea/cpython && {__import__('shlex').join(step)}" in script or step[0] == "sh"
+    # Every step of verify's plan, in its order, in the working directory verify gives it (the tree exists
+    # once unpacked), and nothing else: unpack included, no step exempt.
+    assert steps[0][0] == "unpack" and steps[0][1] == [
+        "sh", "-c", f"mkdir -p {verify.WORK} && tar -xf /src/python3.13_3.13.5.orig.tar.xz -C {verify.WORK} "
+                    "--strip-components=1"]
+    expected = [f"cd {'/buildarea' if name == 'unpack' else verify.WORK} && {shlex.join(step)}" for name, step in steps]
+    assert argv[-1] == " && ".join(expected)
 
 
 def test_every_sandbox_setting_of_verify_becomes_a_docker_run_flag():

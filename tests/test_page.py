@@ -1,6 +1,6 @@
 """The matrix page (fleetbake/pipeline/page.py) from records written by record.write, as verify writes them:
 rows x configurations, the newest image of each row, failing cells marked, links beside the records.
-What a person sees in a browser is tests/integration/test_page_browser.py's."""
+What a person sees in a browser is tests/integration/test_report_page.py's (headless chromium)."""
 
 import re
 

@@ -1,6 +1,8 @@
 """fleetbake/worker/preflight.py: its probes against loopback ports and this machine."""
 
+import contextlib
 import socket
+import time
 
 import pytest
 
@@ -8,24 +10,56 @@ from conftest import free_port
 from fleetbake.worker import preflight
 
 
+@contextlib.contextmanager
+def silent_port():
+    """A loopback port where a connect gets no answer at all, as behind a firewall that drops packets: its listener
+    never accepts, and once its queue is full Linux drops every further SYN."""
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        port = listener.getsockname()[1]
+        for _ in range(8):
+            filler = stack.enter_context(socket.socket())
+            filler.settimeout(0.2)
+            try:
+                filler.connect(("127.0.0.1", port))
+            except socket.timeout:
+                break  # this connect got no answer: so will the probe's
+        else:
+            pytest.fail(f"127.0.0.1:{port} still answers after 8 connections")
+        yield port
+
+
 def test_preflight_reports_each_check_and_never_hangs(tmp_path):
+    """Three ports that never answer: each probe gives up at the timeout, and they wait side by side, so the whole run
+    takes one timeout, not three."""
+    timeout = 2.0
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
     listener.listen()
     open_port = listener.getsockname()[1]
     closed_port = free_port()
-    try:
+    with listener, silent_port() as a, silent_port() as b, silent_port() as c:
+        started = time.monotonic()
         results = preflight.run(("127.0.0.1", open_port), str(tmp_path),
-                                ports=[("127.0.0.1", open_port, "open"), ("127.0.0.1", closed_port, "closed")],
-                                dns_name="localhost", timeout=2)
-    finally:
-        listener.close()
+                                ports=[("127.0.0.1", open_port, "open"), ("127.0.0.1", closed_port, "closed"),
+                                       *[("127.0.0.1", port, "silent") for port in (a, b, c)]],
+                                dns_name="localhost", timeout=timeout)
+        elapsed = time.monotonic() - started
+    # At least one timeout (the silent ports really were silent), and under two: one for the waits side by side,
+    # one more for everything else on a busy machine. One after the other they would take three.
+    assert timeout <= elapsed < 2 * timeout, elapsed
     by_name = {r.name: r for r in results}
     assert by_name["cpus"].status == "ok" and by_name["memory"].status == "ok"
     assert by_name["dns (53)"].status == "ok"
     assert by_name[f"master 127.0.0.1:{open_port}"].status == "ok"
     assert by_name[f"outbound {open_port}"].status == "ok"
     assert by_name[f"outbound {closed_port}"].status == "warn" and "refused" in by_name[f"outbound {closed_port}"].detail
+    for port in (a, b, c):
+        assert by_name[f"outbound {port}"] == preflight.Result(
+            f"outbound {port}", "warn", f"127.0.0.1:{port}: no answer within 2s (a firewall dropping outbound traffic?); "
+                                        "silent will fail or skip")
     text, code = preflight.report(results)
     assert code == (1 if by_name["disk"].status == "fail" else 0)
 

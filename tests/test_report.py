@@ -1,5 +1,9 @@
 """`invoke report`'s choice of the previous verified image of a row (records only, no engine)."""
 
+import contextlib
+import socket
+import threading
+
 from fleetbake.pipeline import record, report, software
 
 A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
@@ -32,12 +36,44 @@ def test_the_previous_image_is_the_last_verified_one_of_the_row_with_a_report(bu
     assert report.previous("debian-12", D) == B  # an image not verified yet compares with the newest verified
 
 
-def test_a_malformed_against_is_one_line_before_any_work():
+@contextlib.contextmanager
+def recording_engine(folder):
+    """DOCKER_HOST for a unix socket of the test's own: it records each connection and closes it at once, so a
+    command that asks the engine anything fails, and the test sees that it asked."""
+    path = folder / "engine.sock"
+    connections = []
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen()
+
+    def accept():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:  # closed: the test is over
+                return
+            connections.append(conn.recv(4096))
+            conn.close()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"unix://{path}", connections
+    finally:
+        server.close()
+
+
+def test_a_malformed_against_is_one_line_before_any_work(tmp_path):
     """No engine is asked anything: the check comes first (this runs on a machine without one)."""
     from conftest import invoke
 
-    cli = invoke("report", "--os", "debian-12", "--against", "Not A Host/x")
-    assert cli.returncode != 0 and cli.stdout == ""
-    assert cli.stderr.splitlines() == [
-        "error: --against 'Not A Host/x': expected HOST[:PORT]/NAMESPACE, e.g. ghcr.io/python"]
-
+    with recording_engine(tmp_path) as (docker_host, connections):
+        env = {"DOCKER_HOST": docker_host, "FLEETBAKE_BUILD_DIR": str(tmp_path / "build")}
+        cli = invoke("report", "--os", "debian-12", "--against", "Not A Host/x", env=env)
+        assert cli.returncode != 0 and cli.stdout == ""
+        assert cli.stderr.splitlines() == [
+            "error: --against 'Not A Host/x': expected HOST[:PORT]/NAMESPACE, e.g. ghcr.io/python"]
+        assert connections == []
+        # The control: a well-formed --against gets as far as the engine, and the socket records it.
+        asked = invoke("report", "--os", "debian-12", "--against", "ghcr.io/python", env=env)
+        assert asked.returncode != 0 and "cannot reach the Docker engine" in asked.stderr, asked.stderr
+        assert connections and connections[0].startswith(b"GET /"), connections

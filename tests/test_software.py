@@ -1,28 +1,61 @@
-"""The software report: the collector on this Debian host (the same code runs in the image), what-changed in
-dpkg's order, and the Markdown a person reads."""
+"""The software report: the collector on the host the suite runs on (the same code runs in the image), what-changed
+in dpkg's order, and the Markdown a person reads."""
 
 import json
+import platform
+import shutil
 import subprocess
 import sys
 
 from conftest import ROOT
-from fleetbake.pipeline import software
+from fleetbake.pipeline import software, software_collect
 
 COLLECTOR = ROOT / "fleetbake" / "pipeline" / "software_collect.py"
 
+# The host, read here without the collector: Debian 12 on the project's CI machine, Ubuntu 24.04 on GitHub's runner.
+HOST_OS = platform.freedesktop_os_release()
+# The package database the collector must read on this host: the first of its tools that is installed.
+HOST_MANAGER = "dpkg" if shutil.which("dpkg-query") else "rpm" if shutil.which("rpm") else None
 
-def test_the_collector_reads_this_debian_host():
-    """The collector is what runs inside an image; on this Debian host it reads the host's own dpkg database."""
+
+def host_packages() -> set[str]:
+    """The names of the packages installed on this host, from its own package tool."""
+    if HOST_MANAGER == "dpkg":
+        listed = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}|${Package}\n"], capture_output=True,
+                                text=True, check=True).stdout
+        return {line.split("|")[1] for line in listed.splitlines() if line.startswith("ii")}
+    if HOST_MANAGER == "rpm":
+        return set(subprocess.run(["rpm", "-qa", "--qf", "%{NAME}\n"], capture_output=True, text=True,
+                                  check=True).stdout.split())
+    return set()
+
+
+def test_the_host_detection_matches_the_os_family():
+    """Debian and its derivatives (Ubuntu) keep packages with dpkg, Fedora and its kin with rpm."""
+    family = {HOST_OS["ID"], *HOST_OS.get("ID_LIKE", "").split()}
+    if "debian" in family:
+        assert HOST_MANAGER == "dpkg", HOST_OS
+    elif family & {"fedora", "rhel", "suse"}:
+        assert HOST_MANAGER == "rpm", HOST_OS
+    assert HOST_MANAGER is None or host_packages(), "an installed package tool lists no package"
+
+
+def test_the_collector_reads_this_host():
+    """The collector is what runs inside an image; here it reads the host's own OS release, package database and
+    tools, whichever they are."""
     out = subprocess.run([sys.executable, "-I", str(COLLECTOR)], capture_output=True, text=True, check=True, timeout=120)
     report = json.loads(out.stdout)
-    assert report["os"]["ID"] == "debian" and report["manager"] == "dpkg"
-    dpkg = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "dpkg"], capture_output=True, text=True, check=True)
-    assert report["packages"]["dpkg"] == dpkg.stdout  # what dpkg says of itself
-    listed = subprocess.run(["dpkg-query", "-W", "-f", "${db:Status-Abbrev}|${Package}\n"], capture_output=True, text=True,
-                            check=True).stdout
-    installed = {line.split("|")[1] for line in listed.splitlines() if line.startswith("ii")}
-    assert {name.split(":")[0] for name in report["packages"]} == installed  # installed ones only, each once
-    assert report["tools"]["gcc"].startswith("gcc ") and report["system_python"]
+    keys = ("PRETTY_NAME", "ID", "VERSION_ID", "VERSION_CODENAME")
+    assert report["os"] == {key: HOST_OS[key] for key in keys if key in HOST_OS}
+    assert report["manager"] == HOST_MANAGER
+    assert {name.split(":")[0] for name in report["packages"]} == host_packages()  # installed ones only, each once
+    if HOST_MANAGER == "dpkg":
+        dpkg = subprocess.run(["dpkg-query", "-W", "-f", "${Version}", "dpkg"], capture_output=True, text=True, check=True)
+        assert report["packages"]["dpkg"] == dpkg.stdout  # what dpkg says of itself
+    installed = {name for name in software_collect.TOOLS if shutil.which(name)}
+    assert set(report["tools"]) == installed
+    assert "gcc" not in installed or report["tools"]["gcc"].startswith("gcc ")
+    assert report["system_python"] == platform.python_version()
 
 
 def test_changes_follow_dpkgs_order():

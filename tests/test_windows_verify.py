@@ -2,8 +2,11 @@
 factories (a pinned fixture), the container it runs in, the prepared source tree, the record and the
 refusal on a Linux engine. The run itself happens only on the nightly workflow's windows-2022 runner."""
 
+import inspect
 import io
 import json
+import os
+import platform
 import tarfile
 from pathlib import Path
 
@@ -169,12 +172,81 @@ def test_a_failed_externals_fetch_leaves_no_tree(windows_cache, tmp_path, monkey
     assert list((tmp_path / "cache").iterdir()) == []
 
 
-def test_a_tarball_cannot_write_outside_the_tree(tmp_path):
-    bad = tmp_path / "bad.tgz"
-    _tarball(bad, {"Python-3.13.5/Include/patchlevel.h": PATCHLEVEL, "Python-3.13.5/../escape": b"x"})
-    with pytest.raises(UsageError, match="cannot unpack"):
-        windows_verify.unpack(bad, tmp_path / "tree")
-    assert not (tmp_path / "escape").exists()
+# Both ways of unpacking: tarfile's data filter (3.11.4+), and the same checks made by hand (Debian 12's 3.11.2).
+# The first exists only on a Python that has it; the second runs on every Python.
+HAS_FILTERS = "filter" in inspect.signature(tarfile.TarFile.extractall).parameters
+BOTH = pytest.mark.parametrize("filters", [
+    pytest.param(True, id="data_filter", marks=pytest.mark.skipif(
+        not HAS_FILTERS, reason=f"tarfile.data_filter came in Python 3.11.4: this is {platform.python_version()}")),
+    pytest.param(False, id="own-checks")])
+
+
+def test_the_filter_detection_is_what_this_pythons_tarfile_accepts():
+    """Python 3.11.4 added extractall(filter=...) and tarfile.data_filter together: the detection is the signature."""
+    assert windows_verify.has_extraction_filters() is HAS_FILTERS
+
+
+def _member(name, kind=tarfile.REGTYPE, linkname="", mode=0o644, data=b""):
+    info = tarfile.TarInfo(name)
+    info.type, info.linkname, info.mode, info.size = kind, linkname, mode, len(data)
+    info.uid, info.gid, info.uname, info.gname = 4242, 4242, "someone", "someone"
+    return info, data
+
+
+def _unpack(tmp_path, monkeypatch, filters, members):
+    monkeypatch.setattr(windows_verify, "has_extraction_filters", lambda: filters)
+    tarball = tmp_path / "Python-3.13.5.tgz"
+    with tarfile.open(tarball, "w:gz") as archive:
+        for info, data in [_member("Python-3.13.5/Include/patchlevel.h", data=PATCHLEVEL), *members]:
+            archive.addfile(info, io.BytesIO(data))
+    (tmp_path / "victim").write_bytes(b"the host's own file\n")
+    windows_verify.unpack(tarball, tmp_path / "tree")
+    return tmp_path / "tree"
+
+
+@BOTH
+@pytest.mark.parametrize("members", [
+    [_member("Python-3.13.5/../escape", data=b"x")],
+    [_member("Python-3.13.5/sub/../../../escape", data=b"x")],
+    [_member("Python-3.13.5/abs", tarfile.SYMTYPE, "/etc")],
+    [_member("Python-3.13.5/up", tarfile.SYMTYPE, "../victim")],
+    [_member("Python-3.13.5/up", tarfile.SYMTYPE, ".."), _member("Python-3.13.5/up/escape", data=b"x")],
+    # Inside as written, outside once the link it goes through is on disk: checked member by member.
+    [_member("Python-3.13.5/a", tarfile.SYMTYPE, "."), _member("Python-3.13.5/a/../escape", data=b"x")],
+    [_member("Python-3.13.5/hard", tarfile.LNKTYPE, "Python-3.13.5/../../victim")],
+    [_member("Python-3.13.5/dev", tarfile.CHRTYPE)],
+    [_member("Python-3.13.5/disk", tarfile.BLKTYPE)],
+    [_member("Python-3.13.5/pipe", tarfile.FIFOTYPE)],
+], ids=["dotdot", "deep-dotdot", "absolute-symlink", "symlink-out", "write-through-symlink",
+        "through-a-link-made-earlier", "hardlink-out",
+        "char-device", "block-device", "fifo"])
+def test_a_tarball_cannot_write_outside_the_tree(tmp_path, monkeypatch, filters, members):
+    with pytest.raises(UsageError, match=r"^--cpython Python-3.13.5.tgz: cannot unpack: .+$"):
+        _unpack(tmp_path, monkeypatch, filters, members)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Python-3.13.5.tgz", "tree", "victim"]
+    assert (tmp_path / "victim").read_bytes() == b"the host's own file\n"
+    tree = tmp_path / "tree"
+    assert not any(p.is_char_device() or p.is_block_device() or p.is_fifo() for p in tree.rglob("*"))
+    assert all(p.resolve().is_relative_to(tree.resolve()) for p in tree.rglob("*") if p.is_symlink())
+    assert not any(p.is_file() and p.stat().st_ino == (tmp_path / "victim").stat().st_ino for p in tree.rglob("*"))
+
+
+@BOTH
+def test_a_good_tarball_unpacks_the_same_with_or_without_filters(tmp_path, monkeypatch, filters):
+    """Links inside the tree stay; setuid and group/other write go; the owner is the extracting user."""
+    tree = _unpack(tmp_path, monkeypatch, filters, [
+        _member("Python-3.13.5/Tools", tarfile.DIRTYPE, mode=0o777),
+        _member("Python-3.13.5/Tools/run.sh", mode=0o4777, data=b"#!/bin/sh\n"),
+        _member("Python-3.13.5/Tools/data.txt", mode=0o466, data=b"data\n"),
+        _member("Python-3.13.5/Tools/same.txt", tarfile.LNKTYPE, "Python-3.13.5/Tools/data.txt"),
+        _member("Python-3.13.5/Include/here.h", tarfile.SYMTYPE, "patchlevel.h"),
+    ])
+    assert (tree / "Include" / "patchlevel.h").read_bytes() == PATCHLEVEL
+    assert (tree / "Include" / "here.h").is_symlink() and (tree / "Include" / "here.h").read_bytes() == PATCHLEVEL
+    assert (tree / "Tools" / "same.txt").stat().st_ino == (tree / "Tools" / "data.txt").stat().st_ino
+    assert (tree / "Tools" / "run.sh").stat().st_mode & 0o7777 == 0o755
+    assert (tree / "Tools" / "data.txt").stat().st_mode & 0o7777 == 0o644
+    assert {(p.stat().st_uid, p.stat().st_gid) for p in tree.rglob("*")} == {(os.getuid(), os.getgid())}
 
 
 def test_a_directory_source_is_refused_with_the_reason(tmp_path):

@@ -13,10 +13,12 @@ container settings, the tree and the record are unit-tested on Linux.
 from __future__ import annotations
 
 import base64
+import copy
+import os
 import re
 import tarfile
 from pathlib import Path, PurePosixPath
-from typing import Callable
+from typing import Callable, Iterator
 
 from fleetbake import files, proc
 from fleetbake.errors import FleetbakeError, UsageError
@@ -138,20 +140,75 @@ def expected_externals(get_externals: str) -> list[str]:
     return found
 
 
+def has_extraction_filters() -> bool:
+    """tarfile's extraction filters (PEP 706) came in Python 3.11.4; Debian 12's python3 is 3.11.2."""
+    return hasattr(tarfile, "data_filter")
+
+
 def unpack(tarball: Path, into: Path) -> None:
     """Extract without the top-level folder (tar --strip-components=1), refusing paths that leave `into`."""
 
-    def strip(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    def stripped(member: tarfile.TarInfo) -> dict[str, str] | None:
         parts = PurePosixPath(member.name).parts[1:]
         if not parts:
             return None
         changes = {"name": "/".join(parts)}
         if member.islnk():
             changes["linkname"] = "/".join(PurePosixPath(member.linkname).parts[1:])
-        return tarfile.data_filter(member.replace(**changes, deep=False), dest)
+        return changes
+
+    def strip(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+        changes = stripped(member)
+        return None if changes is None else tarfile.data_filter(member.replace(**changes, deep=False), dest)
+
+    def checked(archive: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+        # A generator: extractall checks each member just before writing it, against the tree as it is then.
+        for member in archive:
+            changes = stripped(member)
+            if changes is not None:
+                member = copy.copy(member)
+                for key, value in changes.items():
+                    setattr(member, key, value)
+                yield _data_member(member, str(into))
 
     try:
         with tarfile.open(tarball) as archive:
-            archive.extractall(into, filter=strip)
+            if has_extraction_filters():
+                archive.extractall(into, filter=strip)
+            else:
+                archive.extractall(into, members=checked(archive))
     except tarfile.TarError as exc:
         raise UsageError(f"--cpython {tarball.name}: cannot unpack: {str(exc).splitlines()[0]}") from None
+
+
+def _data_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
+    """tarfile.data_filter's checks and changes, for a Python without it (before 3.11.4): no absolute path, nothing
+    outside dest, no link to outside it, no device or fifo, no setuid or group/other write, no owner from the archive.
+    Changes the member in place (a copy) and returns it; a refusal is a tarfile.TarError."""
+    dest = os.path.realpath(dest)
+
+    def inside(path: str) -> bool:
+        return os.path.commonpath([os.path.realpath(path), dest]) == dest
+
+    name = member.name
+    if name.startswith("/") or os.path.isabs(name):
+        raise tarfile.TarError(f"member {name!r} has an absolute path")
+    if not inside(os.path.join(dest, name)):
+        raise tarfile.TarError(f"{name!r} would be extracted outside the destination")
+    if member.issym() or member.islnk():
+        if os.path.isabs(member.linkname):
+            raise tarfile.TarError(f"{name!r} is a link to an absolute path")
+        base = os.path.join(dest, os.path.dirname(name)) if member.issym() else dest
+        if not inside(os.path.join(base, member.linkname)):
+            raise tarfile.TarError(f"{name!r} would link to {member.linkname!r}, which is outside the destination")
+    mode = member.mode & 0o755
+    if member.isreg() or member.islnk():
+        mode = (mode if mode & 0o100 else mode & ~0o111) | 0o600
+    elif member.isdir():
+        mode = 0o755  # data_filter leaves a folder's mode to the umask; this Python's chmod needs a number
+    elif not member.issym():
+        raise tarfile.TarError(f"{name!r} is a special file")
+    member.mode = mode
+    # This Python's chown needs numbers: the extracting user's own (it changes nothing unless run as root).
+    member.uid, member.gid, member.uname, member.gname = os.getuid(), os.getgid(), "", ""
+    return member

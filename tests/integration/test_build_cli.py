@@ -1,7 +1,7 @@
 """`invoke build` as a user runs it, on a small row of our own: what the README promises.
 
-- a row whose base cannot be reached here: `cannot build here: <reason>`, exit 3, and with
-  `--os all` the other rows are built first;
+- a row whose base cannot be pulled (a registry host that never resolves) and has no bootstrap: `cannot build
+  here: <reason>`, exit 3, and with `--os all` the other rows are built first;
 - an unchanged row is skipped ("up to date", same image ID, quickly);
 - `--force` rebuilds without the layer cache, and gives the same image ID (reproducible);
 - `--refresh` bootstraps the base again and fetches the packages again; from an unchanged archive that gives
@@ -26,7 +26,10 @@ from conftest import ROOT
 ROW = "fbtest-build-small"
 UNREACHABLE = "fbtest-build-unreachable"
 BASE = "fleetbake-test-build/debian:12"
-UNREACHABLE_BASE = "ubuntu:24.04"  # no registry and no Ubuntu archive here, and no bootstrap in the row
+# A base no registry serves anywhere, so the row is unbuildable on every machine (GitHub's runner can pull
+# ubuntu:24.04): .invalid never resolves (RFC 2606), and the row has no bootstrap.
+UNREACHABLE_REGISTRY = "fleetbake-unreachable.invalid"
+UNREACHABLE_BASE = f"{UNREACHABLE_REGISTRY}/ubuntu:24.04"
 
 # The unreachable row comes first: `--os all` must carry on past it.
 MATRIX = f"""\
@@ -157,6 +160,7 @@ def test_a_single_unbuildable_row_says_why_and_exits_3(client, env):
     [line] = result.stderr.strip().splitlines()
     assert line.startswith(f"error: cannot build here: {UNREACHABLE}: base {UNREACHABLE_BASE} cannot be pulled (")
     assert line.endswith(") and the row has no bootstrap")
+    assert UNREACHABLE_REGISTRY in line.partition(" cannot be pulled (")[2]  # the engine's reason names the host
 
 
 def settle(client, env):
