@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -239,7 +240,9 @@ def test_the_supervisor_reports_low_disk_with_the_reason_and_keeps_the_workers_r
         wait_for(health, lambda text: text == "connected m:1\n")
         reported = health.stat().st_mtime
         assert entrypoint.health(str(health)) == 0
-        time.sleep(1.2)
+        # Not synchronisation: the clock must pass the report time, so that a disk check stamping "now" shows.
+        while time.time() < reported + 0.1:
+            time.sleep(0.01)
         control.write_text(str(2 * GB))
         text = wait_for(health, lambda text: text.startswith("low disk"))
         assert text == "low disk: 2.0 GB free at /buildarea, below WORKER_MIN_FREE_GB=10 GB (worker connected m:1)\n"
@@ -286,6 +289,19 @@ def names(path):
     return sorted(p.name for p in path.iterdir())
 
 
+def stamp_after(probe, moment, timeout=5):
+    """Touch `probe` until the filesystem stamps it later than `moment`; return that time. The filesystem's clock
+    is coarse (kernel ticks): once it passed `moment`, every later change is stamped after it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        probe.touch()
+        stamped = probe.stat().st_ctime
+        if stamped > moment:
+            return stamped
+        assert time.monotonic() < deadline, f"the filesystem clock stays at {stamped}"
+        time.sleep(0.001)
+
+
 @pytest.fixture
 def area(tmp_path):
     """A buildarea as a worker leaves it: info/, the worker's own files, builder directories, a ~/.cache;
@@ -305,11 +321,12 @@ def area(tmp_path):
     (readonly / "sub").chmod(0o500)
     readonly.chmod(0o000)
     (root / "3.13.empty").mkdir()
-    time.sleep(0.05)
-    mid = time.time()
-    time.sleep(0.05)
-    tree(root, {"recent/build/config.log": 10})
-    return SimpleNamespace(root=root, mid=mid, outside=outside)
+    probe = tmp_path / "clock"
+    probe.touch()
+    mid = stamp_after(probe, probe.stat().st_ctime)  # after every change above
+    stamp_after(probe, mid)
+    tree(root, {"recent/build/config.log": 10})  # stamped after mid
+    return SimpleNamespace(root=root, mid=mid, outside=outside, probe=probe)
 
 
 def clean(area, *, busy=(), min_free=None, idle=60, now=None, space_of=None):
@@ -397,7 +414,7 @@ def test_a_directory_with_a_mount_inside_is_left_alone(area, tmp_path):
 
 def test_a_link_into_a_recently_changed_place_does_not_make_a_directory_look_busy(area):
     """The walk that finds the newest change does not follow links: outside/ changed after the idle period began."""
-    time.sleep(0.05)
+    stamp_after(area.probe, area.mid)
     (area.outside / "dir" / "new").write_text("fresh")
     _, kept = disk.candidates(os.open(area.root, os.O_RDONLY), str(area.root), 60, area.mid + 60, set())
     assert "3.x.idle" not in kept and kept["recent"].startswith("changed ")
@@ -435,6 +452,15 @@ def test_the_cleaner_command_the_watch_runs(area):
     assert names(area.outside) == ["dir", "precious"]
 
 
+def runs_as(pid, command, uid):
+    try:
+        comm = Path(f"/proc/{pid}/comm").read_text()
+        uids = [line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("Uid:")]
+    except FileNotFoundError:
+        return False
+    return comm == f"{command}\n" and uids == [str(uid)]
+
+
 @pytest.mark.skipif(os.getuid() != 0, reason="drops to another user, as the supervisor does")
 def test_as_the_build_user_it_sees_the_builds_and_removes_what_tests_left_unreadable(entrypoint, tmp_path):
     """The supervisor's way: setpriv to the build user (here nobody), who owns the buildarea and runs the builds."""
@@ -458,7 +484,11 @@ def test_as_the_build_user_it_sees_the_builds_and_removes_what_tests_left_unread
         drop = entrypoint.drop_privileges_argv(user, can_drop_bounding=True)
         build = subprocess.Popen([*drop, "sleep", "60"], cwd=os.path.join(root, "3.14", "build"))
         try:
-            time.sleep(0.3)
+            # The build has started once setpriv has become the user and run sleep: the cleaner can see it then.
+            deadline = time.monotonic() + 20
+            while not runs_as(build.pid, "sleep", user.pw_uid):
+                assert time.monotonic() < deadline and build.poll() is None, "the build never started"
+                time.sleep(0.01)
             result = subprocess.run(
                 [*drop, sys.executable, "-m", "fleetbake.worker.disk", "clean", f"--buildarea={root}",
                  f"--min-free-bytes={10**18}", "--idle-seconds=0"], cwd="/", capture_output=True, text=True, timeout=60,
@@ -476,7 +506,7 @@ def test_as_the_build_user_it_sees_the_builds_and_removes_what_tests_left_unread
 
 def test_the_test_masters_fill_step_refuses_a_real_disk(tmp_path, monkeypatch, capsys):
     """fill_disk.py fills only a small dedicated filesystem (the integration test's tmpfs), never a host's disk."""
-    from fleetbake.worker import fill_disk
+    from fleetbake.devtools import fill_disk
 
     monkeypatch.chdir(tmp_path)
     if disk.space(str(tmp_path))[1] <= fill_disk.LARGEST:

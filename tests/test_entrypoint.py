@@ -279,6 +279,15 @@ def test_the_buildarea_is_never_taken_over(entrypoint, tmp_path):
 SUPERVISED = """
 import os, subprocess, sys
 from fleetbake.worker import entrypoint
+# Every content the health file takes, in order: the supervisor replaces it atomically (files.write_file), so
+# each rename onto it is one state. A poller could miss one that lasts a moment; this journal cannot.
+health, real_replace = sys.argv[2], os.replace
+def replace(src, dst, *args, **kwargs):
+    if os.fspath(dst) == health:
+        with open(src, "rb") as new, open(health + ".journal", "ab") as journal:
+            journal.write(new.read())
+    return real_replace(src, dst, *args, **kwargs)
+os.replace = replace
 read_end, write_end = os.pipe()
 child = subprocess.Popen([sys.executable, "-c", sys.argv[3]], pass_fds=(write_end,),
                          env={**os.environ, "STATUS_FD": str(write_end)})
@@ -297,11 +306,24 @@ def supervised(tmp_path, child_code):
 
 
 def test_the_supervisor_records_only_known_states_and_returns_the_workers_exit_code(tmp_path):
+    """No forged line is the health file's content at any moment: the journal holds every state it took. The
+    worker sends a known state after the forgeries and exits once that is recorded (so all were read)."""
+    health = tmp_path / "health"
+    after = "disconnected from m:1 (after the forgeries)"
     code = ("import os, time; fd = int(os.environ['STATUS_FD'])\n"
-            "os.write(fd, b'connected m:1\\nFORGED connected\\n'); time.sleep(0.5); raise SystemExit(3)")
+            f"os.write(fd, b'connected m:1\\nFORGED connected\\nconnected-forged m:1\\n{after}\\n')\n"
+            "deadline = time.monotonic() + 20\n"
+            "while time.monotonic() < deadline:\n"
+            "    try:\n"
+            f"        if open({str(health)!r}).read() == {after + chr(10)!r}: raise SystemExit(3)\n"
+            "    except FileNotFoundError: pass\n"
+            "    time.sleep(0.01)\n"
+            "raise SystemExit(4)  # the known state never came")
     process, _, health = supervised(tmp_path, code)
     assert process.wait(timeout=30) == 3
     assert health.read_text() == "stopped (exit 3)\n"
+    journal = (tmp_path / "health.journal").read_text().splitlines()
+    assert journal == ["connected m:1", after, "stopped (exit 3)"]
 
 
 def test_a_stopped_supervisor_stops_the_worker_and_dies_by_the_same_signal(tmp_path):

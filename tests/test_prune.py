@@ -2,6 +2,7 @@
 
 import ast
 import datetime as dt
+import functools
 import json
 import os
 import subprocess
@@ -181,3 +182,90 @@ def test_the_script_runs_alone_with_the_standard_library(tmp_path):
                            check=False)
     assert keep0.returncode == 2 and "--keep takes 1 or more" in keep0.stderr
     assert os.access(script, os.R_OK)
+
+
+class Vanishing(FakeDocker):
+    """A container and an image that go away between the list and the inspect (another prune, a `run --rm`)."""
+
+    def __call__(self, args):
+        if args[:2] in (["container", "inspect"], ["image", "inspect"]) and {"gone", "sha256:gone"} & set(args[2:]):
+            self.calls.append(list(args))
+            raise prune.PruneError(f"docker {args[0]} inspect: Error response from daemon: No such {args[0]}: gone")
+        return super().__call__(args)
+
+
+def test_a_container_or_image_gone_since_the_list_is_skipped_not_an_error():
+    gone = inspect("gone", "debian-12", label_created="2026-11-01T00:00:00Z")
+    docker = Vanishing([*IMAGES, gone], {"c1": "sha256:running", "gone": "sha256:pulled"})
+    lines = []
+    assert prune.prune(docker, delete=True, log=lines.append) == 0
+    assert any(line.startswith("keep    running") for line in lines) and not any("gone" in line for line in lines)
+    assert [c[2:] for c in docker.calls if c[:2] == ["image", "rm"]] == [["fleetbake/worker:debian-12-1234"],
+                                                                       ["sha256:pulled"]]
+
+    class Failing(FakeDocker):  # any other failure still stops it: nothing is removed on a half-read state
+        def __call__(self, args):
+            if args[:2] == ["container", "inspect"]:
+                raise prune.PruneError("docker container inspect: permission denied")
+            return super().__call__(args)
+
+    failing = Failing(IMAGES, {"c1": "sha256:running"})
+    with pytest.raises(prune.PruneError, match="permission denied"):
+        prune.prune(failing, delete=True, log=lines.append)
+    assert not [c for c in failing.calls if c[:2] == ["image", "rm"]]
+
+
+PRUNE = ROOT / "fleetbake" / "operate" / "prune.py"
+
+
+@functools.lru_cache(maxsize=None)
+def python39():
+    """A real Python 3.9 (the README's oldest; macOS's /usr/bin/python3), if this machine has one. Each candidate
+    is asked its version: a pyenv shim on PATH may name one it cannot run."""
+    import glob
+    import shutil
+
+    for python in [*sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.9*/bin/python3.9"))), shutil.which("python3.9")]:
+        if python and subprocess.run([python, "-c", "import sys; sys.exit(sys.version_info[:2] != (3, 9))"],
+                                     capture_output=True, timeout=60, check=False).returncode == 0:
+            return python
+    return None
+
+
+def test_the_script_is_python_3_9_source():
+    """The README's "any Python 3.9+". ast's feature_version rejects 3.10+ grammar (match, except*, type
+    parameters), not a newer library call: the next test runs a real 3.9 where there is one. The script imports
+    nothing of the project (test_the_script_runs_alone_with_the_standard_library), so it is the one file."""
+    tree = ast.parse(PRUNE.read_text(), feature_version=(3, 9))
+    future = any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
+                 and any(alias.name == "annotations" for alias in node.names) for node in tree.body)
+    annotations = [n.annotation for n in ast.walk(tree) if isinstance(n, (ast.arg, ast.AnnAssign)) and n.annotation]
+    annotations += [n.returns for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.returns]
+    in_annotation = {id(node) for annotation in annotations for node in ast.walk(annotation)}
+    types = {"None", "int", "str", "float", "bytes", "bool", "list", "dict", "set", "tuple", "type"}
+
+    def is_type(node):
+        node = node.value if isinstance(node, ast.Subscript) else node
+        return (isinstance(node, ast.Constant) and node.value is None) or (isinstance(node, ast.Name) and node.id in types)
+
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and (is_type(node.left) or is_type(node.right)):
+            # `X | Y` of types: 3.10+ when evaluated; an annotation is not, with the __future__ import.
+            assert id(node) in in_annotation and future, f"line {node.lineno}: a union of types that 3.9 evaluates"
+
+
+@pytest.mark.skipif(python39() is None, reason="no Python 3.9 here (python3.9 on PATH or pyenv's): only its grammar is checked")
+def test_the_script_runs_with_python_3_9_as_with_this_python(tmp_path):
+    state, log = tmp_path / "state.json", tmp_path / "calls"
+    state.write_text(json.dumps({"images": IMAGES, "containers": {"c1": "sha256:running"}}))
+    fake = tmp_path / "docker"
+    fake.write_text(FAKE_DOCKER.format(python=sys.executable, state=str(state), log=str(log)))
+    fake.chmod(0o755)
+    results = []
+    for python in (python39(), sys.executable):
+        for args in ([], ["--delete"], ["--keep=0"], ["--docker", str(tmp_path / "nope")]):
+            result = subprocess.run([python, "-I", str(PRUNE), f"--docker={fake}", *args], capture_output=True, text=True,
+                                    timeout=60, check=False, cwd=tmp_path)
+            results.append((args, result.returncode, result.stdout, result.stderr))
+    assert results[:4] == results[4:]  # 3.9 says and does what this Python does
+    assert results[1][1] == 0 and "removed pulled" in results[1][2], results[1]

@@ -48,3 +48,16 @@ def test_the_copied_package_imports_alone_with_the_standard_library(project, tmp
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == str(tmp_path / "fleetbake" / "worker" / "entrypoint.py")
     assert {"fleetbake.worker.entrypoint", "fleetbake.worker.preflight", "fleetbake.worker.hostport"} <= set(modules)
+
+
+def test_the_image_carries_the_hunt_but_not_the_test_masters_other_steps(project):
+    """forge_health and fill_disk are test helpers (fleetbake/devtools/): no worker image holds them. The hunt stays
+    for owners (README, "Keeping your worker healthy")."""
+    from fleetbake.pipeline import render
+
+    row = project.rows["debian-12"]
+    folder = render.placed(row, "fleetbake/worker/")
+    shipped = {name[len(folder):] for name in render.render_row(project, row) if name.startswith(folder)}
+    assert "hunt.py" in shipped and "entrypoint.py" in shipped
+    assert not shipped & {"forge_health.py", "fill_disk.py"}, shipped
+

@@ -26,6 +26,10 @@ from fleetbake.pipeline import cpython
 
 Log = Callable[[str], None]
 INTERFACE = "127.0.0.1"
+# What the test master sends as build steps. The hunt is also in every image, for owners to run; the two test
+# helpers stay here, beside the master, out of the images.
+STEP_SCRIPTS = (paths.ROOT / "fleetbake" / "worker" / "hunt.py", Path(__file__).with_name("forge_health.py"),
+                Path(__file__).with_name("fill_disk.py"))
 
 
 class MasterError(FleetbakeError):
@@ -136,8 +140,8 @@ def start(
     if not (directory / "buildbot.tac").is_file():
         proc.run([buildbot, "create-master", "-q", "-r", directory], what="buildbot create-master")
     shutil.copy(Path(__file__).with_name("master.cfg"), directory / "master.cfg")
-    for script in ("hunt.py", "forge_health.py", "fill_disk.py"):  # the secret-hunt and fill-disk builders' steps
-        shutil.copy(paths.ROOT / "fleetbake" / "worker" / script, directory / script)
+    for script in STEP_SCRIPTS:  # the secret-hunt and fill-disk builders' steps; master.cfg reads them by name
+        shutil.copy(script, directory / script.name)
     proc.run([buildbot, "checkconfig", directory], what="buildbot checkconfig")
 
     proc.run(["git", "daemon", "--reuseaddr", f"--listen={INTERFACE}", f"--port={git_port}",

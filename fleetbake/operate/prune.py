@@ -117,19 +117,35 @@ def run_docker(docker: str) -> Docker:
     return call
 
 
-def fleetbake_images(docker: Docker) -> List[Image]:
-    ids = sorted(set(docker(["image", "ls", "--quiet", "--no-trunc", "--filter", f"label={ROW_LABEL}"]).split()))
+def inspect(docker: Docker, kind: str, ids: List[str]) -> List[dict]:
+    """`docker <kind> inspect` of the listed ones that still exist: one removed since the list was made (another
+    prune, a `docker run --rm` ending) is skipped, not an error. A gone container uses no image."""
     if not ids:
         return []
-    images = [image_from_inspect(item) for item in json.loads(docker(["image", "inspect", *ids]))]
+    try:
+        return json.loads(docker([kind, "inspect", *ids]))
+    except PruneError as exc:
+        if "no such" not in str(exc).lower():
+            raise
+    items = []
+    for one in ids:
+        try:
+            items += json.loads(docker([kind, "inspect", one]))
+        except PruneError as exc:
+            if "no such" not in str(exc).lower():
+                raise
+    return items
+
+
+def fleetbake_images(docker: Docker) -> List[Image]:
+    ids = sorted(set(docker(["image", "ls", "--quiet", "--no-trunc", "--filter", f"label={ROW_LABEL}"]).split()))
+    images = [image_from_inspect(item) for item in inspect(docker, "image", ids)]
     return [image for image in images if image is not None]
 
 
 def used_images(docker: Docker) -> Set[str]:
     containers = docker(["container", "ls", "--all", "--quiet", "--no-trunc"]).split()
-    if not containers:
-        return set()
-    return {item["Image"] for item in json.loads(docker(["container", "inspect", *containers]))}
+    return {item["Image"] for item in inspect(docker, "container", containers)}
 
 
 def prune(docker: Docker, keep: int = 1, delete: bool = False, log: Callable[[str], None] = print) -> int:

@@ -10,6 +10,11 @@ Prints FOUND <places> and exits 1, or prints NOTHING.
 import os
 import sys
 
+PROC = "/proc"
+# Where a build step's files may be, in the order walked. Both are module names so that a test on a host can
+# point the hunt at a folder of its own (a host's /proc and /var are not a worker's).
+TOPS = ("/buildarea", "/home", "/root", "/run", "/opt", "/etc", "/tmp", "/var")
+
 
 def main(reversed_password: str) -> int:
     needle = reversed_password[::-1].encode()
@@ -19,31 +24,31 @@ def main(reversed_password: str) -> int:
     if needle in b"\0".join(k.encode() + b"=" + v.encode() for k, v in os.environ.items()):
         found.append("own environment")
 
-    for pid in filter(str.isdigit, os.listdir("/proc")):
+    for pid in filter(str.isdigit, os.listdir(PROC)):
         if int(pid) == os.getpid():  # the hunter itself holds the needle
             continue
         for name in ("environ", "cmdline"):
             try:
-                with open(f"/proc/{pid}/{name}", "rb") as handle:
+                with open(f"{PROC}/{pid}/{name}", "rb") as handle:
                     if needle in handle.read():
-                        found.append(f"/proc/{pid}/{name}")
+                        found.append(f"{PROC}/{pid}/{name}")
             except OSError:
-                denied.append(f"/proc/{pid}/{name}")
+                denied.append(f"{PROC}/{pid}/{name}")
         try:  # memory: every readable mapping
-            with open(f"/proc/{pid}/maps") as maps, open(f"/proc/{pid}/mem", "rb", 0) as mem:
+            with open(f"{PROC}/{pid}/maps") as maps, open(f"{PROC}/{pid}/mem", "rb", 0) as mem:
                 for line in maps:
                     start, end = (int(x, 16) for x in line.split()[0].split("-"))
                     try:
                         mem.seek(start)
                         if needle in mem.read(end - start):
-                            found.append(f"/proc/{pid}/mem")
+                            found.append(f"{PROC}/{pid}/mem")
                             break
                     except (OSError, ValueError, OverflowError):
                         continue
         except OSError:
-            denied.append(f"/proc/{pid}/mem")
+            denied.append(f"{PROC}/{pid}/mem")
 
-    for top in ("/buildarea", "/home", "/root", "/run", "/opt", "/etc", "/tmp", "/var"):
+    for top in TOPS:
         for root, dirs, files in os.walk(top):
             for name in files:
                 path = os.path.join(root, name)
