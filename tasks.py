@@ -19,7 +19,7 @@
     invoke aws-zombies [--older-than 6h] [--terminate]     fleet instances left running
     invoke ami-prune --keep N [--delete]                   old fleetbake AMIs and their snapshots
     invoke image-prune [--keep N] [--delete]               old worker images no container uses
-    invoke test                         the whole test suite, Docker tests included
+    invoke test                         the unit tests, then the Docker tests (two at a time)
     invoke bench                        speed and size against hand-written baselines
 
 Every task takes --matrix FILE (default matrix.yml).
@@ -294,20 +294,17 @@ def image_prune(c, keep=1, delete=False, docker="docker"):
         raise Exit(code=code)
 
 
-@task(help={"unit": "only the fast unit tests", "k": "pytest -k expression"})
-def test(c, unit=False, k=None):
-    """Run the test suite (unit + Docker integration tests unless --unit)."""
-    import shlex
-    import sys
-
+@task(help={"unit": "only the fast unit tests", "k": "pytest -k expression",
+            "workers": "Docker tests run side by side (default 2; 1 runs them one after another)"})
+def test(c, unit=False, k=None, workers=2):
+    """Run the test suite: the unit tests, then (unless --unit) the Docker integration tests."""
     from invoke import Exit
 
-    argv = [sys.executable, "-m", "pytest", "-m", "not docker" if unit else "docker or not docker"]
-    if k:
-        argv += ["-k", k]
-    result = c.run(shlex.join(argv), warn=True, pty=False)
-    if result.exited != 0:
-        raise Exit(code=result.exited)
+    from fleetbake.devtools import suite
+
+    code = suite.run(unit_only=unit, k=k, workers=int(workers), log=log)
+    if code:
+        raise Exit(code=code)
 
 
 @task(help={**MATRIX_HELP, "os": "row to measure",

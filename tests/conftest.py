@@ -194,3 +194,38 @@ def moto(tmp_path_factory):
         else:
             os.environ[key] = value
     server.stop()
+
+
+def _tree_state() -> tuple[str, str]:
+    """What git sees of the checkout: every changed or untracked path (ignored ones aside), and a digest of the
+    changes' bytes (tracked and untracked), so that a test rewriting an already edited file shows too."""
+    import hashlib
+    import subprocess
+
+    def git(*argv: str) -> bytes:
+        return subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, check=True, timeout=60).stdout
+
+    status = git("status", "--porcelain=v1", "-z", "--untracked-files=all")
+    digest = hashlib.sha256(git("diff", "HEAD", "--binary"))
+    for entry in status.split(b"\0"):
+        if entry.startswith(b"?? "):
+            digest.update(entry + (ROOT / entry[3:].decode()).read_bytes())
+    return status.decode(errors="replace"), digest.hexdigest()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def checkout_untouched():
+    """No test writes into the checkout: generated output, records and builds go to scratch folders or to the
+    ignored build/. Checked once the whole session has run (its teardown errors otherwise)."""
+    import shutil
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        yield  # a source tree without git (an sdist): nothing to compare with
+        return
+    before = _tree_state()
+    yield
+    after = _tree_state()
+    if after != before:
+        changed = sorted(set(after[0].split("\0")) ^ set(before[0].split("\0")))
+        pytest.fail(f"the test session wrote into the checkout: {changed or 'the bytes of already changed files'}; "
+                    "tests must write to scratch folders (tmp_path) or build/", pytrace=False)

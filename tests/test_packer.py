@@ -1,5 +1,6 @@
 """Packer templates from the matrix: valid on Debian's Packer 1.6.6, and the AMI flow against moto."""
 
+import functools
 import json
 import os
 import re
@@ -190,7 +191,7 @@ def _recorded_requests(path: Path) -> list[dict[str, str]]:
 
 
 def _run_in_netns(spec_path: str) -> None:
-    """Inside `unshare --net`: moto and Packer alone on a loopback-only network. The instances moto
+    """Inside `unshare --net` (network_namespace): moto and Packer alone on a loopback-only network. The instances moto
     "launches" get made-up addresses, which here are unreachable: nothing leaves the machine."""
     spec = json.loads(Path(spec_path).read_text())
     _loopback_up()
@@ -227,13 +228,53 @@ def _run_in_netns(spec_path: str) -> None:
     Path(spec["out"]).write_text(json.dumps(result, default=str))
 
 
+LOOPBACK_ONLY = "--loopback-only"  # this file's probe: bring lo up, print the interfaces it sees
+
+
+@functools.cache
+def network_namespace() -> tuple[list[str] | None, str]:
+    """The command prefix that runs a process in a network namespace of its own here, and how it gets one; or None
+    and why not. Root: `unshare --net`. Another user needs a user namespace of its own (--map-root-user): Debian
+    allows one; Ubuntu 24.04's AppArmor refuses it while kernel.apparmor_restrict_unprivileged_userns=1."""
+    root = os.geteuid() == 0
+    prefix = ["unshare", "--net"] if root else ["unshare", "--net", "--map-root-user"]
+    probe = subprocess.run([*prefix, sys.executable, __file__, LOOPBACK_ONLY], capture_output=True, text=True,
+                           timeout=120, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    if probe.returncode == 0 and probe.stdout.strip() == '["lo"]':
+        return prefix, "root" if root else "a user namespace"
+    said = (probe.stderr.strip().splitlines() or [f"it saw {probe.stdout.strip()}"])[-1]
+    if root:
+        return None, f"`unshare --net` gave no loopback-only network as root ({said})"
+    return None, (f"unshare --net needs root or a user namespace: this user (uid {os.geteuid()}) is not root, and "
+                  f"`{' '.join(prefix)}` failed here ({said})")
+
+
+def test_the_network_namespace_is_loopback_only_or_the_reason_is_true():
+    """What build_against_moto runs in has no interface but lo. Where there is none, the skip's reason is this
+    machine's."""
+    prefix, how = network_namespace()
+    if prefix is None:
+        assert os.geteuid() != 0, how  # root always gets one: a failure there is a failure, not a skip
+        refused = subprocess.run(["unshare", "--net", "--map-root-user", "true"], capture_output=True, check=False)
+        assert refused.returncode != 0, "a user namespace works here, yet the detection said none"
+        return
+    assert how == ("root" if os.geteuid() == 0 else "a user namespace")
+    seen = subprocess.run([*prefix, sys.executable, "-c", "import socket; print([n for _, n in socket.if_nameindex()])"],
+                          capture_output=True, text=True, timeout=60, check=True).stdout
+    assert seen.strip() == "['lo']"  # nothing but loopback: no route out of the machine
+
+
 def build_against_moto(template: Path, only: str, variables: dict[str, str], amis: Path) -> dict:
     """`packer build` of the real template, as `invoke packer --build` runs it, against moto."""
+    prefix, how = network_namespace()
+    assert prefix is not None or os.geteuid() != 0, how  # root always gets one: no skip there
+    if prefix is None:  # still checked where it can be: as root (.ci/run), and in CI's unit job (restriction lifted)
+        pytest.skip(how)
     spec = template.parent / "netns-spec.json"
     out = template.parent / "netns-result.json"
     spec.write_text(json.dumps({"template": str(template), "only": only, "variables": variables,
                                 "amis": str(amis), "out": str(out)}))
-    result = subprocess.run(["unshare", "--net", sys.executable, __file__, str(spec)], capture_output=True, text=True,
+    result = subprocess.run([*prefix, sys.executable, __file__, str(spec)], capture_output=True, text=True,
                             timeout=300, check=False, env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text())
@@ -448,5 +489,31 @@ def test_the_worker_package_reaches_every_target_as_the_dockerfile_copies_it(pro
         assert "install -d -m 0755 /opt/fleetbake/fleetbake/{}" in copy and "-m 0644 {} /opt/fleetbake/fleetbake/{}" in copy
 
 
-if __name__ == "__main__":  # build_against_moto runs this file inside `unshare --net`
-    _run_in_netns(sys.argv[1])
+
+def test_every_linux_provisioning_step_gets_the_inputs_time_as_the_dockerfiles_runs_do(project, out, monkeypatch):
+    """Packer's shell steps run with SOURCE_DATE_EPOCH (the Dockerfile's ARG), and a build passes the inputs' commit
+    time: useradd's day in /etc/shadow is then the inputs' day in every target, not the day Packer ran."""
+    row = project.rows["debian-12"]
+    for target in packer.targets(row):
+        template = packer.write(project, row, target, log=lambda _: None)
+        commands = [body for kind, body in provisioners(template) if kind == "shell"]
+        running = [body for body in commands if any("/opt/fleetbake/provision/" in line and ".sh" in line
+                                                    and not line.startswith('"install ') for line in body["inline"])]
+        assert running and all(body.get("environment_vars") == ['"SOURCE_DATE_EPOCH=${var.source_date_epoch}"']
+                               for body in running), (target, running)
+        assert hcl2.loads(template.read_text())["variable"]  # declared: validate would refuse an undeclared one
+        packer.validate(template)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the inputs' time, as identity.source finds it
+    template = packer.write(project, row, "ami", log=lambda _: None)
+    variables = packer.build_variables(project, row, "ami", template, log=lambda _: None)
+    assert variables["source_date_epoch"] == "1700000000"
+
+
+if __name__ == "__main__":  # network_namespace and build_against_moto run this file inside `unshare --net`
+    if sys.argv[1] == LOOPBACK_ONLY:
+        import socket
+
+        _loopback_up()
+        print(json.dumps([name for _, name in socket.if_nameindex()]))
+    else:
+        _run_in_netns(sys.argv[1])

@@ -110,10 +110,14 @@ def linux_provisioners(matrix: Matrix, row: RowView, plan: families.Plan, sudo: 
                block("file", source=_context(), destination=q(STAGE))]
     if extra:
         uploads.append(block("file", source=_repo("ami/"), destination=q(f"{STAGE}/ami")))
+    # The Dockerfile's ARG SOURCE_DATE_EPOCH, for every command: the times a build leaves (useradd's day in
+    # /etc/shadow, pip's .pyc) are the inputs' commit time, not the day Packer ran.
+    epoch = {"environment_vars": ['"SOURCE_DATE_EPOCH=${var.source_date_epoch}"']}
     layers = []
     for layer in (*plan.layers, *extra):
         lines = [line for copy in layer.copies for line in _install(copy, modes, placed if layer in plan.layers else {})]
-        layers.append(block("shell", inline=[q(line) for line in [*lines, *(run.line() for run in layer.runs)]], **execute))
+        layers.append(block("shell", inline=[q(line) for line in [*lines, *(run.line() for run in layer.runs)]],
+                            **epoch, **execute))
     # Docker's WORKDIR creates the folder if missing (and leaves an existing one as it is); `docker commit` does not.
     finish = [f"rm -rf {STAGE}", f"mkdir -p {plan.runtime.workdir}"]
     return [*uploads, *layers, block("shell", inline=[q(line) for line in finish], **execute)]
@@ -129,9 +133,13 @@ def _changes(runtime: families.Runtime, label_variable: str | None) -> list[str]
 def _common_variables(matrix: Matrix, row: RowView, directory: Path) -> list[dict]:
     context = os.path.relpath(paths.image_dir(matrix, row), directory)
     images = os.path.relpath(paths.IMAGES, directory)
-    return [variable("context", "string", context, "the build context, relative to this folder (invoke packer passes "
-                     "build/contexts/<row>/, which adds the host's extra CA certificates)"),
-            variable("images", "string", images, "this checkout's images/, relative to this folder")]
+    common = [variable("context", "string", context, "the build context, relative to this folder (invoke packer passes "
+                       "build/contexts/<row>/, which adds the host's extra CA certificates)"),
+              variable("images", "string", images, "this checkout's images/, relative to this folder")]
+    if row.spec.family != "windows":
+        common.append(variable("source_date_epoch", "string", "0", "the inputs' commit time, as the Dockerfile's ARG "
+                               "(invoke packer passes it): every time the provisioning leaves in the image"))
+    return common
 
 
 def docker_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str, Any]:
@@ -306,7 +314,9 @@ def targets(row: RowView) -> tuple[str, ...]:
     return TARGETS if row.spec.ami else ("docker",)
 
 
-def _check_target(row: RowView, target: str) -> None:
+def _check_target(row: RowView, target: str, config: str | None = None) -> None:
+    if config is not None and config not in row.configurations:
+        raise UsageError(f"--config {config!r}: {row.name} has {', '.join(row.configurations)}")
     if target not in TARGETS:
         raise UsageError(f"--target {target!r}: expected one of {', '.join(TARGETS)}")
     if row.spec.family == "windows" and target != "ami":
@@ -346,9 +356,7 @@ def _format(texts: dict[str, str]) -> dict[str, bytes]:
 
 def write(matrix: Matrix, row: RowView, target: str, config: str | None = None, log: Log = print) -> Path:
     """Render the row (images/<family>/<row>/ and packer/<row>/, as `invoke render`) and return `target`'s template."""
-    _check_target(row, target)
-    if config is not None and config not in row.configurations:
-        raise UsageError(f"--config {config!r}: {row.name} has {', '.join(row.configurations)}")
+    _check_target(row, target, config)
     render.render(matrix, [row], log=log)
     template = paths.packer_dir(matrix) / row.name / target / f"{target}.pkr.hcl"
     log(f"packer: {template}")
@@ -428,6 +436,9 @@ def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *
     context = render.render_row(matrix, row, render.ca_certs_from(ca_bundle))
     render.write_context(context, paths.context_dir(row.name))
     variables = {"context": context_variable(template, paths.context_dir(row.name))}
+    origin = identity.row_source(matrix, row)
+    if row.spec.family != "windows":
+        variables["source_date_epoch"] = str(origin.epoch)
     if target == "ami":
         ami = _ami_spec(row)
         variables["configuration"] = config or next(iter(row.configurations))
@@ -436,7 +447,6 @@ def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *
     else:
         from fleetbake.pipeline import base  # Docker only for the docker targets
 
-        origin = identity.row_source(matrix, row)
         base_id = base.ensure_base(row, log=log, epoch=origin.epoch)
         if target == "docker":
             inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
@@ -444,11 +454,21 @@ def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *
     return variables
 
 
+def committed(matrix: Matrix, row: RowView, target: str, config: str | None = None) -> Path:
+    """`target`'s template as committed in packer/<row>/ (render --check holds it equal to a fresh render)."""
+    _check_target(row, target, config)
+    template = paths.packer_dir(matrix) / row.name / target / f"{target}.pkr.hcl"
+    if not template.is_file():
+        raise UsageError(f"{template} is missing: run `invoke render --os {row.name}`")
+    return template
+
+
 def run(matrix: Matrix, row: RowView, target: str, *, config: str | None = None, run_build: bool = False,
         region: str = "us-east-1", profile: str = "", run_validate: bool = True, ca_bundle: str | None = None,
-        log: Log = print) -> dict[str, str] | None:
-    """`invoke packer`: write the row's templates, validate one, and with `build` run it (AMI: the handoff)."""
-    template = write(matrix, row, target, config, log=log)
+        render_first: bool = True, log: Log = print) -> dict[str, str] | None:
+    """`invoke packer`: write the row's templates, validate one, and with `build` run it (AMI: the handoff).
+    `render_first=False` builds the committed template as it is and writes nothing into the checkout."""
+    template = write(matrix, row, target, config, log=log) if render_first else committed(matrix, row, target, config)
     if run_validate:
         validate(template)
         log(f"packer validate: {template.name} is valid")

@@ -11,10 +11,35 @@ TEST_LABEL = "io.fleetbake.test"
 SESSION = uuid.uuid4().hex
 
 
+# `invoke test` runs these two at a time (pytest-xdist, --dist loadgroup). A module's tests stay together, on one
+# worker, so that its module fixtures (a master, an image built for it) are made once; these modules' tests share
+# none and go wherever a worker is free.
+SPLIT = {"test_image", "test_verify"}
+# Modules sharing a session fixture share a worker: the debian-12 cold rebuilds serve both.
+GROUPS = {"test_reproducible": "cold-rebuilds", "test_packer_image": "cold-rebuilds"}
+
+
+# The longest first (`invoke test` passes --no-loadscope-reorder), so that no long one starts last while the
+# other worker has nothing left: about 4 minutes each, then about 2.
+FIRST = ("test_debian_13_builds_from_a_bootstrapped_base_and_verifies", "test_fleet_join-builds", "cold-rebuilds",
+         "test_ccache", "test_fleet_join-faults", "test_build_cli", "test_disk", "test_ami_rehearsal",
+         "test_missing_ok_lets_a_row_without_one_module_verify_and_the_record_says_so")
+
+
 def pytest_collection_modifyitems(items):
     for item in items:
         if "/integration/" in str(item.fspath):
             item.add_marker(pytest.mark.docker)
+            module = item.module.__name__.rpartition(".")[2]
+            if module not in SPLIT and not item.get_closest_marker("xdist_group"):  # a test may name its own
+                item.add_marker(pytest.mark.xdist_group(GROUPS.get(module, module)))
+
+    def rank(item):
+        group = item.get_closest_marker("xdist_group")
+        names = (group.args[0] if group else None, item.originalname)
+        return next((FIRST.index(name) for name in names if name in FIRST), len(FIRST))
+
+    items.sort(key=rank)  # stable: the rest keep their order
 
 
 @pytest.fixture(scope="session")
@@ -46,6 +71,31 @@ def verified_image(image, live_project):
     return image
 
 
+@pytest.fixture(scope="session")
+def cold_rebuilds(client, image, live_project):
+    """`invoke build --os debian-12 --force` twice, as a user runs it (no layer cache, the packages fetched again):
+    [(stdout, image ID)] for each. test_reproducible compares them; test_packer_image compares Packer's image, built
+    right after, with the second (both read Debian's archive as it is now). The row's tags go back to the session's
+    image afterwards: a rebuild from an archive that moved on is not the verified image."""
+    import os
+    import subprocess
+
+    from conftest import ROOT
+    from fleetbake.pipeline import identity
+
+    row = live_project.rows["debian-12"]
+    builds = []
+    for _ in range(2):
+        result = subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), "build", "--os", "debian-12", "--force"],
+                                cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                                timeout=1800)
+        assert result.returncode == 0, result.stderr[-2000:]
+        builds.append((result.stdout, client.images.get(identity.image_tag(row)).id))
+    yield builds
+    repository, tag = identity.image_tag(row).split(":")
+    client.images.get(image.image_id).tag(repository, tag)
+
+
 @pytest.fixture
 def run(client):
     """Start a container labelled for cleanup; removed (with its volumes) after the test."""
@@ -74,11 +124,12 @@ def build_user(client, image) -> tuple[str, int]:
     return name, int(uid)
 
 
-def wait_for_log(container, needle: str, timeout: float = 60) -> str:
+def wait_for_log(container, needle: str, timeout: float = 60, count: int = 1) -> str:
+    """The container's logs once they hold `needle` `count` times (a restarted container keeps its earlier logs)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         logs = container.logs().decode(errors="replace")
-        if needle in logs:
+        if logs.count(needle) >= count:
             return logs
         container.reload()
         if container.status == "exited":

@@ -68,7 +68,7 @@ class ImdsHandler(http.server.BaseHTTPRequestHandler):
 def rehearsal(live_project, image, client):
     """The image, built by Packer from the AMI's own provisioners."""
     row = live_project.rows["debian-12"]
-    packer.run(live_project, row, "ami-rehearsal", run_build=True, log=print)  # as `invoke packer --build` runs it
+    packer.run(live_project, row, "ami-rehearsal", run_build=True, render_first=False, log=print)  # the committed template
     return client.images.get(identity.rehearsal_image_tag(row))
 
 

@@ -52,12 +52,14 @@ rows:
 """
 
 
-def remove_images(client, rows, base):
-    """Everything a test row left: its images (tagged or not, intermediate layers go with them), then its base
-    (every bootstrap of it: docker import labels them with the reference)."""
+def remove_images(client, rows, base=None):
+    """Everything a test row left: its images (tagged or not, intermediate layers go with them), then its own base
+    if it has one (every bootstrap of it: docker import labels them with the reference)."""
     for row in rows:
         for image in client.images.list(all=True, filters={"label": f"io.fleetbake.row={row}"}):
             _remove(client, image.id)
+    if base is None:
+        return
     leftovers = [i.id for i in client.images.list(all=True, filters={"label": f"org.opencontainers.image.title={base}"})]
     for _ in range(len(leftovers) + 1):  # children before parents
         leftovers = [ref for ref in leftovers if not _remove(client, ref)]

@@ -252,17 +252,10 @@ def test_a_build_step_cannot_forge_health(client, image, run):
     assert code == 1 and b"forged" not in state, state
 
 
-def test_plain_docker_build_of_the_rendered_context_works(image):
-    from fleetbake import paths
-
-    result = subprocess.run(["docker", "build", "-q", str(paths.context_dir("debian-12"))],
-                            capture_output=True, text=True, timeout=1800, check=False)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip().startswith("sha256:")
-
-
 def test_image_reports_its_own_build_dependencies(client, image):
-    """Every package of the row is installed (dpkg), and nothing pulls recommends in."""
+    """Every package of the row is installed (dpkg), and nothing pulls recommends in: no automatically installed
+    package is there only because another one recommends it (apt would autoremove it once Recommends no longer
+    count)."""
     out = client.containers.run(image.image_id, ["sh", "-c", "dpkg-query -W -f '${Package}\\n'"], remove=True).decode()
     installed = set(out.split())
     from fleetbake.pipeline import matrix as m
@@ -271,10 +264,18 @@ def test_image_reports_its_own_build_dependencies(client, image):
     row = m.load(ROOT / "matrix.yml").rows["debian-12"]
     assert set(row.all_packages) - installed == set()
     assert {"tini", "python3-venv", "ca-certificates"} <= installed
+    script = ("apt-mark showauto | wc -l; apt-get --simulate -o APT::AutoRemove::RecommendsImportant=false "
+              "-o APT::AutoRemove::SuggestsImportant=false autoremove | sed -n 's/^Remv \\([^ ]*\\) .*/\\1/p'")
+    auto, *kept_by_recommends = client.containers.run(image.image_id, ["sh", "-c", script], remove=True).decode().split()
+    assert int(auto) > 100  # apt knows which packages came in as dependencies: the check below can see them
+    assert kept_by_recommends == []
 
 
 def test_preflight_runs_inside_the_image(client, image):
-    """No network: every probe fails at once and nothing leaves the container."""
+    """No network: every network probe (DNS, the master, each of the devguide's outbound ports) fails, and nothing
+    leaves the container; the local checks still run."""
+    from fleetbake.worker.preflight import DEVGUIDE_PORTS
+
     container = client.containers.run(image.image_id, ["preflight", "--timeout", "2"], network_mode="none",
                                       environment={"BUILDMASTER": "127.0.0.1:1"}, detach=True)
     try:
@@ -282,6 +283,9 @@ def test_preflight_runs_inside_the_image(client, image):
         out = container.logs().decode()
     finally:
         container.remove(force=True)
+    network = [line for line in out.splitlines() if line.split()[1:2] in (["dns"], ["master"], ["outbound"])]
+    assert len(network) == 2 + len(DEVGUIDE_PORTS), out
+    assert all(line.split()[0] in ("fail", "warn") for line in network), out
     assert "fail  master 127.0.0.1:1" in out and "ok    cpus" in out and "at /buildarea" in out
 
 

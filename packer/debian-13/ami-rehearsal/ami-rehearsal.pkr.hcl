@@ -20,6 +20,13 @@ variable "images" {
 }
 
 
+variable "source_date_epoch" {
+  type        = string
+  description = "the inputs' commit time, as the Dockerfile's ARG (invoke packer passes it): every time the provisioning leaves in the image"
+  default     = "0"
+}
+
+
 source "docker" "rehearsal" {
   image         = var.base
   commit        = true
@@ -78,6 +85,9 @@ build {
       "/opt/fleetbake/provision/configure-apt.sh",
       "/opt/fleetbake/provision/install-packages.sh /opt/fleetbake/provision/packages.txt",
     ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
+    ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }
 
@@ -90,6 +100,9 @@ build {
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/2/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/ca-certificates",
     ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
+    ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }
 
@@ -99,6 +112,9 @@ build {
       "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/3/opt/fleetbake/provision/create-user.sh /opt/fleetbake/provision/",
       "WORKER_USER=buildbot WORKER_UID=1001 /opt/fleetbake/provision/create-user.sh",
+    ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
     ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }
@@ -110,6 +126,9 @@ build {
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/4/opt/fleetbake/provision/configure-ccache.sh /opt/fleetbake/provision/",
       "WORKER_USER=buildbot WRAPPER_DIR=/usr/lib/ccache CACHE_DIR=/ccache MAX_SIZE=5G /opt/fleetbake/provision/configure-ccache.sh",
     ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
+    ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }
 
@@ -119,6 +138,9 @@ build {
       "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/5/opt/fleetbake/provision/install-worker.sh /opt/fleetbake/provision/",
       "BUILDBOT_WORKER_VERSION=4.3.0 WORKER_PIP_EXTRAS=boto3 /opt/fleetbake/provision/install-worker.sh",
+    ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
     ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }
@@ -131,6 +153,9 @@ build {
       "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/6/opt/fleetbake/provision/install-fleetbake.sh /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/install-fleetbake.sh",
+    ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
     ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }
@@ -146,6 +171,9 @@ build {
       "install -o root -g root -m 0755 /tmp/fleetbake-context/ami/fleetbake-latent-stop /opt/fleetbake/",
       "install -d -m 0755 /etc/systemd/system/fleetbake-worker.service.d && printf '%s\\n' '[Service]' 'Environment=\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\"' 'Environment=\"LANG=C.UTF-8\"' 'Environment=\"FLEETBAKE_ROW=debian-13\"' 'Environment=\"FLEETBAKE_IMAGE=fleetbake/worker:debian-13\"' 'Environment=\"FLEETBAKE_USER=buildbot\"' 'Environment=\"FLEETBAKE_CCACHE_WRAPPERS=/usr/lib/ccache\"' > /etc/systemd/system/fleetbake-worker.service.d/image.conf && chmod 0644 /etc/systemd/system/fleetbake-worker.service.d/image.conf",
       "systemctl enable fleetbake-worker-config.service fleetbake-worker.service",
+    ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
     ]
     execute_command = "sudo -E sh -c '{{ .Vars }} {{ .Path }}'"
   }

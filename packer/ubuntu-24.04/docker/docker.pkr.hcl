@@ -20,6 +20,13 @@ variable "images" {
 }
 
 
+variable "source_date_epoch" {
+  type        = string
+  description = "the inputs' commit time, as the Dockerfile's ARG (invoke packer passes it): every time the provisioning leaves in the image"
+  default     = "0"
+}
+
+
 variable "labels" {
   type        = string
   description = "more LABEL arguments (invoke packer passes every label `invoke build` gives the image)"
@@ -75,6 +82,9 @@ build {
       "/opt/fleetbake/provision/configure-apt.sh",
       "/opt/fleetbake/provision/install-packages.sh /opt/fleetbake/provision/packages.txt",
     ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
+    ]
   }
 
 
@@ -86,6 +96,9 @@ build {
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/2/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/ca-certificates",
     ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
+    ]
   }
 
 
@@ -94,6 +107,9 @@ build {
       "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/3/opt/fleetbake/provision/create-user.sh /opt/fleetbake/provision/",
       "WORKER_USER=buildbot WORKER_UID=1001 /opt/fleetbake/provision/create-user.sh",
+    ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
     ]
   }
 
@@ -104,6 +120,9 @@ build {
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/4/opt/fleetbake/provision/configure-ccache.sh /opt/fleetbake/provision/",
       "WORKER_USER=buildbot WRAPPER_DIR=/usr/lib/ccache CACHE_DIR=/ccache MAX_SIZE=5G /opt/fleetbake/provision/configure-ccache.sh",
     ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
+    ]
   }
 
 
@@ -112,6 +131,9 @@ build {
       "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/5/opt/fleetbake/provision/install-worker.sh /opt/fleetbake/provision/",
       "BUILDBOT_WORKER_VERSION=4.3.0 /opt/fleetbake/provision/install-worker.sh",
+    ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
     ]
   }
 
@@ -123,6 +145,9 @@ build {
       "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/6/opt/fleetbake/provision/install-fleetbake.sh /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/install-fleetbake.sh",
+    ]
+    environment_vars = [
+      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
     ]
   }
 
