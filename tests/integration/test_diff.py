@@ -28,9 +28,9 @@ def context(text: str) -> bytes:
 def pair(client, image):  # `image`: the debian:12 base exists (it is the debian-12 row's)
     built = []
     for name, text in (("a", "cpython 3.13.5\nbuilt on tuesday\n"), ("b", "cpython 3.13.5\nbuilt on wednesday\n")):
-        for _ in client.api.build(fileobj=io.BytesIO(context(text)), custom_context=True, tag=f"{TAG}:{name}", rm=True,
-                                  forcerm=True, pull=False, decode=True):
-            pass
+        for entry in client.api.build(fileobj=io.BytesIO(context(text)), custom_context=True, tag=f"{TAG}:{name}",
+                                      rm=True, forcerm=True, pull=False, decode=True):
+            assert "error" not in entry, entry  # the engine reports a failed build in the stream, not by raising
         built.append(f"{TAG}:{name}")
     yield built
     for tag in built:

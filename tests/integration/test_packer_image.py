@@ -122,7 +122,8 @@ def test_both_images_date_the_build_user_from_the_inputs_not_the_build_day(clien
     row = live_project.rows["debian-12"]
     day = identity.row_source(live_project, row).epoch // 86400
     for built in (dockerfile_image, packer_image):
-        shadow = client.containers.run(built.id, ["getent", "shadow", row.spec.user], remove=True)
+        shadow = client.containers.run(built.id, ["shadow", row.spec.user], entrypoint=["getent"], user="root",
+                                       remove=True)
         assert int(shadow.decode().split(":")[2]) == day, (built.tags, shadow)
 
 

@@ -1,6 +1,7 @@
-"""Two cold builds of the debian-12 row from the same inputs give the same image ID (`invoke build --force`
-twice: no layer cache, the packages fetched again), and the config fleetbake writes is the builder's own
-with the build's times, container and parent taken out."""
+"""Two builds of the debian-12 row from the same inputs give the same image ID: the session's image (the README's
+setup built it) and a cold rebuild now (`invoke build --force`: no layer cache, the packages fetched again), or two
+cold rebuilds when the archive moved on since the session's image was built (integration/conftest.cold_rebuilds).
+The config fleetbake writes is the builder's own with the build's times, container and parent taken out."""
 
 import json
 import re
@@ -25,9 +26,9 @@ def test_two_cold_builds_give_the_same_image(client, cold_rebuilds, live_project
     row = live_project.rows["debian-12"]
     (first, first_id), (second, second_id) = cold_rebuilds
     for stdout in (first, second):
-        assert "Using cache" not in stdout and "Successfully built" in stdout
+        assert stdout is None or ("Using cache" not in stdout and "Successfully built" in stdout)
     assert first_id == second_id, f"two cold builds differ: run `invoke diff {first_id} {second_id}`"
-    assert f"built {first_id[:19]}" in first and f"built {second_id[:19]}" in second
+    assert f"built {second_id[:19]}" in second
 
     config = saved_config(client, second_id, tmp_path)
     origin = identity.source(ROOT / "images" / row.spec.family / row.name)
