@@ -26,7 +26,8 @@ def phases(unit_only: bool, workers: int = DOCKER_WORKERS) -> list[tuple[str, li
     parallel = ["-n", str(workers), "--dist", "loadgroup", "--no-loadscope-reorder"] if workers > 1 else []
     found = [("unit tests", ["-m", "not docker", *parallel])]
     if not unit_only:
-        found.append(("Docker tests", ["-m", "docker", *parallel]))
+        # The 25 slowest in every log: a test that got slower shows there first.
+        found.append(("Docker tests", ["-m", "docker", *parallel, "--durations=25"]))
     return found
 
 
