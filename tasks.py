@@ -19,7 +19,7 @@
     invoke aws-zombies [--older-than 6h] [--terminate]     fleet instances left running
     invoke ami-prune --keep N [--delete]                   old fleetbake AMIs and their snapshots
     invoke image-prune [--keep N] [--delete]               old worker images no container uses
-    invoke test                         the unit tests, then the Docker tests (two at a time)
+    invoke test                         the unit tests, then the Docker tests (each two at a time)
     invoke bench                        speed and size against hand-written baselines
 
 Every task takes --matrix FILE (default matrix.yml).
@@ -295,7 +295,7 @@ def image_prune(c, keep=1, delete=False, docker="docker"):
 
 
 @task(help={"unit": "only the fast unit tests", "k": "pytest -k expression",
-            "workers": "Docker tests run side by side (default 2; 1 runs them one after another)"})
+            "workers": "tests run side by side (default 2; 1 runs them one after another)"})
 def test(c, unit=False, k=None, workers=2):
     """Run the test suite: the unit tests, then (unless --unit) the Docker integration tests."""
     from invoke import Exit

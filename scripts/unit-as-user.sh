@@ -20,10 +20,19 @@ scratch=$(mktemp -d /tmp/fleetbake-unit.XXXXXX)
 trap 'rm -rf "$scratch"' EXIT
 chown "$user:" "$scratch"
 
-# As the user: the machine's proxy and CA settings stay; root's HOME, PATH and pyenv do not.
+# The tools the tests call that may live where the user cannot look (a runner's tool cache under /home): Packer
+# (the suite needs Debian's 1.6.6, the one on root's PATH) and node, copied or linked into a folder of the user's.
+tools="$scratch/tools"
+install -d -o "$user" "$tools"
+for tool in packer node; do
+    found=$(command -v "$tool" || true)
+    [ -z "$found" ] || install -m 0755 "$(readlink -f "$found")" "$tools/$tool"
+done
+
+# As the user: the machine's proxy and CA settings stay; root's HOME, PATH, pyenv and CI's timing file do not.
 as_user() {
-    runuser -u "$user" -- env -u PYENV_ROOT -u VIRTUAL_ENV -u PYTHONPATH -u PYTHONHOME \
-        HOME="$scratch/home" USER="$user" LOGNAME="$user" PATH="$scratch/venv/bin:/usr/local/bin:/usr/bin:/bin" "$@"
+    runuser -u "$user" -- env -u PYENV_ROOT -u VIRTUAL_ENV -u PYTHONPATH -u PYTHONHOME -u FLEETBAKE_TIMINGS \
+        HOME="$scratch/home" USER="$user" LOGNAME="$user" PATH="$scratch/venv/bin:$tools:/usr/local/bin:/usr/bin:/bin" "$@"
 }
 
 # The working tree as it is (uncommitted changes too), without what setup and runs made: a fresh clone's files,

@@ -198,19 +198,26 @@ def moto(tmp_path_factory):
 
 def _tree_state() -> tuple[str, str]:
     """What git sees of the checkout: every changed or untracked path (ignored ones aside), and a digest of the
-    changes' bytes (tracked and untracked), so that a test rewriting an already edited file shows too."""
+    changes' bytes (tracked and untracked) and of every tracked file's time, so that a test rewriting a file shows
+    even when it writes the same bytes again."""
     import hashlib
     import subprocess
 
     def git(*argv: str) -> bytes:
         return subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, check=True, timeout=60).stdout
 
+    import os
+
     status = git("status", "--porcelain=v1", "-z", "--untracked-files=all")
     digest = hashlib.sha256(git("diff", "HEAD", "--binary"))
     for entry in status.split(b"\0"):
         if entry.startswith(b"?? "):
-            digest.update(entry + (ROOT / entry[3:].decode()).read_bytes())
-    return status.decode(errors="replace"), digest.hexdigest()
+            digest.update(entry + (ROOT / os.fsdecode(entry[3:])).read_bytes())
+    for name in git("ls-files", "-z").split(b"\0"):  # a tracked file written again, even with the same bytes
+        path = ROOT / os.fsdecode(name)
+        if name and path.is_file():
+            digest.update(name + str(path.stat().st_mtime_ns).encode())
+    return os.fsdecode(status), digest.hexdigest()
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -227,5 +234,6 @@ def checkout_untouched():
     after = _tree_state()
     if after != before:
         changed = sorted(set(after[0].split("\0")) ^ set(before[0].split("\0")))
-        pytest.fail(f"the test session wrote into the checkout: {changed or 'the bytes of already changed files'}; "
+        written = changed or "tracked files written again (their bytes or times)"
+        pytest.fail(f"the test session wrote into the checkout: {written}; "
                     "tests must write to scratch folders (tmp_path) or build/", pytrace=False)

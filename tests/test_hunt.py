@@ -57,3 +57,12 @@ def test_the_hunt_walks_the_places_a_worker_keeps_files():
 
     assert module.PROC == "/proc"
     assert {"/buildarea", "/home", "/root", "/run", "/opt", "/etc", "/tmp", "/var"} <= set(module.TOPS)
+
+
+def test_the_password_can_come_from_standard_input_so_that_no_command_line_holds_it():
+    import io
+
+    from fleetbake.worker import hunt
+
+    assert hunt.reversed_argument("-", io.StringIO("drowssap\nignored\n")) == "drowssap"
+    assert hunt.reversed_argument("drowssap", io.StringIO("other\n")) == "drowssap"

@@ -11,6 +11,7 @@ def pytest_runs(monkeypatch):
     """Each phase's pytest argv, answered with the next exit code of `codes`."""
     calls, codes = [], []
     monkeypatch.setattr(suite.subprocess, "call", lambda argv: (calls.append(argv), codes.pop(0))[1])
+    monkeypatch.delenv("FLEETBAKE_TIMINGS", raising=False)  # never .ci/run's own file: a test sets its own
     return calls, codes
 
 
@@ -59,3 +60,27 @@ def test_unit_only_and_one_worker(pytest_runs):
     codes[:] = [0]
     assert suite.run(unit_only=True, workers=1, log=lambda _: None) == 0
     assert markers(calls) == ["not docker"] and "-n" not in calls[0]
+
+
+def test_xdist_groups_hold_the_tests_a_conftest_groups_together(tmp_path):
+    """The Docker phase relies on --dist loadgroup keeping a group on one worker (its module fixtures are made once:
+    a master, a built image). pytest 9.2 with pytest-xdist 3.8 silently ignored every group; this real run of both
+    on a scratch project, grouped the way tests/integration/conftest.py groups, must see one worker per group."""
+    import re
+    import subprocess
+    import sys
+
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "conftest.py").write_text(
+        "import pytest\n\n\n@pytest.hookimpl(tryfirst=True)\ndef pytest_collection_modifyitems(items):\n"
+        "    for item in items:\n        item.add_marker(pytest.mark.xdist_group(item.module.__name__))\n")
+    for module in ("test_one", "test_two"):
+        (tmp_path / "sub" / f"{module}.py").write_text("".join(f"def test_{n}():\n    pass\n\n\n" for n in range(6)))
+    parallel = suite.phases(True)[0][1][2:]  # invoke test's own: -n 2 --dist loadgroup ...
+    result = subprocess.run([sys.executable, "-m", "pytest", *parallel, "-v", "-p",
+                             "no:cacheprovider", "sub"], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout[-2000:]
+    workers = {}
+    for worker, module in re.findall(r"\[(gw\d+)\].*PASSED sub/(test_\w+)\.py::", result.stdout):
+        workers.setdefault(module, set()).add(worker)
+    assert set(workers) == {"test_one", "test_two"} and all(len(w) == 1 for w in workers.values()), workers

@@ -213,7 +213,7 @@ def _unpack(tmp_path, monkeypatch, filters, members):
     [_member("Python-3.13.5/up", tarfile.SYMTYPE, ".."), _member("Python-3.13.5/up/escape", data=b"x")],
     # Inside as written, outside once the link it goes through is on disk: checked member by member.
     [_member("Python-3.13.5/a", tarfile.SYMTYPE, "."), _member("Python-3.13.5/a/../escape", data=b"x")],
-    [_member("Python-3.13.5/hard", tarfile.LNKTYPE, "Python-3.13.5/../../victim")],
+    [_member("Python-3.13.5/hard", tarfile.LNKTYPE, "Python-3.13.5/../victim")],  # the planted victim, tree/../victim
     [_member("Python-3.13.5/dev", tarfile.CHRTYPE)],
     [_member("Python-3.13.5/disk", tarfile.BLKTYPE)],
     [_member("Python-3.13.5/pipe", tarfile.FIFOTYPE)],

@@ -127,14 +127,8 @@ def inspect(docker: Docker, kind: str, ids: List[str]) -> List[dict]:
     except PruneError as exc:
         if "no such" not in str(exc).lower():
             raise
-    items = []
-    for one in ids:
-        try:
-            items += json.loads(docker([kind, "inspect", one]))
-        except PruneError as exc:
-            if "no such" not in str(exc).lower():
-                raise
-    return items
+    # One of them is gone: each on its own, the gone one alone answering "no such".
+    return [item for one in ids if len(ids) > 1 for item in inspect(docker, kind, [one])]
 
 
 def fleetbake_images(docker: Docker) -> List[Image]:

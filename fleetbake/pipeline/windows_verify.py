@@ -179,6 +179,9 @@ def unpack(tarball: Path, into: Path) -> None:
                 archive.extractall(into, members=checked(archive))
     except tarfile.TarError as exc:
         raise UsageError(f"--cpython {tarball.name}: cannot unpack: {str(exc).splitlines()[0]}") from None
+    except KeyError as exc:  # tarfile before 3.11.4: a hard link to a member the archive does not have
+        raise UsageError(f"--cpython {tarball.name}: cannot unpack: a hard link names {exc.args[0]!r}, which the "
+                         "archive does not have") from None
 
 
 def _data_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
@@ -191,7 +194,7 @@ def _data_member(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo:
         return os.path.commonpath([os.path.realpath(path), dest]) == dest
 
     name = member.name
-    if name.startswith("/") or os.path.isabs(name):
+    if os.path.isabs(name):
         raise tarfile.TarError(f"member {name!r} has an absolute path")
     if not inside(os.path.join(dest, name)):
         raise tarfile.TarError(f"{name!r} would be extracted outside the destination")

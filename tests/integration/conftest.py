@@ -16,7 +16,8 @@ SESSION = uuid.uuid4().hex
 # none and go wherever a worker is free.
 SPLIT = {"test_image", "test_verify"}
 # Modules sharing a session fixture share a worker: the debian-12 cold rebuilds serve both.
-GROUPS = {"test_reproducible": "cold-rebuilds", "test_packer_image": "cold-rebuilds"}
+GROUPS = {"test_reproducible": "cold-rebuilds", "test_packer_image": "cold-rebuilds",
+          "test_plain_build": "cold-rebuilds"}  # its build may end on a layer-cache image of theirs: not beside them
 
 
 # The longest first (`invoke test` passes --no-loadscope-reorder), so that no long one starts last while the
@@ -26,6 +27,7 @@ FIRST = ("test_debian_13_builds_from_a_bootstrapped_base_and_verifies", "test_fl
          "test_missing_ok_lets_a_row_without_one_module_verify_and_the_record_says_so")
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the xdist_group marks given here
 def pytest_collection_modifyitems(items):
     for item in items:
         if "/integration/" in str(item.fspath):
@@ -78,12 +80,14 @@ def cold_rebuilds(client, image, live_project):
     first is the session's image (the README's setup built it; stdout None) when the cold rebuild has its ID;
     otherwise Debian's archive moved on since that image was built, and a second cold rebuild is the first.
     test_reproducible compares them; test_packer_image compares Packer's image, built right after, with the last
-    (both read the archive as it is now). The row's tags go back to the session's image afterwards."""
+    (both read the archive as it is now). The row's tags stay on the session's image."""
     import os
     import subprocess
 
     from conftest import ROOT
     from fleetbake.pipeline import identity
+
+    import re
 
     row = live_project.rows["debian-12"]
 
@@ -91,17 +95,20 @@ def cold_rebuilds(client, image, live_project):
         result = subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), "build", "--os", "debian-12", "--force"],
                                 cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                 timeout=1800)
+        # The row's tags back on the session's image at once: a rebuild from an archive that moved on is not the
+        # verified image, and other tests (and .ci/run's verifications) read those tags meanwhile.
+        for tag in (identity.image_tag(row), identity.content_tag(row, image.inputs_hash)):
+            client.images.get(image.image_id).tag(*tag.split(":"))
         assert result.returncode == 0, result.stderr[-2000:]
-        return result.stdout, client.images.get(identity.image_tag(row)).id
+        [built] = re.findall(rf"^{row.name}: built sha256:([0-9a-f]+) ", result.stdout, re.M)  # not a tag: see above
+        return result.stdout, client.images.get(built).id
 
     builds = [(None, image.image_id), rebuild()]
     if builds[1][1] != image.image_id:
         print(f"the session's image {image.image_id[:19]} was built from an older state of Debian's archive: "
               "comparing two cold rebuilds made now")
         builds = [builds[1], rebuild()]
-    yield builds
-    repository, tag = identity.image_tag(row).split(":")
-    client.images.get(image.image_id).tag(repository, tag)
+    return builds
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ A throwaway CA (trustme) signs the certificate of an HTTPS server on 127.0.0.1. 
 built twice: with the proxy's CA only, and with the proxy's CA plus the throwaway one. In a
 container on the host's network (only loopback is used) the three clients fetch from that
 server: they succeed in the second image and fail with a certificate error in the first.
-Everything this module creates is removed at its end.
+The row builds on the debian:12 base the README's setup bootstraps (bootstrapped here if it is missing), which
+stays; everything else this module creates is removed at its end.
 """
 
 import os
@@ -22,7 +23,7 @@ from conftest import ROOT
 from integration.test_build_cli import remove_images
 
 ROW = "fbtest-ca-small"
-BASE = "fleetbake-test-ca/debian:12"
+BASE = "debian:12"  # the real row's base, shared: never removed here
 MATRIX = f"""\
 smoke: [test_sys]
 configurations:
@@ -32,7 +33,8 @@ rows:
   {ROW}:
     family: debian
     base: {BASE}
-    bootstrap: {{suite: bookworm, mirror: http://deb.debian.org/debian}}
+    # The live debian-12 row's bootstrap, so that a base bootstrapped here is the one the real row would make.
+    bootstrap: {{suite: bookworm, mirror: http://deb.debian.org/debian, security_mirror: http://deb.debian.org/debian-security}}
     packages: [netbase]
     configurations: [pydebug]
 """
@@ -90,7 +92,7 @@ def images(client, throwaway_ca, tmp_path_factory):
     extended = root / "proxy-and-throwaway.pem"
     extended.write_bytes(plain.read_bytes() + b"\n" + throwaway_ca.cert_pem.bytes())
     env = {**os.environ, "FLEETBAKE_BUILD_DIR": str(root / "build")}
-    remove_images(client, [ROW], BASE)
+    remove_images(client, [ROW])
     built = {}
     try:
         for name, bundle in (("without", str(plain) if proxy else ""), ("with", str(extended))):
@@ -103,7 +105,7 @@ def images(client, throwaway_ca, tmp_path_factory):
         assert built["with"] != built["without"]
         yield built
     finally:
-        remove_images(client, [ROW], BASE)
+        remove_images(client, [ROW])
 
 
 PYTHON = ["python3", "-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"]

@@ -319,4 +319,4 @@ def test_the_password_is_in_no_layer_of_a_worker_that_ran(api, master, image, ru
         assert (password.decode() in " ".join(committed.attrs["Config"]["Env"])) is (not use_file)
         assert bool(holding) is (not use_file), holding  # the config (<id>.json) and nothing else
     finally:
-        client.images.remove(committed.id, force=True)
+        client.images.remove(committed.id, force=True, noprune=True)  # never its parent

@@ -6,11 +6,9 @@ from pathlib import Path
 
 from hunt_places import HOLD, expected, parse
 from integration.conftest import build_user, unique_password, wait_for_log
+from integration.test_image import HARDENED  # the README's run line, as for the negative hunts
 
 HUNT_PATH = "/opt/fleetbake/fleetbake/worker/hunt.py"  # what the README has owners run
-# The README's run line, as test_image.py runs the worker for the negative hunts.
-HARDENED = dict(cap_drop=["ALL"], cap_add=["SETUID", "SETGID", "KILL"], security_opt=["no-new-privileges"],
-                read_only=True, tmpfs={"/tmp": "rw,exec,nosuid,nodev,size=256m"}, pids_limit=1024)
 
 
 def sh(container, command, user):

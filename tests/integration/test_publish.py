@@ -17,8 +17,9 @@ from fleetbake.pipeline import build, matrix, publish, record, registry as oci, 
 from integration.test_build_cli import remove_images
 from test_cli import invoke
 
-SMALL = "fbtest-publish-small"  # built here, by fleetbake, from its own bootstrapped base
-SMALL_BASE = "fleetbake-test-publish/debian:12"
+SMALL = "fbtest-publish-small"  # built here, by fleetbake
+# The real row's base (shared, never removed here), with its own bootstrap: made as that row makes it if missing.
+SMALL_BASE = "debian:12"
 UNBUILT = "fbtest-publish-unbuilt"  # never built
 # Rows publish looks at; the `too-new` configuration fails verification at once, without compiling.
 ROWS = f"""\
@@ -38,7 +39,7 @@ rows:
   {SMALL}:
     family: debian
     base: {SMALL_BASE}
-    bootstrap: {{suite: bookworm, mirror: http://deb.debian.org/debian}}
+    bootstrap: {{suite: bookworm, mirror: http://deb.debian.org/debian, security_mirror: http://deb.debian.org/debian-security}}
     packages: [netbase]
     configurations: [too-new]
     cpython: debian:trixie/python3.13
@@ -126,14 +127,14 @@ def rows(tmp_path_factory):
 @pytest.fixture(scope="module")
 def small(client, rows, tmp_path_factory):
     """The small row, built by fleetbake (contexts and bootstrap under a temporary build dir); removed at the end."""
-    remove_images(client, [SMALL], SMALL_BASE)
+    remove_images(client, [SMALL])
     try:
         with pytest.MonkeyPatch.context() as patch:
             patch.setenv("FLEETBAKE_BUILD_DIR", str(tmp_path_factory.mktemp("publish-build")))
             [result] = build.build(rows, rows.select(SMALL), log=print)
         yield result
     finally:
-        remove_images(client, [SMALL], SMALL_BASE)
+        remove_images(client, [SMALL])
 
 
 def test_a_verified_image_is_pushed_with_three_tags_and_pulls_back_identical(registry, live_project, verified, client):

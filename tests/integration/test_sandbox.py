@@ -66,6 +66,14 @@ def exec_in(container, argv):
     return code, out.decode(errors="replace")
 
 
+def test_the_sandbox_has_no_network_interface_but_its_own_loopback(sandbox, run, image):
+    assert exec_in(sandbox, ["ls", "/sys/class/net"])[1].split() == ["lo"]
+    # The control: a container on Docker's default network has an interface out.
+    control = run(image.image_id, entrypoint=["ls", "/sys/class/net"])
+    control.wait(timeout=60)
+    assert "eth0" in control.logs().decode().split()
+
+
 def test_the_sandbox_cannot_reach_a_server_on_the_host(sandbox, listener, run, image):
     code, out = exec_in(sandbox, ["python3", "-c", PROBE, str(listener.port)])
     assert "REFUSED" in out, out

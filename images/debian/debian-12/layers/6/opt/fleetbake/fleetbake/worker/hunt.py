@@ -3,8 +3,10 @@
 
 Run on a worker as a build step (the test master's `secret-hunt` builder sends
 it) or as the build user with an empty environment. The argument is the
-password reversed, so that no command line or log holds the password itself.
-Prints FOUND <places> and exits 1, or prints NOTHING.
+password reversed, so that no log holds the password itself; `-` reads it from
+standard input instead, so that no command line holds it either (a build step
+running beside the hunt could read the hunt's). Prints FOUND <places> and exits
+1, or prints NOTHING.
 """
 
 import os
@@ -64,5 +66,10 @@ def main(reversed_password: str) -> int:
     return 1 if found else 0
 
 
+def reversed_argument(argument: str, stdin) -> str:
+    """The password reversed: the argument, or with `-` the first line of standard input."""
+    return stdin.readline().rstrip("\n") if argument == "-" else argument
+
+
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(reversed_argument(sys.argv[1], sys.stdin)))
