@@ -139,12 +139,15 @@ def build_user(client, image) -> tuple[str, int]:
     return name, int(uid)
 
 
-def wait_for_log(container, needle: str, timeout: float = 60, count: int = 1) -> str:
-    """The container's logs once they hold `needle` `count` times (a restarted container keeps its earlier logs)."""
+def wait_for_log(container, needle: str, timeout: float = 60, after: tuple[str, int] = ("", 0)) -> str:
+    """The container's logs once they hold `needle`; with `after=(marker, n)`, only after the n-th `marker` counts
+    (a restarted container keeps the logs of its earlier runs, and a killed run may not have logged the needle)."""
+    marker, nth = after
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         logs = container.logs().decode(errors="replace")
-        if logs.count(needle) >= count:
+        parts = logs.split(marker) if marker else [logs]
+        if len(parts) > nth and needle in marker.join(parts[nth:]):
             return logs
         container.reload()
         if container.status == "exited":
