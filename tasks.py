@@ -2,6 +2,7 @@
 
     invoke matrix [--json]              rows and configurations
     invoke render [--os ROW|all] [--check]  the committed images/<family>/<row>/ and packer/<row>/
+    invoke k8s [--os ROW|all] [--check]     the committed Kubernetes manifests k8s/<row>/ (Linux rows)
     invoke base --os ROW                pull or bootstrap the row's base image
     invoke build --os ROW|all           render, then build (skips when nothing changed)
     invoke verify --os ROW [--config NAME|all] [--cpython SRC] [--ccache]
@@ -61,6 +62,22 @@ def render(c, os="all", matrix="matrix.yml", check=False):
     else:
         for folder in render_mod.render(m, rows, log=log):
             log(f"rendered {folder}/")
+
+
+@task(help={**MATRIX_HELP, "os": "row name or 'all'",
+            "check": "fail if the committed k8s/<row>/ differs from a fresh render"})
+@friendly
+def k8s(c, os="all", matrix="matrix.yml", check=False):
+    """Render the committed Kubernetes manifests (k8s/<row>/: a drained, one-replica Deployment and its claims)."""
+    from fleetbake.pipeline import k8s as k8s_mod
+
+    m = _load(matrix)
+    rows = m.select(os)
+    if check:
+        k8s_mod.check(m, rows, log=log)
+    else:
+        for folder in k8s_mod.write(m, rows, log=log):
+            log(f"rendered {folder.relative_to(folder.parent.parent)}/")
 
 
 @task(help={**MATRIX_HELP, "os": "row name or 'all'", "refresh": "pull or bootstrap again even if present"})

@@ -409,6 +409,19 @@ class Ami(_Strict):
     uid: int = Field(default=1001, ge=1001, le=60000)
 
 
+class Resources(_Strict):
+    """What one worker of this row gets (the Kubernetes manifest's requests, equal to its limits: invoke k8s)."""
+
+    # The devguide asks for 2 CPUs at least; whole CPUs, so that make -j and regrtest -j see what they get.
+    cpus: int = Field(default=2, ge=2, le=256)
+    # Whole GiB: the README's `docker run --memory 8g`; less and the test suite's big-memory tests fail.
+    memory_gb: int = Field(default=8, ge=2, le=1024)
+    # The PersistentVolumeClaims: the devguide's 30 GB at least for /buildarea; ccache's own (CCACHE_MAXSIZE
+    # is set one GiB below it, so the cache never fills its volume).
+    buildarea_gb: int = Field(default=30, ge=30, le=16384)
+    ccache_gb: int = Field(default=6, ge=2, le=1024)
+
+
 # What a base's tag says: a bookworm root file system imported as debian:13 would be a lie.
 RELEASES = {
     "debian": {"11": "bullseye", "12": "bookworm", "13": "trixie", "14": "forky"},
@@ -432,6 +445,7 @@ class Row(_Strict):
     configurations: list[Name] = Field(min_length=1)
     cpython: SourceSpec | None = None
     ami: Ami | None = None
+    resources: Resources = Resources()
     # Optional modules that may stay unbuilt on this row: module -> reason.
     missing_ok: dict[OptionalModule, Reason] = {}
     # The row's own smoke tests, for configurations that name none (Windows has no curses or fcntl).

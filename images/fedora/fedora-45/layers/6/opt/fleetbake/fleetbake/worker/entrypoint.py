@@ -20,6 +20,7 @@ only with a volume mounted at /ccache) and logs one line saying which.
 `docker run IMAGE hostinfo`   prints what info/host would say
 `docker run IMAGE preflight`  checks this host against the devguide's requirements
 `docker run IMAGE health`     the HEALTHCHECK: 0 only while logged in to the master, with enough disk space
+`docker exec CONTAINER ... drain`  the graceful stop (Kubernetes' preStop): the running build ends, then the worker
 `docker run IMAGE CMD ...`    runs CMD as the build user
 """
 
@@ -58,6 +59,8 @@ CAP_SETPCAP = 8
 # Root-owned folder and file: the build user can neither write nor replace them.
 HEALTH_DIR = "/tmp/fleetbake"
 HEALTH_FILE = f"{HEALTH_DIR}/health"
+# buildbot.tac's allow_shutdown="file": a newer mtime makes the worker ask the master for a graceful shutdown.
+SHUTDOWN_STAMP = f"{BUILDAREA}/shutdown.stamp"
 HEALTH_STATES = ("starting", "connected", "disconnected", "stopping", "stopped")
 # The worker repeats its state this often; a state older than HEALTH_STALE means a worker
 # that no longer runs (a build step can SIGSTOP it: same uid), so health says unhealthy.
@@ -584,6 +587,58 @@ def health(path: str = HEALTH_FILE) -> int:
     return 0 if state.startswith("connected") else 1
 
 
+def touch_stamp(path: str = SHUTDOWN_STAMP) -> None:
+    """A fresh mtime on the stamp (never through a symlink a build step left there)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    try:
+        os.utime(fd)
+    finally:
+        os.close(fd)
+
+
+def drain(env: dict[str, str], stamp: str = SHUTDOWN_STAMP, health_file: str = HEALTH_FILE, poll: float = 2.0) -> int:
+    """Drain through Buildbot's graceful shutdown: touch the stamp as the build user, then wait for the worker to stop.
+
+    The master starts no new build, lets the running one finish, then tells the worker to stop; the
+    supervisor then exits and so does the container. Root here has no CAP_DAC_OVERRIDE (the build user's
+    buildarea is closed to it): a child drops to the build user to touch the stamp. No bound of its own:
+    Kubernetes' terminationGracePeriodSeconds is the bound.
+    """
+    if os.getuid() == 0:
+        user = build_user(env)
+        pid = os.fork()
+        if pid == 0:
+            code = 2
+            try:
+                os.setgroups(os.getgrouplist(user.pw_name, user.pw_gid))
+                os.setgid(user.pw_gid)
+                os.setuid(user.pw_uid)
+                touch_stamp(stamp)
+                code = 0
+            except OSError as exc:
+                print(f"{PROG}: error: drain: {stamp}: {exc.strerror}", file=sys.stderr, flush=True)
+            finally:
+                os._exit(code)
+        if os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]):
+            raise ConfigError(f"drain: {stamp}: not touched as {user.pw_name}")
+    else:
+        try:
+            touch_stamp(stamp)
+        except OSError as exc:
+            raise ConfigError(f"drain: {stamp}: {exc.strerror}") from None
+    _say(f"drain: touched {stamp}: the master lets the running build finish, then stops the worker")
+    while True:
+        try:
+            with open(health_file, encoding="utf-8") as handle:
+                state = handle.read().strip()
+        except OSError:
+            state = ""
+        if state.startswith("stopped"):
+            _say(f"drain: worker {state}")
+            return 0
+        time.sleep(poll)
+
+
 def _warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr, flush=True)
 
@@ -603,6 +658,8 @@ def main(argv: list[str]) -> int:
             run_command(env, [sys.executable, "-I", "-m", "fleetbake.worker.preflight", f"--master={address}", *argv[1:]])
         elif argv[0] == "health":
             return health()
+        elif argv[0] == "drain":
+            return drain(env)
         elif argv[0] == "hostinfo":  # what info/host will say, WORKER_HOST_INFO included
             cfg = settings({**env, "WORKERNAME": "hostinfo"})
             if cfg.host_info:
