@@ -20,8 +20,11 @@
     invoke aws-zombies [--older-than 6h] [--terminate]     fleet instances left running
     invoke ami-prune --keep N [--delete]                   old fleetbake AMIs and their snapshots
     invoke image-prune [--keep N] [--delete]               old worker images no container uses
+    invoke update [--container NAME] [--registry HOST/NS] [--dry-run]   worker containers to their newest
+                                                           verified image: drained, health-gated, rolled back
     invoke test                         the unit tests, then the Docker tests (each two at a time)
     invoke bench                        speed and size against hand-written baselines
+    invoke bench-update [--updates N]   what an update costs a worker, against the same drain by hand
 
 Every task takes --matrix FILE (default matrix.yml).
 """
@@ -245,16 +248,18 @@ def request(c, os, owner, matrix="matrix.yml", github="", email="", full_name=""
 @task(help={"platform": "linux, macos or windows", "name": "the worker name", "master": "HOST[:PORT]",
             "admin": "contact for info/admin", "user": "the unprivileged user", "buildarea": "worker basedir",
             "venv": "virtualenv with buildbot-worker", "password_file": "file holding the password (never the password)",
-            "checkout": "the fleetbake checkout the daily image pruning runs from (default: this one)",
+            "checkout": "the fleetbake checkout the daily image pruning and update run from (default: this one)",
+            "registry": "HOST[:PORT]/NAMESPACE the daily update pulls from (default: where each container's image came from)",
             "out": "output directory (default build/service/<platform>)"})
 @friendly
 def service(c, platform, name, master=DEFAULT_ADDRESS, admin="", user="buildbot",
-            buildarea=None, venv=None, password_file=None, checkout=None, out=None):
-    """Write service files for a plain host: systemd unit + crontab, LaunchDaemon, or Scheduled Task; and a daily
-    image pruning job (systemd timer, LaunchDaemon, Scheduled Task)."""
+            buildarea=None, venv=None, password_file=None, checkout=None, registry="", out=None):
+    """Write service files for a plain host: systemd unit + crontab, LaunchDaemon, or Scheduled Task; a daily
+    image pruning job (systemd timer, LaunchDaemon, Scheduled Task); and a daily `invoke update` of the worker
+    containers (systemd timer, LaunchDaemon)."""
     from fleetbake.operate import service as service_mod
 
-    s = service_mod.settings(platform, name, master, admin, user, buildarea, venv, password_file, checkout)
+    s = service_mod.settings(platform, name, master, admin, user, buildarea, venv, password_file, checkout, registry)
     for path in service_mod.write(s, out).values():
         log(f"wrote {path}")
 
@@ -311,6 +316,33 @@ def image_prune(c, keep=1, delete=False, docker="docker"):
         raise Exit(code=code)
 
 
+@task(iterable=["container"], help={
+    "container": "a worker container (repeatable; default: every fleetbake worker container)",
+    "registry": "HOST[:PORT]/NAMESPACE (default: the registry the container's image came from)",
+    "drain_timeout": "seconds the running build may take to finish (default 14400)",
+    "health_timeout": "seconds the new worker has to connect before it is rolled back (default 180)",
+    "force": "past --drain-timeout, stop the old worker anyway (its build is interrupted)",
+    "dry_run": "say what would be done, change nothing", "state_dir": "where an update in progress is recorded",
+    "retry": "try again an image an earlier update rolled back from",
+    "docker": "the Docker CLI (default: docker on PATH)"})
+def update(c, container=None, registry=None, drain_timeout=None, health_timeout=None, force=False, dry_run=False,
+           state_dir=None, docker="docker", retry=False):
+    """Move worker containers to the image their row's registry tag names now, if it passed verification: drained
+    through Buildbot's graceful shutdown, recreated with the same settings, rolled back unless it connects."""
+    from invoke import Exit
+
+    from fleetbake.operate import update as update_mod
+
+    options = {"--registry": registry, "--drain-timeout": drain_timeout, "--health-timeout": health_timeout,
+               "--state-dir": state_dir, "--docker": docker}
+    code = update_mod.main([*(f"--container={name}" for name in container or ()),
+                            *(f"{k}={v}" for k, v in options.items() if v is not None),
+                            *(["--force"] if force else []), *(["--dry-run"] if dry_run else []),
+                            *(["--retry"] if retry else [])])
+    if code:
+        raise Exit(code=code)
+
+
 @task(help={"unit": "only the fast unit tests", "k": "pytest -k expression",
             "workers": "tests run side by side (default 2; 1 runs them one after another)"})
 def test(c, unit=False, k=None, workers=2):
@@ -322,6 +354,18 @@ def test(c, unit=False, k=None, workers=2):
     code = suite.run(unit_only=unit, k=k, workers=int(workers), log=log)
     if code:
         raise Exit(code=code)
+
+
+@task(help={**MATRIX_HELP, "os": "row whose verified image the bench updates to and from",
+            "updates": "updates per side, each with a build running (default 5; fewer writes build/bench/updates.md)"})
+@friendly
+def bench_update(c, os="debian-12", matrix="matrix.yml", updates=5):
+    """What `invoke update` costs a worker (seconds disconnected, builds lost, roll-back time) against the same
+    drain by hand: the "Updates" section of docs/benchmarks.md."""
+    from fleetbake.devtools import update_bench
+
+    m = _load(matrix)
+    update_bench.run(m, m.one(os), int(updates), log=log)
 
 
 @task(help={**MATRIX_HELP, "os": "row to measure",

@@ -7,6 +7,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from fleetbake.devtools.local_registry import free_port, wait_for_http  # noqa: E402,F401 (the tests' own)
+
 # The unit tests' matrix: small and frozen, so that editing the live matrix.yml breaks no unrelated test.
 FIXTURE_MATRIX = ROOT / "tests" / "fixtures" / "matrix.yml"
 LIVE_MATRIX = ROOT / "matrix.yml"
@@ -97,15 +99,6 @@ def snapshot(top: Path) -> dict[str, tuple[bytes, int, int]]:
             for p in sorted(top.rglob("*")) if p.is_file()}
 
 
-def free_port() -> int:
-    """A loopback port nobody listens on (closed again at once)."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def serve_on_loopback(handler):
     """An HTTP server of the tests' own on 127.0.0.1 (a free port), serving `handler` from a daemon thread;
     the caller shuts it down."""
@@ -115,21 +108,6 @@ def serve_on_loopback(handler):
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
-
-
-def wait_for_http(url: str, what: str, timeout: float = 30) -> None:
-    """Poll a server we started on loopback until it answers."""
-    import time
-    import urllib.request
-
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            assert time.monotonic() < deadline, f"{what} did not start"
-            time.sleep(0.3)
 
 
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",

@@ -331,3 +331,16 @@ def test_the_ccache_pairs_alternate_and_each_cold_run_starts_from_an_empty_volum
     assert figure.measured == pytest.approx(55.0 / 105.0) and not figure.met
     assert figure.note == "ccache (medians): cold 2 hits, 1500 misses; warm 1500 hits, 2 misses."
     assert verify.ccache_volume(row, bench.ccache_volume(row)) == bench.ccache_volume(row)  # verify takes the name
+
+
+def test_a_sibling_benchs_section_is_written_in_place_and_survives_the_main_report(tmp_path):
+    """update_bench.py's "updates" section lives in docs/benchmarks.md beside bench.py's report."""
+    path = tmp_path / "benchmarks.md"
+    path.write_text("# Benchmarks\n\nthe main report\n")
+    bench.put_section(path, "updates", "## Updates\n\nfirst")
+    bench.put_section(path, "updates", "## Updates\n\nsecond")
+    text = path.read_text()
+    assert text.startswith("# Benchmarks\n\nthe main report\n") and text.count("## Updates") == 1
+    assert "second" in text and "first" not in text
+    assert bench.sections_of(path) == "\n<!-- section: updates -->\n## Updates\n\nsecond\n<!-- end of section: updates -->\n"
+    assert bench.sections_of(tmp_path / "none.md") == ""

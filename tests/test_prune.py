@@ -233,10 +233,15 @@ def python39():
 
 
 def test_the_script_is_python_3_9_source():
-    """The README's "any Python 3.9+". ast's feature_version rejects 3.10+ grammar (match, except*, type
-    parameters), not a newer library call: the next test runs a real 3.9 where there is one. The script imports
-    nothing of the project (test_the_script_runs_alone_with_the_standard_library), so it is the one file."""
-    tree = ast.parse(PRUNE.read_text(), feature_version=(3, 9))
+    """The README's "any Python 3.9+". The script imports nothing of the project
+    (test_the_script_runs_alone_with_the_standard_library), so it is the one file."""
+    assert_python_39_source(PRUNE)
+
+
+def assert_python_39_source(path):
+    """ast's feature_version rejects 3.10+ grammar (match, except*, type parameters), not a newer library call: the
+    next test runs a real 3.9 where there is one."""
+    tree = ast.parse(path.read_text(), feature_version=(3, 9))
     future = any(isinstance(node, ast.ImportFrom) and node.module == "__future__"
                  and any(alias.name == "annotations" for alias in node.names) for node in tree.body)
     annotations = [n.annotation for n in ast.walk(tree) if isinstance(n, (ast.arg, ast.AnnAssign)) and n.annotation]
@@ -251,7 +256,7 @@ def test_the_script_is_python_3_9_source():
     for node in ast.walk(tree):
         if isinstance(node, ast.BinOp) and isinstance(node.op, ast.BitOr) and (is_type(node.left) or is_type(node.right)):
             # `X | Y` of types: 3.10+ when evaluated; an annotation is not, with the __future__ import.
-            assert id(node) in in_annotation and future, f"line {node.lineno}: a union of types that 3.9 evaluates"
+            assert id(node) in in_annotation and future, f"{path.name} line {node.lineno}: a union of types that 3.9 evaluates"
 
 
 @pytest.mark.skipif(python39() is None, reason="no Python 3.9 here (python3.9 on PATH or pyenv's): only its grammar is checked")

@@ -8,6 +8,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from conftest import ROOT, invoke, snapshot
+from fleetbake.errors import UsageError
 from fleetbake.operate import service
 
 
@@ -97,6 +98,32 @@ def test_linux_image_pruning_is_a_daily_timer_that_passes_systemd_analyze(tmp_pa
     assert service.settings("linux", "w").checkout == str(ROOT)
 
 
+def test_linux_and_macos_update_the_worker_containers_daily(tmp_path, checkout):
+    files = service.write(service.settings("linux", "owner-debian12-x86_64", checkout=str(checkout)), tmp_path / "out")
+    unit, timer = files["fleetbake-worker-update.service"], files["fleetbake-worker-update.timer"]
+    lines = unit.read_text().splitlines()
+    assert f"ExecStart={checkout}/.venv/bin/python -I {checkout}/fleetbake/operate/update.py" in lines
+    # A drain waits for the running build: no start timeout may kill the update half-way.
+    assert {"Type=oneshot", "After=docker.service", "TimeoutStartSec=infinity"} <= set(lines)
+    assert {"OnCalendar=*-*-* 23:00:00", "Persistent=true", "WantedBy=timers.target"} <= set(timer.read_text().splitlines())
+    for path in (unit, timer):
+        result = systemd_verify(path)
+        assert result.returncode == 0 and not result.stderr.strip(), (path.name, result.stderr)
+
+    mac = service.write(service.settings("macos", "owner-macos-arm64", checkout="/Users/jane/fleetbake"), tmp_path / "m")
+    plist = plistlib.loads(mac["net.buildbot.fleetbake-worker-update.plist"].read_bytes())
+    assert plist["ProgramArguments"] == ["/Users/jane/fleetbake/.venv/bin/python", "-I",
+                                         "/Users/jane/fleetbake/fleetbake/operate/update.py"]
+    assert plist["StartCalendarInterval"] == {"Hour": 3, "Minute": 30}  # the pruning's is 04:30
+    assert "UserName" not in plist and plist["StandardOutPath"] == "/var/log/fleetbake-worker-update.log"
+
+    # A worker run from a locally built image names no registry: the owner gives it, or every run fails.
+    s = service.settings("linux", "w", checkout=str(checkout), registry="ghcr.io/python/")
+    assert s.update_command()[-2:] == ["--registry", "ghcr.io/python"]
+    with pytest.raises(UsageError, match=r"--registry 'ghcr.io:50o0/python': expected HOST\[:PORT\]/NAMESPACE"):
+        service.settings("linux", "w", registry="ghcr.io:50o0/python")
+
+
 def test_macos_and_windows_prune_daily_with_the_same_command(tmp_path):
     mac = service.write(service.settings("macos", "owner-macos-arm64", checkout="/Users/jane/fleetbake"), tmp_path / "m")
     plist = plistlib.loads(mac["net.buildbot.fleetbake-image-prune.plist"].read_bytes())
@@ -154,7 +181,8 @@ def test_bad_settings_are_refused_and_the_previous_files_kept(change, message, t
     first = invoke("service", *GOOD, "--out", str(out), env={"FLEETBAKE_BUILD_DIR": str(tmp_path / "b")})
     assert first.returncode == 0, first.stderr
     assert sorted(p.name for p in out.iterdir()) == ["buildbot-worker.service", "buildbot.tac", "crontab",
-                                                     "fleetbake-image-prune.service", "fleetbake-image-prune.timer"]
+                                                     "fleetbake-image-prune.service", "fleetbake-image-prune.timer",
+                                                     "fleetbake-worker-update.service", "fleetbake-worker-update.timer"]
     (out / "buildbot-worker.service").write_text((out / "buildbot-worker.service").read_text() + "# owner's tweak\n")
     (out / "workerpass.README").write_text("the password lives in /etc/buildbot-worker/workerpass\n")
     before = snapshot(out)

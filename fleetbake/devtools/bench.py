@@ -25,6 +25,7 @@ import datetime as dt
 import io
 import os
 import platform
+import re
 import shlex
 import statistics
 import subprocess
@@ -313,6 +314,29 @@ def report(
 
 
 # --- the baseline's inputs: the row's own data ----------------------------------------------
+
+
+# Sections a sibling bench writes into the same file (update_bench.py's "updates"): kept when this one rewrites it.
+SECTION = re.compile(r"\n<!-- section: ([a-z-]+) -->\n.*?\n<!-- end of section: \1 -->\n", re.S)
+
+
+def sections_of(path: Path) -> str:
+    try:
+        return "".join(m.group(0) for m in SECTION.finditer(path.read_text()))
+    except FileNotFoundError:
+        return ""
+
+
+def put_section(path: Path, name: str, text: str) -> None:
+    """Write (or replace) the section `name` of a benchmarks file, leaving the rest of it as it was."""
+    block = f"\n<!-- section: {name} -->\n{text.rstrip()}\n<!-- end of section: {name} -->\n"
+    try:
+        old = path.read_text()
+    except FileNotFoundError:
+        old = "# Benchmarks\n"
+    found = [m for m in SECTION.finditer(old) if m.group(1) == name]
+    new = old[:found[0].start()] + block + old[found[0].end():] if found else old.rstrip("\n") + "\n" + block
+    files.write_text(path, new)
 
 
 def ours_tag(row: RowView) -> str:
@@ -747,7 +771,7 @@ def run(
                   packages=len(baseline_packages(matrix, row)))
     complete = pairs >= MIN_PAIRS and not skipped
     target = output or (REPORT if complete else bench_dir() / "benchmarks.md")
-    files.write_text(target, text)
+    files.write_text(target, text + sections_of(target))
     log(text)
     log(f"written to {target}" + ("" if complete else " (a partial run: docs/benchmarks.md is left alone)"))
     return text

@@ -10,7 +10,9 @@ No secret is ever written: the files point at a password file.
 For hosts that also run fleetbake images, each platform gets a daily job that runs
 fleetbake/operate/prune.py from the checkout (old worker images no container uses go, the
 newest of each row stays): a systemd service and timer, a LaunchDaemon with
-StartCalendarInterval, a Scheduled Task with a daily trigger.
+StartCalendarInterval, a Scheduled Task with a daily trigger. Linux and macOS hosts also get
+a daily fleetbake/operate/update.py an hour before it (the worker containers move to the
+image their row's registry tag names, drained, health-gated, rolled back on failure).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import jinja2
 from fleetbake import paths
 from fleetbake.errors import UsageError
 from fleetbake.files import write_file
+from fleetbake.pipeline import registry as oci
 from fleetbake.worker import fleet
 from fleetbake.worker.hostport import parse_hostport
 
@@ -34,6 +37,8 @@ from fleetbake.worker.hostport import parse_hostport
 TASK_NS = "http://schemas.microsoft.com/windows/2004/02/mit/task"
 PRUNE_SCRIPT = ("fleetbake", "operate", "prune.py")
 PRUNE_LABEL = "net.buildbot.fleetbake-image-prune"
+UPDATE_SCRIPT = ("fleetbake", "operate", "update.py")
+UPDATE_LABEL = "net.buildbot.fleetbake-worker-update"
 # Docker Desktop's CLI (Intel and Apple silicon Homebrew prefixes), for launchd's bare PATH.
 MACOS_PATH = "/usr/local/bin:/opt/homebrew/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 DEFAULTS = {
@@ -62,19 +67,27 @@ class Settings:
     venv: str
     password_file: str
     checkout: str  # the fleetbake checkout the image pruning runs from
+    registry: str = ""  # where the daily update looks (default: where each container's image came from)
 
     def prune_command(self) -> list[str]:
         """The checkout's Python (-I: nothing but the standard library) on the checkout's prune.py, deleting."""
+        return self.script_command(PRUNE_SCRIPT, "--delete")
+
+    def update_command(self) -> list[str]:
+        """The same Python on update.py: every worker container, each from the registry its image came from."""
+        return self.script_command(UPDATE_SCRIPT, *(["--registry", self.registry] if self.registry else []))
+
+    def script_command(self, script: tuple[str, ...], *arguments: str) -> list[str]:
         if self.platform == "windows":
             base = self.checkout.rstrip("\\")
-            return [f"{base}\\.venv\\Scripts\\python.exe", "-I", "\\".join((base, *PRUNE_SCRIPT)), "--delete"]
+            return [f"{base}\\.venv\\Scripts\\python.exe", "-I", "\\".join((base, *script)), *arguments]
         base = self.checkout.rstrip("/")
-        return [f"{base}/.venv/bin/python", "-I", "/".join((base, *PRUNE_SCRIPT)), "--delete"]
+        return [f"{base}/.venv/bin/python", "-I", "/".join((base, *script)), *arguments]
 
 
 def settings(platform: str, name: str, master: str = fleet.DEFAULT_ADDRESS, admin: str = "",
              user: str = "buildbot", buildarea: str | None = None, venv: str | None = None,
-             password_file: str | None = None, checkout: str | None = None) -> Settings:
+             password_file: str | None = None, checkout: str | None = None, registry: str = "") -> Settings:
     if platform not in DEFAULTS:
         raise UsageError(f"--platform {platform!r}: expected one of {', '.join(DEFAULTS)}")
     if not fleet.is_worker_name(name):
@@ -97,7 +110,10 @@ def settings(platform: str, name: str, master: str = fleet.DEFAULT_ADDRESS, admi
         if platform == "linux" and " " in value:  # ExecStart=, WorkingDirectory= and crontab lines split at spaces
             raise UsageError(f"--{key.replace('_', '-')} {value!r}: a path with a space breaks the systemd units and "
                              "the crontab line; choose one without")
-    return Settings(platform, name, host, port, admin, user, **chosen)
+    registry = registry.rstrip("/")
+    if registry and not oci.REGISTRY_NAMESPACE.fullmatch(registry):
+        raise UsageError(f"--registry {registry!r}: expected HOST[:PORT]/NAMESPACE, e.g. ghcr.io/python")
+    return Settings(platform, name, host, port, admin, user, **chosen, registry=registry)
 
 
 def _templates() -> jinja2.Environment:
@@ -109,17 +125,20 @@ def _templates() -> jinja2.Environment:
 
 def render(s: Settings) -> dict[str, bytes]:
     env = _templates()
-    values = {**vars(s), "prune_command": " ".join(s.prune_command())}
+    values = {**vars(s), "prune_command": " ".join(s.prune_command()), "update_command": " ".join(s.update_command())}
     files = {"buildbot.tac": env.get_template("buildbot.tac.j2").render(values).encode()}
     if s.platform == "linux":
         files["buildbot-worker.service"] = env.get_template("buildbot-worker.service.j2").render(values).encode()
         files["crontab"] = env.get_template("crontab.j2").render(values).encode()
-        for unit in ("fleetbake-image-prune.service", "fleetbake-image-prune.timer"):
+        for unit in ("fleetbake-image-prune.service", "fleetbake-image-prune.timer", "fleetbake-worker-update.service",
+                     "fleetbake-worker-update.timer"):
             files[unit] = env.get_template(f"{unit}.j2").render(values).encode()
     elif s.platform == "macos":
         files["run_worker.sh"] = env.get_template("run_worker.sh.j2").render(values).encode()
         files["net.buildbot.worker.plist"] = launch_daemon(s)
         files[f"{PRUNE_LABEL}.plist"] = prune_launch_daemon(s)
+        files[f"{UPDATE_LABEL}.plist"] = daily_launch_daemon(UPDATE_LABEL, s.update_command(), 3,
+                                                             "/var/log/fleetbake-worker-update.log")
     else:
         files["buildbot-worker-task.xml"] = scheduled_task(s)
         files["fleetbake-image-prune-task.xml"] = prune_task(s)
@@ -143,13 +162,18 @@ def launch_daemon(s: Settings) -> bytes:
 
 def prune_launch_daemon(s: Settings) -> bytes:
     """Image pruning once a day at 04:30, as root (Docker Desktop's /var/run/docker.sock), logged to /var/log."""
+    return daily_launch_daemon(PRUNE_LABEL, s.prune_command(), 4, "/var/log/fleetbake-image-prune.log")
+
+
+def daily_launch_daemon(label: str, command: list[str], hour: int, log: str) -> bytes:
+    """A root LaunchDaemon running `command` daily at hour:30 (updates at 03:30, before the pruning)."""
     return plistlib.dumps({
-        "Label": PRUNE_LABEL,
-        "ProgramArguments": s.prune_command(),
-        "StartCalendarInterval": {"Hour": 4, "Minute": 30},
+        "Label": label,
+        "ProgramArguments": command,
+        "StartCalendarInterval": {"Hour": hour, "Minute": 30},
         "EnvironmentVariables": {"PATH": MACOS_PATH},
-        "StandardOutPath": "/var/log/fleetbake-image-prune.log",
-        "StandardErrorPath": "/var/log/fleetbake-image-prune.log",
+        "StandardOutPath": log,
+        "StandardErrorPath": log,
     })
 
 

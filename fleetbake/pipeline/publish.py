@@ -3,34 +3,31 @@
 `invoke publish --os ROW --registry HOST[:PORT]/NAMESPACE` pushes
 <registry>/worker:<row>, :<row>-<YYYYMMDD> and :<row>-<inputs hash>, but only for
 an image ID that has a passing verification record, no failing one, and a report
-(`invoke report`: SBOM and software report). Then it pushes that report as an OCI
-artifact whose `subject` is the pushed image, listed under the referrers fallback
-tag sha256-<image manifest hex> (registry.py). When the row's tag already holds
-this image ID and its report, nothing is pushed.
+(`invoke report`: SBOM and software report). Then it pushes that report and the
+verification records as an OCI artifact whose `subject` is the pushed image, listed
+under the referrers fallback tag sha256-<image manifest hex> (artifact.py). When the
+row's tag already holds this image ID and its report, nothing is pushed.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
-import re
 from dataclasses import dataclass, field
 from typing import Callable
 
 from docker.errors import APIError, DockerException, ImageNotFound
 
 from fleetbake.errors import FleetbakeError, UsageError
-from fleetbake.pipeline import engine, families, identity, record, registry as oci, sbom, software
+from fleetbake.pipeline import artifact, engine, families, identity, record, registry as oci, sbom, software
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
-REGISTRY = re.compile(r"[a-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._-]+)+|[a-z0-9.-]+(:[0-9]{1,5})?")
-# The artifact is fleetbake's record of the image, more than its SBOM: a type of its own says so, and tools
-# looking for an SBOM still find it by its layer's SPDX media type.
-ARTIFACT_TYPE = "application/vnd.fleetbake.report.v1"
-TITLE = "org.opencontainers.image.title"
-# The report files the artifact carries, in this order, with their media types (IANA's where there is one).
-REPORT_LAYERS = ((sbom.SBOM, "application/spdx+json"),
+REGISTRY = oci.REGISTRY_NAMESPACE
+ARTIFACT_TYPE, TITLE = artifact.ARTIFACT_TYPE, artifact.TITLE
+# The report files the artifact carries, in this order, with their media types (IANA's where there is one);
+# the verification records follow them.
+REPORT_LAYERS = ((sbom.SBOM, artifact.SPDX_TYPE),
                  (software.REPORT_JSON, "application/vnd.fleetbake.software.v1+json"),
                  (software.REPORT_MD, "text/markdown"))
 
@@ -142,25 +139,14 @@ def published(remote: oci.Registry, tag: str, image_id: str, reported: bool = Tr
     and the referrers tag lists its report; else None, and publishing goes ahead (a push that stopped half-way
     gets its report on the next run)."""
     found = remote.get_manifest(tag)
-    if not found or _image_id(found[1]) != image_id:
+    if not found or artifact.image_id(found[1]) != image_id:
         return None
     if not reported:
         return found[0].digest, None
-    reports = _reports(remote, found[0].digest)
-    return (found[0].digest, reports[-1]) if reports else None
-
-
-def _image_id(manifest: dict) -> str | None:
-    """The image ID a manifest names: its config digest (so it is with Docker's classic image store)."""
-    config = manifest.get("config")
-    digest = config.get("digest") if isinstance(config, dict) else None
-    return digest if isinstance(digest, str) and digest.startswith("sha256:") else None
-
-
-def _reports(remote: oci.Registry, subject_digest: str) -> list[str]:
-    """The digests of the report artifacts the referrers tag lists for this image manifest, oldest first."""
-    return [m["digest"] for m in remote.referrers(subject_digest)
-            if isinstance(m, dict) and m.get("artifactType") == ARTIFACT_TYPE and isinstance(m.get("digest"), str)]
+    reports = artifact.reports(remote, found[0].digest)
+    latest = remote.get_manifest(reports[-1]) if reports else None
+    # A report pushed before it carried the records (or a half-pushed one) is pushed again, with them.
+    return (found[0].digest, reports[-1]) if latest and artifact.layers(latest[1], artifact.RECORD_TYPE) else None
 
 
 @dataclass
@@ -181,17 +167,17 @@ def fetch_published(registry: str, row: str) -> PublishedImage | None:
     if found is None:
         return None
     descriptor, manifest = found
-    image_id = _image_id(manifest)
+    image_id = artifact.image_id(manifest)
     if image_id is None:
         raise PublishError(f"{ref}: not a single image's manifest (a {descriptor.media_type or 'document'} with no "
                            "config): fleetbake publishes one image per tag")
-    reports = _reports(remote, descriptor.digest)
+    reports = artifact.reports(remote, descriptor.digest)
     if not reports:
         return PublishedImage(ref, image_id, None)
-    artifact = remote.get_manifest(reports[-1])
-    if artifact is None:
+    found_artifact = remote.get_manifest(reports[-1])
+    if found_artifact is None:
         raise PublishError(f"{ref}: its referrers tag lists the report {reports[-1]}, which is not there")
-    layers = [layer for layer in artifact[1].get("layers") or [] if isinstance(layer, dict)
+    layers = [layer for layer in found_artifact[1].get("layers") or [] if isinstance(layer, dict)
               and (layer.get("annotations") or {}).get(TITLE) == software.REPORT_JSON and isinstance(layer.get("digest"), str)]
     if not layers:
         raise PublishError(f"{ref}: its report {reports[-1]} has no {software.REPORT_JSON}")
@@ -205,7 +191,8 @@ def fetch_published(registry: str, row: str) -> PublishedImage | None:
 
 
 def push_report(remote: oci.Registry, image_digest: str, image_id: str) -> str:
-    """Push the image's report as an OCI artifact referring to the pushed manifest; list it under the fallback tag."""
+    """Push the image's report and its verification records as an OCI artifact referring to the pushed manifest;
+    list it under the fallback tag. An updater pulls only an image whose artifact shows a passing record."""
     subject = remote.head_manifest(image_digest)
     if subject is None or subject.digest != image_digest:
         raise PublishError(f"{remote.url}: the pushed manifest {image_digest} is not there to refer to")
@@ -214,12 +201,17 @@ def push_report(remote: oci.Registry, image_digest: str, image_id: str) -> str:
     for name, media_type in REPORT_LAYERS:
         descriptor = remote.push_blob((record.image_dir(image_id) / name).read_bytes(), media_type)
         layers.append(descriptor.to_json(annotations={TITLE: name}))
+    passed, _ = record.status(image_id)
+    for configuration in passed:
+        descriptor = remote.push_blob((record.report_dir(image_id) / f"{configuration}.json").read_bytes(),
+                                      artifact.RECORD_TYPE)
+        layers.append(descriptor.to_json(annotations={TITLE: f"{artifact.RECORD_PREFIX}{configuration}.json"}))
     manifest = {"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "artifactType": ARTIFACT_TYPE,
                 "config": config.to_json(), "layers": layers, "subject": subject.to_json()}
     # By digest: the artifact needs no tag of its own; the referrers tag is how it is found.
-    artifact = remote.put_manifest(manifest)
-    remote.add_referrer(subject, artifact.to_json(artifactType=ARTIFACT_TYPE))
-    return artifact.digest
+    pushed = remote.put_manifest(manifest)
+    remote.add_referrer(subject, pushed.to_json(artifactType=ARTIFACT_TYPE))
+    return pushed.digest
 
 
 def _push(api, repository: str, tag: str, log: Log) -> str:

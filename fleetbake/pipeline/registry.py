@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import email.message
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -36,6 +37,8 @@ EMPTY = b"{}"  # the OCI empty descriptor's blob
 TOKEN_ENV = "FLEETBAKE_REGISTRY_TOKEN"
 USER_ENV = "FLEETBAKE_REGISTRY_USER"
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
+# HOST[:PORT]/NAMESPACE, where fleetbake publishes (the images go to NAMESPACE/worker).
+REGISTRY_NAMESPACE = re.compile(r"[a-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._-]+)+|[a-z0-9.-]+(:[0-9]{1,5})?")
 
 
 class RegistryError(FleetbakeError):
@@ -102,7 +105,7 @@ class Registry:
                     status, head, body = response.status, response.headers, response.read()
             except urllib.error.HTTPError as exc:
                 status, head, body = exc.code, exc.headers or email.message.Message(), exc.read()
-            except (urllib.error.URLError, OSError) as exc:
+            except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:  # a bad port too
                 raise RegistryError(f"{method} {url}: {getattr(exc, 'reason', exc)}") from None
             if status == 401 and attempt == 1:
                 self._authorize(head.get("WWW-Authenticate", ""))

@@ -4,7 +4,7 @@ import uuid
 import docker
 import pytest
 
-from fleetbake.pipeline import build
+from fleetbake.pipeline import build, publish, record, report
 
 TEST_LABEL = "io.fleetbake.test"
 # Each test session cleans up only its own containers, never a concurrent session's.
@@ -167,3 +167,31 @@ def wait_connected(api, name, connected=True, timeout=120):
             return time.monotonic() - started
         time.sleep(0.5)
     raise AssertionError(f"{name} {'never connected' if connected else 'still connected'} after {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def registry_server(tmp_path_factory, client):
+    """(address, storage folder) of a docker-registry of our own on loopback."""
+    from fleetbake.devtools import local_registry
+
+    root = tmp_path_factory.mktemp("registry")
+    with local_registry.serve(root) as address:
+        yield address, root / "data"
+    for image in client.images.list():  # untag what was tagged for this registry (the images keep their own tags)
+        for tag in image.tags:
+            if tag.startswith(f"{address}/"):
+                client.images.remove(tag)
+
+
+@pytest.fixture(scope="module")
+def registry(registry_server):
+    return registry_server[0]
+
+
+@pytest.fixture(scope="module")
+def reported(verified_image, live_project):
+    """The verified debian-12 image with its report (invoke report's files), made here for real if missing."""
+    folder = record.image_dir(verified_image.image_id)
+    if not all((folder / name).is_file() for name, _ in publish.REPORT_LAYERS):
+        report.report(live_project, live_project.rows["debian-12"], verified_image.image_id, log=print)
+    return verified_image

@@ -6,13 +6,12 @@ import hashlib
 import io
 import json
 import shutil
-import subprocess
 import urllib.error
 import urllib.request
 
 import pytest
 
-from conftest import MINIMAL, free_port, snapshot, wait_for_http
+from conftest import MINIMAL, snapshot
 from fleetbake.pipeline import build, matrix, publish, record, registry as oci, report, software, verify
 from integration.test_build_cli import remove_images
 from test_cli import invoke
@@ -57,34 +56,6 @@ def one_day(monkeypatch):
     monkeypatch.setattr(publish, "today", lambda: dt.date(2026, 11, 28))
 
 
-@pytest.fixture(scope="module")
-def registry_server(tmp_path_factory, client):
-    """(address, storage folder) of a docker-registry of our own on loopback."""
-    binary = shutil.which("docker-registry")
-    assert binary, "docker-registry is not installed (scripts/setup.sh installs it)"
-    port = free_port()
-    root = tmp_path_factory.mktemp("registry")
-    config = root / "config.yml"
-    config.write_text(
-        "version: 0.1\nlog: {level: warn}\nstorage: {filesystem: {rootdirectory: %s}}\n"
-        "http: {addr: '127.0.0.1:%d'}\n" % (root / "data", port)
-    )
-    process = subprocess.Popen([binary, "serve", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    wait_for_http(f"http://127.0.0.1:{port}/v2/", "docker-registry")
-    yield f"127.0.0.1:{port}", root / "data"
-    process.terminate()
-    process.wait(timeout=30)
-    for image in client.images.list():  # untag what was tagged for this registry (the images keep their own tags)
-        for tag in image.tags:
-            if tag.startswith(f"127.0.0.1:{port}/"):
-                client.images.remove(tag)
-
-
-@pytest.fixture(scope="module")
-def registry(registry_server):
-    return registry_server[0]
-
-
 def fetch(registry, repository, path, accept=None):
     """(content type, body) straight from the registry's HTTP API: the tests check publish with urllib alone."""
     headers = {"Accept": accept} if accept else {}
@@ -99,15 +70,6 @@ def catalog_tags(registry, repository):
             return sorted(json.load(response).get("tags") or [])
     except urllib.error.HTTPError:  # no such repository yet
         return []
-
-
-@pytest.fixture(scope="module")
-def reported(verified_image, live_project):
-    """The verified debian-12 image with its report (invoke report's files), made here for real if missing."""
-    folder = record.image_dir(verified_image.image_id)
-    if not all((folder / name).is_file() for name, _ in publish.REPORT_LAYERS):
-        report.report(live_project, live_project.rows["debian-12"], verified_image.image_id, log=print)
-    return verified_image
 
 
 @pytest.fixture
@@ -228,13 +190,20 @@ def test_the_report_is_pushed_as_an_oci_artifact_referring_to_the_pushed_image(r
                                   "digest": "sha256:" + hashlib.sha256(b"{}").hexdigest()}
     assert fetch(registry, "record/worker", f"blobs/{artifact['config']['digest']}")[1] == b"{}"
     titles = [layer["annotations"]["org.opencontainers.image.title"] for layer in artifact["layers"]]
-    assert titles == ["sbom.spdx.json", "software.json", "software.md"]
+    # The report, then every passing verification record of this image (what `invoke update` checks).
+    passed, failed = record.status(verified.image_id)
+    assert passed and not failed
+    assert titles == ["sbom.spdx.json", "software.json", "software.md", *(f"verification/{c}.json" for c in passed)]
     assert artifact["layers"][0]["mediaType"] == "application/spdx+json"
-    folder = record.image_dir(verified.image_id)
+    assert {layer["mediaType"] for layer in artifact["layers"][3:]} == {"application/vnd.fleetbake.verification.v1+json"}
     for layer in artifact["layers"]:
-        local = (folder / layer["annotations"]["org.opencontainers.image.title"]).read_bytes()
+        title = layer["annotations"]["org.opencontainers.image.title"]
+        local = (record.report_dir(verified.image_id) / title.removeprefix("verification/") if title.startswith(
+            "verification/") else record.image_dir(verified.image_id) / title).read_bytes()
         assert fetch(registry, "record/worker", f"blobs/{layer['digest']}")[1] == local
         assert layer["size"] == len(local)
+    assert all(json.loads(fetch(registry, "record/worker", f"blobs/{layer['digest']}")[1])["passed"] is True
+               for layer in artifact["layers"][3:])
 
     # distribution 2.8 has no referrers API: the fallback tag sha256-<hex> holds an index listing the artifact.
     tag = "sha256-" + done.digest.split(":")[1]

@@ -14,14 +14,19 @@ from pathlib import Path
 from typing import Iterator
 
 
-def write_file(target: Path, content: bytes, mode: int = 0o644, mtime: float | None = None) -> None:
-    """`mtime`: the modification time the file carries (default: now), set before it replaces the old one."""
+def write_file(target: Path, content: bytes, mode: int = 0o644, mtime: float | None = None,
+               durable: bool = False) -> None:
+    """`mtime`: the modification time the file carries (default: now), set before it replaces the old one.
+    `durable`: on disk before it replaces the old file, so that a power cut too leaves one or the other."""
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.")
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(content)
+            if durable:
+                handle.flush()
+                os.fsync(handle.fileno())
         os.chmod(tmp, mode)
         if mtime is not None:
             os.utime(tmp, (mtime, mtime))
@@ -31,8 +36,8 @@ def write_file(target: Path, content: bytes, mode: int = 0o644, mtime: float | N
         raise
 
 
-def write_text(target: Path, text: str, mode: int = 0o644, mtime: float | None = None) -> None:
-    write_file(target, text.encode("utf-8"), mode, mtime)
+def write_text(target: Path, text: str, mode: int = 0o644, mtime: float | None = None, durable: bool = False) -> None:
+    write_file(target, text.encode("utf-8"), mode, mtime, durable)
 
 
 @contextlib.contextmanager
