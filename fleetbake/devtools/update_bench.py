@@ -58,9 +58,7 @@ def one(api: BuildbotApi, do) -> tuple[float, bool, float]:
         started = time.monotonic()
         do()
         took = time.monotonic() - started
-        deadline = time.monotonic() + 120
-        while not api.connected(WORKER) and time.monotonic() < deadline:
-            time.sleep(0.2)
+        api.wait_connected(WORKER)
         time.sleep(0.5)  # the watcher's last sample
     done = worker_rig.finished(api, running["buildid"])
     again = api.get(f"builders/{builderid}/builds?number__gt={running['number']}")["builds"]
@@ -95,7 +93,7 @@ def run(matrix: Matrix, row: RowView, updates: int = MIN_UPDATES, log=print) -> 
                       other: lambda: worker_rig.push_with_records(registry, "bench", other, verified, scratch / "b")}
             argv = worker_rig.docker_run_argv(name, verified, master, WORKER, volume)
             subprocess.run(argv, check=True, capture_output=True)
-            _connected(api)
+            api.wait_connected(WORKER)
             current = verified
             for n, side in bench.alternation(updates):
                 target = other if current == verified else verified
@@ -135,14 +133,6 @@ def run(matrix: Matrix, row: RowView, updates: int = MIN_UPDATES, log=print) -> 
     bench.put_section(target, SECTION, text)
     log(f"wrote {target}")
     return target
-
-
-def _connected(api: BuildbotApi, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while not api.connected(WORKER):
-        if time.monotonic() > deadline:
-            raise FleetbakeError(f"the bench's worker did not connect within {timeout:.0f}s")
-        time.sleep(0.5)
 
 
 def section(runs, rollbacks, updates, row) -> str:

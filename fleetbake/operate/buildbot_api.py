@@ -57,6 +57,15 @@ class BuildbotApi:
         worker = self.worker(name)
         return bool(worker and worker["connected_to"])
 
+    def wait_connected(self, name: str, connected: bool = True, timeout: float = 120) -> float:
+        """Seconds until the master lists the worker as (dis)connected; an ApiError past `timeout`."""
+        started = time.monotonic()
+        while time.monotonic() - started < timeout:
+            if self.connected(name) == connected:
+                return time.monotonic() - started
+            time.sleep(0.5)
+        raise ApiError(f"{name} {'never connected' if connected else 'still connected'} after {timeout:.0f}s")
+
     def builder_id(self, name: str) -> int:
         builders = self.get(f"builders?name={urllib.parse.quote(name)}")["builders"]
         if not builders:

@@ -1,3 +1,4 @@
+import contextlib
 import time
 import uuid
 
@@ -22,7 +23,8 @@ GROUPS = {"test_reproducible": "cold-rebuilds", "test_packer_image": "cold-rebui
 
 # The longest first (`invoke test` passes --no-loadscope-reorder), so that no long one starts last while the
 # other worker has nothing left: about 4 minutes each, then about 2.
-FIRST = ("test_debian_13_builds_from_a_bootstrapped_base_and_verifies", "test_fleet_join-builds", "cold-rebuilds",
+FIRST = ("test_debian_13_builds_from_a_bootstrapped_base_and_verifies", "test_update", "test_fleet_join-builds",
+         "cold-rebuilds",
          "test_ccache", "test_fleet_join-faults", "test_build_cli", "test_disk", "test_ami_rehearsal",
          "test_missing_ok_lets_a_row_without_one_module_verify_and_the_record_says_so")
 
@@ -160,13 +162,24 @@ def unique_password() -> str:
     return f"pw-{uuid.uuid4().hex}"
 
 
+@contextlib.contextmanager
+def running_master(tmp_path_factory, live_project, workers: dict, **options):
+    """A test master (fleetbake.devtools.master) for `workers` (name -> password), on free loopback ports unless
+    `options` name them; stopped at the end."""
+    from conftest import free_port
+    from fleetbake.devtools import master as master_mod
+
+    directory = tmp_path_factory.mktemp("master")
+    options = {"pb_port": free_port(), "www_port": free_port(), "git_port": free_port(), "jobs": 2, **options}
+    info = master_mod.start(workers, live_project.rows["debian-12"].spec.cpython, directory=directory, **options)
+    try:
+        yield info
+    finally:
+        master_mod.stop(directory=directory)
+
+
 def wait_connected(api, name, connected=True, timeout=120):
-    started = time.monotonic()
-    while time.monotonic() - started < timeout:
-        if api.connected(name) == connected:
-            return time.monotonic() - started
-        time.sleep(0.5)
-    raise AssertionError(f"{name} {'never connected' if connected else 'still connected'} after {timeout}s")
+    return api.wait_connected(name, connected, timeout)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ from conftest import AWS_ENV, MotoServer, free_port
 from fleetbake.devtools import master as master_mod
 from fleetbake.operate.buildbot_api import BuildbotApi
 from fleetbake.pipeline import identity, packer
-from integration.conftest import unique_password, wait_connected
+from integration.conftest import running_master, unique_password, wait_connected
 
 WORKER = "ami-latent"
 PORTS = dict(pb_port=19991, www_port=18012, git_port=19420)
@@ -74,11 +74,8 @@ def rehearsal(live_project, image, client):
 
 @pytest.fixture(scope="module")
 def master(tmp_path_factory, live_project):
-    directory = tmp_path_factory.mktemp("master")
-    info = master_mod.start({WORKER: unique_password()}, live_project.rows["debian-12"].spec.cpython, jobs=2,
-                            directory=directory, **PORTS)
-    yield info
-    master_mod.stop(directory=directory)
+    with running_master(tmp_path_factory, live_project, {WORKER: unique_password()}, **PORTS) as info:
+        yield info
 
 
 def proc_status(container, pid):

@@ -9,11 +9,10 @@ import time
 
 import pytest
 
-from fleetbake.devtools import master as master_mod
 from fleetbake.operate.buildbot_api import SUCCESS, BuildbotApi
 from fleetbake.pipeline import families
 from fleetbake.worker.disk import Settings
-from integration.conftest import build_user, unique_password, wait_connected
+from integration.conftest import build_user, running_master, unique_password, wait_connected
 
 pytestmark = pytest.mark.docker
 
@@ -27,11 +26,8 @@ IDLE = Settings(1.0, INTERVAL).idle_seconds  # a directory is idle after 5 check
 
 @pytest.fixture(scope="module")
 def master(tmp_path_factory, live_project):
-    directory = tmp_path_factory.mktemp("disk-master")
-    info = master_mod.start({NAME: unique_password()}, live_project.rows["debian-12"].spec.cpython, jobs=2,
-                            test_timeout=300, directory=directory, **PORTS)
-    yield info
-    master_mod.stop(directory=directory)
+    with running_master(tmp_path_factory, live_project, {NAME: unique_password()}, test_timeout=300, **PORTS) as info:
+        yield info
 
 
 def sh(container, command, user):

@@ -16,7 +16,7 @@ from conftest import ROOT, free_port
 from fleetbake.devtools import master as master_mod
 from fleetbake.pipeline import families
 from fleetbake.operate.buildbot_api import BuildbotApi, FAILURE, SUCCESS
-from integration.conftest import build_user, unique_password, wait_connected, wait_for_log
+from integration.conftest import build_user, running_master, unique_password, wait_connected, wait_for_log
 
 # Free ports: `invoke test` may run this module's two groups at once, each with its own master.
 PORTS = dict(pb_port=free_port(), www_port=free_port(), git_port=free_port())
@@ -29,12 +29,9 @@ FAULTS = pytest.mark.xdist_group("test_fleet_join-faults")
 
 @pytest.fixture(scope="module")
 def master(tmp_path_factory, live_project):
-    directory = tmp_path_factory.mktemp("master")
     workers = {"join-env": unique_password(), "join-file": unique_password(), "join-faults": unique_password()}
-    info = master_mod.start(workers, live_project.rows["debian-12"].spec.cpython, jobs=2, test_timeout=900,
-                            directory=directory, **PORTS)
-    yield info
-    master_mod.stop(directory=directory)
+    with running_master(tmp_path_factory, live_project, workers, test_timeout=900, **PORTS) as info:
+        yield info
 
 
 @pytest.fixture

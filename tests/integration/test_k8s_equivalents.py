@@ -16,10 +16,9 @@ import pytest
 import yaml
 
 from conftest import ROOT, free_port
-from fleetbake.devtools import master as master_mod
 from fleetbake.operate.buildbot_api import BuildbotApi, SUCCESS
 from fleetbake.pipeline import k8s
-from integration.conftest import TEST_LABEL, SESSION, build_user, unique_password, wait_connected, wait_for_log
+from integration.conftest import build_user, running_master, SESSION, TEST_LABEL, unique_password, wait_connected, wait_for_log
 
 PORTS = dict(pb_port=free_port(), www_port=free_port(), git_port=free_port())
 NAME = "k8s-drain"
@@ -28,11 +27,8 @@ MANIFEST = ROOT / "k8s" / "debian-12" / "worker-with-ccache.yaml"
 
 @pytest.fixture(scope="module")
 def master(tmp_path_factory, live_project):
-    directory = tmp_path_factory.mktemp("master")
-    info = master_mod.start({NAME: unique_password()}, live_project.rows["debian-12"].spec.cpython, jobs=2,
-                            test_timeout=900, directory=directory, **PORTS)
-    yield info
-    master_mod.stop(directory=directory)
+    with running_master(tmp_path_factory, live_project, {NAME: unique_password()}, test_timeout=900, **PORTS) as info:
+        yield info
 
 
 @pytest.fixture(scope="module")

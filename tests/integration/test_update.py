@@ -14,12 +14,12 @@ import uuid
 
 import pytest
 
-from conftest import ROOT, free_port
-from fleetbake.devtools import master as master_mod, worker_rig
+from conftest import ROOT
+from fleetbake.devtools import worker_rig
 from fleetbake.operate import prune, update
 from fleetbake.operate.buildbot_api import BuildbotApi, SUCCESS
-from fleetbake.pipeline import publish
-from integration.conftest import TEST_LABEL, SESSION, unique_password, wait_connected
+from fleetbake.pipeline import artifact, publish, registry as oci
+from integration.conftest import running_master, SESSION, TEST_LABEL, unique_password, wait_connected
 
 WORKER = "update-w"
 SYSTEM_PYTHON = "/usr/bin/python3"  # what a fresh Debian 12 host has: no virtualenv, standard library only
@@ -27,11 +27,8 @@ SYSTEM_PYTHON = "/usr/bin/python3"  # what a fresh Debian 12 host has: no virtua
 
 @pytest.fixture(scope="module")
 def master(tmp_path_factory, live_project):
-    directory = tmp_path_factory.mktemp("master")
-    info = master_mod.start({WORKER: unique_password()}, live_project.rows["debian-12"].spec.cpython, jobs=2,
-                            directory=directory, pb_port=free_port(), www_port=free_port(), git_port=free_port())
-    yield info
-    master_mod.stop(directory=directory)
+    with running_master(tmp_path_factory, live_project, {WORKER: unique_password()}) as info:
+        yield info
 
 
 @pytest.fixture
@@ -235,6 +232,30 @@ def test_an_update_killed_after_the_drain_is_finished_by_the_next_run(api, publi
     assert not list((tmp_path / "state").glob("*.json"))
 
 
+@pytest.mark.parametrize("command", ["rename", "start"])
+def test_an_update_killed_right_after_it_renamed_or_started_is_finished_by_the_next_run(command, api, published, older,
+                                                                                      worker, tmp_path):
+    """Two more kill points, exactly: a Docker CLI that kills update.py once it has run `docker rename` (the old
+    container is NAME.rollback, no new one yet) or `docker start` (the new one started, not yet gated)."""
+    registry, newest = published
+    name = worker(older)
+    wait_connected(api, WORKER)
+    killer = tmp_path / "docker"
+    killer.write_text(f"#!/bin/sh\ndocker \"$@\"; status=$?\n[ \"$1\" = {command} ] && kill -9 $PPID\nexit $status\n")
+    killer.chmod(0o755)
+    code, output = run_update(name, registry, tmp_path / "state", "--docker", str(killer))
+    assert code == -9 and f"{name}: draining" in output and "updated to" not in output, (code, output)
+    assert inspect(name + update.ROLLBACK) is not None  # the old worker's container, ready to come back
+
+    code, output = run_update(name, registry, tmp_path / "state")
+    phase = {"rename": "draining", "start": "switching"}[command]  # the switch is recorded once the rename is done
+    assert code == 0 and f"was interrupted ({phase}): finishing it" in output, output
+    assert inspect(name)["Image"] == newest and inspect(name)["State"]["Running"]
+    assert inspect(name + update.ROLLBACK) is None and inspect(name + update.PREVIOUS)["Image"] == older
+    assert inspect(name)["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
+    wait_connected(api, WORKER)
+
+
 def test_a_drain_past_its_bound_leaves_the_old_worker_running(api, published, older, worker, tmp_path):
     registry, _ = published
     name = worker(older)
@@ -249,3 +270,53 @@ def test_a_drain_past_its_bound_leaves_the_old_worker_running(api, published, ol
     wait_connected(api, WORKER, connected=False, timeout=60)
     wait_connected(api, WORKER, timeout=120)
     assert inspect(name)["Image"] == older
+
+
+def night(registry, namespace, labels, records_of, sbom=True):
+    """A tiny image (a config, no layers) under REGISTRY/NAMESPACE/worker:debian-12, with a report artifact holding
+    the records `records_of(image ID)` gives ({configuration: record fields}); without the SBOM when `sbom` is
+    false. Its image ID."""
+    remote = oci.Registry(registry, f"{namespace}/worker")
+    config = remote.push_blob(json.dumps({"architecture": "amd64", "os": "linux", "config": {"Labels": labels},
+                                          "rootfs": {"type": "layers", "diff_ids": []}}).encode(),
+                              "application/vnd.oci.image.config.v1+json")
+    image = remote.put_manifest({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "config": config.to_json(),
+                                 "layers": []}, "debian-12")
+    layers = [remote.push_blob(json.dumps(fields).encode(), artifact.RECORD_TYPE).to_json(
+        annotations={artifact.TITLE: f"verification/{name}.json"}) for name, fields in records_of(config.digest).items()]
+    if sbom:
+        layers.insert(0, remote.push_blob(b"{}", artifact.SPDX_TYPE).to_json(annotations={artifact.TITLE: "sbom.spdx.json"}))
+    report = remote.put_manifest({"schemaVersion": 2, "mediaType": oci.OCI_MANIFEST, "artifactType": artifact.ARTIFACT_TYPE,
+                                  "config": remote.push_blob(oci.EMPTY, oci.EMPTY_TYPE).to_json(), "layers": layers,
+                                  "subject": image.to_json()})
+    remote.add_referrer(image, report.to_json(artifactType=artifact.ARTIFACT_TYPE))
+    return config.digest
+
+
+@pytest.mark.parametrize("case, message", [
+    ("failed", "failed verification (asan)"),
+    ("another image's", "has no passing verification record in its report"),
+    ("no sbom", "has no SBOM"),
+    ("another row", "is an image of row 'fedora-44', the container's is 'debian-12'"),
+])
+def test_what_the_registry_says_of_an_image_decides_and_nothing_changes(case, message, api, older, worker, registry,
+                                                                       tmp_path):
+    """The registry's record is read, not trusted blindly: each way it can say no."""
+    def records_of(image_id):
+        named = f"sha256:{'0' * 64}" if case == "another image's" else image_id  # a record names its image
+        found = {"pydebug": {"passed": True, "image_id": named}}
+        if case == "failed":
+            found["asan"] = {"passed": False, "image_id": named}
+        return found
+
+    namespace = case.replace(" ", "-").replace("'", "")
+    night(registry, namespace, {"io.fleetbake.row": "fedora-44" if case == "another row" else "debian-12"},
+          records_of, sbom=case != "no sbom")
+    name = worker(older)
+    wait_connected(api, WORKER)
+    before = inspect(name)
+    code, output = run_update(name, f"{registry}/{namespace}", tmp_path / "state")
+    assert code == 3 and message in output, output
+    after = inspect(name)
+    assert (after["Id"], after["State"]["StartedAt"]) == (before["Id"], before["State"]["StartedAt"])
+    assert not list((tmp_path / "state").glob("*.json"))
