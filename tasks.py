@@ -15,7 +15,7 @@
     invoke request --os ROW --owner NAME  the fleet's "Add a new worker" issue, its URL and workers.py entry
     invoke publish --os ROW|all --registry HOST[:PORT]/NS [--json]  push verified, reported images and their report
     invoke service --platform linux|macos|windows --name W   files for a plain (non-container) host
-    invoke packer --target docker|ami|ami-rehearsal --os ROW [--build]
+    invoke packer --target docker|ami|ami-rehearsal --os ROW [--arch A|all] [--build]
                                                            Packer HCL2 from the same matrix and scripts
     invoke aws-zombies [--older-than 6h] [--terminate]     fleet instances left running
     invoke ami-prune --keep N [--delete]                   old fleetbake AMIs and their snapshots
@@ -35,6 +35,7 @@ from fleetbake.cli import friendly, log
 from fleetbake.worker.fleet import DEFAULT_ADDRESS
 
 MATRIX_HELP = {"matrix": "matrix file (default matrix.yml)"}
+ARCH_HELP = "amd64, arm64, ppc64le, s390x, riscv64 or 'all' (default: this host's own); others run under QEMU"
 
 
 def _load(matrix):
@@ -83,27 +84,29 @@ def k8s(c, os="all", matrix="matrix.yml", check=False):
             log(f"rendered {folder.relative_to(folder.parent.parent)}/")
 
 
-@task(help={**MATRIX_HELP, "os": "row name or 'all'", "refresh": "pull or bootstrap again even if present"})
+@task(help={**MATRIX_HELP, "os": "row name or 'all'", "refresh": "pull or bootstrap again even if present",
+            "arch": ARCH_HELP})
 @friendly
-def base(c, os="all", matrix="matrix.yml", refresh=False):
+def base(c, os="all", matrix="matrix.yml", refresh=False, arch=None):
     """Pull the row's base image, or bootstrap it from the distribution archive."""
     from fleetbake.pipeline import base as base_mod, identity
 
     m = _load(matrix)
-    for row in m.select(os):
+    for row in m.select(os, arch):
         image = base_mod.ensure_base(row, refresh=refresh, log=log, epoch=identity.row_source(m, row).epoch)
-        log(f"base {row.spec.base}: {image[:19]}")
+        log(f"base {base_mod.local_ref(row)} ({row.arch}): {image[:19]}")
 
 
 @task(help={**MATRIX_HELP, "os": "row name or 'all'", "force": "rebuild even if an identical image exists",
-            "refresh": "fresh base and distribution packages (nightly)", "ca_bundle": "extra CA certificates (PEM)"})
+            "refresh": "fresh base and distribution packages (nightly)", "ca_bundle": "extra CA certificates (PEM)",
+            "arch": ARCH_HELP})
 @friendly
-def build(c, os="all", matrix="matrix.yml", force=False, refresh=False, ca_bundle=None):
+def build(c, os="all", matrix="matrix.yml", force=False, refresh=False, ca_bundle=None, arch=None):
     """Render and build worker images with docker-py."""
     from fleetbake.pipeline import build as build_mod
 
     m = _load(matrix)
-    build_mod.build(m, m.select(os), ca_bundle=ca_bundle, force=force, refresh=refresh, log=log)
+    build_mod.build(m, m.select(os, arch), ca_bundle=ca_bundle, force=force, refresh=refresh, log=log)
 
 
 @task(help={**MATRIX_HELP, "os": "row name", "config": "configuration name or 'all'",
@@ -111,15 +114,16 @@ def build(c, os="all", matrix="matrix.yml", force=False, refresh=False, ca_bundl
             "jobs": "make and test parallelism (default: CPU count)",
             "image": "verify this image instead of fleetbake/worker:<row> (e.g. a Packer build)",
             "ccache": "compile through ccache, on the named volume fleetbake-ccache-<row> (kept between runs)",
-            "ccache_volume": "compile through ccache on this named volume instead (implies --ccache)"})
+            "ccache_volume": "compile through ccache on this named volume instead (implies --ccache)",
+            "arch": ARCH_HELP})
 @friendly
 def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=None, jobs=None, image=None, ccache=False,
-           ccache_volume=None):
+           ccache_volume=None, arch=None):
     """Compile CPython in the image and run the smoke tests; write build/reports/."""
     from fleetbake.pipeline import verify as verify_mod
 
     m = _load(matrix)
-    if not verify_mod.verify_rows(m, m.select(os), config, cpython, int(jobs) if jobs else None, image, log=log,
+    if not verify_mod.verify_rows(m, m.select(os, arch), config, cpython, int(jobs) if jobs else None, image, log=log,
                                   ccache=ccache, ccache_volume_name=ccache_volume):
         from invoke import Exit
 
@@ -267,16 +271,17 @@ def service(c, platform, name, master=DEFAULT_ADDRESS, admin="", user="buildbot"
 @task(help={**MATRIX_HELP, "target": "docker, ami, or ami-rehearsal (the AMI's provisioning on a local systemd container)", "os": "row name", "config": "configuration (AMI name and tags)",
             "build": "run packer build (default: generate and validate only)", "region": "AWS region (ami)",
             "profile": "AWS profile (ami)", "validate": "run packer validate on the template (default on)",
-            "ca_bundle": "extra CA certificates (PEM) for the build context"})
+            "ca_bundle": "extra CA certificates (PEM) for the build context",
+            "arch": "ami: the AMI architecture to build, or 'all' (default: every one the row's AMI has)"})
 @friendly
 def packer(c, target="docker", os="debian-12", matrix="matrix.yml", config=None, build=False, region="us-east-1",
-           profile="", validate=True, ca_bundle=None):
+           profile="", validate=True, ca_bundle=None, arch=None):
     """Write packer/<row>/ and validate (with --build, run) one target's template."""
     from fleetbake.pipeline import packer as packer_mod
 
     m = _load(matrix)
     packer_mod.run(m, m.one(os), target, config=config, run_build=build, region=region, profile=profile,
-                   run_validate=validate, ca_bundle=ca_bundle, log=log)
+                   run_validate=validate, ca_bundle=ca_bundle, log=log, arch=arch)
 
 
 @task(iterable=["tag", "key_name"], help={

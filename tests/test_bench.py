@@ -197,10 +197,12 @@ def test_the_raw_run_has_verify_sandbox_user_source_and_commands(row, monkeypatc
     steps = verify.plan(row.configurations["pydebug"], source, 2, row.spec.missing_ok)
     # Every step of verify's plan, in its order, in the working directory verify gives it (the tree exists
     # once unpacked), and nothing else: unpack included, no step exempt.
-    assert steps[0][0] == "unpack" and steps[0][1] == [
+    assert steps[0] == ("platform", ["uname", "-m"])
+    assert steps[1][0] == "unpack" and steps[1][1] == [
         "sh", "-c", f"mkdir -p {verify.WORK} && tar -xf /src/python3.13_3.13.5.orig.tar.xz -C {verify.WORK} "
                     "--strip-components=1"]
-    expected = [f"cd {'/buildarea' if name == 'unpack' else verify.WORK} && {shlex.join(step)}" for name, step in steps]
+    expected = [f"cd {'/buildarea' if name in ('platform', 'unpack') else verify.WORK} && {shlex.join(step)}"
+                for name, step in steps]
     assert argv[-1] == " && ".join(expected)
 
 

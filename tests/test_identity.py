@@ -22,7 +22,9 @@ def test_a_builds_labels_are_the_static_ones_plus_its_own(project):
     assert {k: built[k] for k in static} == static
     assert built[identity.INPUTS_LABEL] == "f" * 64 and built["io.fleetbake.base-id"] == "sha256:base"
     assert set(built) - set(static) == {identity.CREATED_LABEL, "org.opencontainers.image.revision",
-                                        "org.opencontainers.image.version", identity.INPUTS_LABEL, "io.fleetbake.base-id"}
+                                        "org.opencontainers.image.version", identity.INPUTS_LABEL, "io.fleetbake.base-id",
+                                        identity.ARCH_LABEL}
+    assert built[identity.ARCH_LABEL] == row.arch  # one Dockerfile for every architecture: a build's own label
     # The Dockerfile (and Packer's changes) carry exactly the static ones.
     assert dict(families.plan(row).runtime.labels) == static
 

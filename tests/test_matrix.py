@@ -45,7 +45,9 @@ def test_json_lists_rows_for_ci(project):
     rows = json.loads(project.to_json())
     assert [r["os"] for r in rows] == ["debian-12", "debian-13", "ubuntu-24.04", "fedora-44", "fedora-45", "windows-2022"]
     assert rows[0] == {"os": "debian-12", "family": "debian", "base": "debian:12", "worker_version": "4.3.0",
-                       "runner": "ubuntu-24.04", "configurations": ["pydebug", "nogil", "installed", "clang"]}
+                       "runner": "ubuntu-24.04", "configurations": ["pydebug", "nogil", "installed", "clang"],
+                       "arches": ["amd64", "arm64"],
+                       "arch_runners": {"amd64": "ubuntu-24.04", "arm64": "ubuntu-24.04-arm"}}
     assert rows[-1]["runner"] == "windows-2022" and rows[-1]["family"] == "windows"
     assert "\n" not in project.to_json()  # CI writes it straight into $GITHUB_OUTPUT
 

@@ -41,7 +41,8 @@ def test_plan_follows_the_fleet_sequence(project, monkeypatch):
     monkeypatch.setattr(cpython.Source, "is_tarball", property(lambda self: True))
     config = project.rows["debian-12"].configurations["clang"]
     steps = dict(verify.plan(config, source(), jobs=2))
-    assert list(steps) == ["unpack", "configure", "make", "pythoninfo", "modules", "tests"]
+    assert list(steps) == ["platform", "unpack", "configure", "make", "pythoninfo", "modules", "tests"]
+    assert steps["platform"] == ["uname", "-m"]
     assert steps["configure"] == ["./configure", "--prefix=/buildarea/cpython/target", "CC=clang", "LD=clang", "--with-pydebug"]
     assert steps["make"] == ["make", "-j2", "all"]
     tests = steps["tests"]
@@ -109,7 +110,7 @@ def test_with_ccache_the_image_decides_first_and_the_stats_follow_make(project, 
     config = project.rows["debian-12"].configurations["clang"]
     plain = verify.plan(config, source(), jobs=2)
     steps = verify.plan(config, source(), jobs=2, ccache=True)
-    assert [name for name, _ in steps] == ["unpack", "ccache", "ccache-zero", "configure", "make", "ccache-stats",
+    assert [name for name, _ in steps] == ["platform", "unpack", "ccache", "ccache-zero", "configure", "make", "ccache-stats",
                                            "pythoninfo", "modules", "tests"]
     named = dict(steps)
     assert named["ccache"] == ["/usr/bin/python3", "-I", "-m", "fleetbake.worker.ccache", "env"]
@@ -164,6 +165,8 @@ class FakeRun:
         argv = self.execs[exec_id][0]
         if "fleetbake.worker.ccache" in argv:
             yield b"some noise\n" + json.dumps(self.decision).encode() + b"\n"
+        elif argv == ["uname", "-m"]:
+            yield b"x86_64\n"
         elif argv == ["ccache", "--print-stats"]:
             yield PRINT_STATS.encode()
         elif argv[0] == "make" and argv[-1] == "all":
@@ -219,7 +222,7 @@ def test_a_ccache_run_gives_the_steps_the_images_path_and_records_hits_misses_an
     assert saved["image"] == {"size": 1_209_000_000, "created": "2026-11-28T16:35:02Z", "labels": {"io.fleetbake.row": "debian-12"}}
     assert (saved["ccache_stats"]["hits"], saved["ccache_stats"]["misses"]) == (3, 1)
     assert saved["jobs"]["make"] == 2 and saved["jobs"]["tests"] == 2 and "tests -j2" in saved["jobs"]["how"]
-    assert [s["name"] for s in saved["steps"]][:6] == ["unpack", "ccache", "ccache-zero", "configure", "make",
+    assert [s["name"] for s in saved["steps"]][:7] == ["platform", "unpack", "ccache", "ccache-zero", "configure", "make",
                                                        "ccache-stats"]
     assert "ccache 3 hits, 1 misses" in verify.summary_table([result])
 
@@ -230,7 +233,7 @@ def test_a_ccache_run_the_image_turned_off_fails_with_the_images_reason(project,
     result, run, _ = fake_verification(project, build_dir, monkeypatch, off)
     assert not result.passed and not result.ccache
     assert result.reason == "ccache is off in the image: /ccache is mounted but belongs to uid 0, not to the build user"
-    assert [argv[0] for argv, _, _ in run.execs] == ["sh", "/usr/bin/python3"]  # nothing compiled without it
+    assert [argv[0] for argv, _, _ in run.execs] == ["uname", "sh", "/usr/bin/python3"]  # nothing compiled without it
     saved = json.loads(result.record.read_text())
     assert saved["ccache"] is False and saved["ccache_stats"] is None and saved["passed"] is False
     assert verify.ccache_env("no json here\n")["enabled"] is False

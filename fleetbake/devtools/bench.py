@@ -406,7 +406,7 @@ def sandbox_flags(sandbox: dict[str, object], tmpfs: dict[str, str]) -> list[str
 def raw_script(steps: list[tuple[str, list[str]]]) -> str:
     """verify's steps as one shell chain, each in the working directory verify gives it."""
     return " && ".join(
-        f"cd {'/buildarea' if name == 'unpack' else verify.WORK} && {shlex.join(argv)}" for name, argv in steps
+        f"cd {verify.step_workdir(name)} && {shlex.join(argv)}" for name, argv in steps
     )
 
 

@@ -22,33 +22,61 @@ from docker.errors import APIError, DockerException
 
 from fleetbake import paths, proc
 from fleetbake.errors import CannotBuildHere
-from fleetbake.pipeline import engine, record
+from fleetbake.pipeline import arches, engine, record
 from fleetbake.pipeline.matrix import RowView
 
 Log = Callable[[str], None]
 
 
+def local_ref(row: RowView) -> str:
+    """The name the row's base goes by here: its own for the host's architecture, one per architecture else
+    (one local name holds one image, so debian:12 cannot be both the amd64 and the arm64 root file system)."""
+    if not arches.emulated(row.architecture):
+        return row.spec.base
+    return f"fleetbake/base:{row.name}-{row.arch}"
+
+
 def ensure_base(row: RowView, refresh: bool = False, log: Log = print, epoch: int = 0) -> str:
-    """The base image ID for the row, getting it when missing (or always, with refresh)."""
-    ref = row.spec.base
+    """The base image ID for the row on its architecture, getting it when missing (or always, with refresh)."""
+    ref = local_ref(row)
     if not refresh and (image := engine.image_id(ref)):
-        return image
-    pull_error = _pull(ref, log)
+        return _checked(row, image)
+    pull_error = _pull(row, ref, log)
     if pull_error is None:
-        return engine.image_id(ref)
+        return _checked(row, engine.image_id(ref))
     if row.spec.bootstrap is None:
-        raise CannotBuildHere(f"cannot build here: {row.name}: base {ref} cannot be pulled ({pull_error}) and the row has no bootstrap")
-    log(f"base {ref}: no registry answers ({pull_error}); bootstrapping it from {row.spec.bootstrap.mirror}")
+        raise CannotBuildHere(f"cannot build here: {row.name}: base {row.spec.base} cannot be pulled ({pull_error}) "
+                              "and the row has no bootstrap")
+    log(f"base {ref}: no registry answers ({pull_error}); bootstrapping it for {row.arch} from {row.spec.bootstrap.mirror}")
     return bootstrap(row, log, epoch)
 
 
-def _pull(ref: str, log: Log) -> str | None:
-    repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
-    log(f"base {ref}: pulling")
+def _checked(row: RowView, image: str) -> str:
+    """The base, refused when its config names another architecture (a build on it would be mislabelled)."""
+    attrs = engine.client().api.inspect_image(image)
+    have = attrs.get("Architecture") or "?"
+    if have != row.arch:
+        raise CannotBuildHere(f"cannot build {row.arch} here: base {local_ref(row)} ({image[:19]}) is a {have} image; "
+                              f"remove it (docker rmi {local_ref(row)}) or run invoke base --refresh")
+    return image
+
+
+def _pull(row: RowView, ref: str, log: Log) -> str | None:
+    """Pull the row's base for its architecture under `ref`; the reason it failed, or None. A pull for another
+    architecture names the pulled image by the base's own tag: that tag is put back where it was."""
+    base = row.spec.base
+    repo, _, tag = base.rpartition(":") if ":" in base.split("/")[-1] else (base, "", "latest")
+    log(f"base {base}: pulling for {row.architecture.platform}")
+    api = engine.client().api
+    before = engine.image_id(base)
     try:
-        for entry in engine.client().api.pull(repo, tag=tag, stream=True, decode=True):
+        for entry in api.pull(repo, tag=tag, stream=True, decode=True, platform=row.architecture.platform):
             if "error" in entry:
                 return entry["error"].strip()
+        if ref != base:
+            api.tag(base, *ref.rsplit(":", 1))
+            if before:
+                api.tag(before, repo, tag)
     except (APIError, DockerException) as exc:
         return getattr(exc, "explanation", None) or str(exc).splitlines()[0]
     return None
@@ -57,7 +85,8 @@ def _pull(ref: str, log: Log) -> str | None:
 # images/debian/scripts/configure-apt.sh's dpkg excludes, from the first package on: an upgrade in the image then
 # deletes no file of the base, since a deletion leaves a whiteout stamped with the build's clock (reproducible.py).
 DPKG_EXCLUDES = ("path-exclude=/usr/share/doc/*", "path-include=/usr/share/doc/*/copyright", "path-exclude=/usr/share/man/*",
-                 "path-exclude=/usr/share/info/*", "path-exclude=/usr/share/lintian/*")
+                 "path-exclude=/usr/share/info/*", "path-exclude=/usr/share/lintian/*", "path-exclude=/usr/share/locale/*",
+                 "path-include=/usr/share/locale/locale.alias")
 
 
 def bootstrap_command(row: RowView, target: str) -> list[str]:
@@ -69,6 +98,7 @@ def bootstrap_command(row: RowView, target: str) -> list[str]:
     return [
         "mmdebstrap",
         "--variant=minbase",
+        f"--architectures={row.architecture.debian}",
         "--mode=auto",
         "--format=tar",
         "--quiet",
@@ -86,13 +116,14 @@ def bootstrap(row: RowView, log: Log = print, epoch: int = 0) -> str:
         raise CannotBuildHere(
             f"cannot build here: {row.name}: mmdebstrap is not installed (apt-get install mmdebstrap, or run scripts/setup.sh)"
         )
-    ref = row.spec.base
+    arches.require_runnable(row.architecture)
+    ref = local_ref(row)
     paths.build_dir().mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=paths.build_dir(), prefix=".bootstrap-") as tmp:
         tarball = f"{tmp}/rootfs.tar"
         started = time.monotonic()
         command = bootstrap_command(row, tarball)
-        log(f"base {ref}: {' '.join(command[:4])} {row.spec.bootstrap.suite} ...")
+        log(f"base {ref}: {' '.join(command[:5])} {row.spec.bootstrap.suite} ...")
         proc.run(command, what=f"base {ref}: mmdebstrap", env={**os.environ, "SOURCE_DATE_EPOCH": str(epoch)})
         log(f"base {ref}: bootstrapped in {time.monotonic() - started:.0f}s; loading")
         image = engine.load_config(_config(row, Path(tarball), epoch), [ref], [tarball], f"base {ref}", scratch=tmp)
@@ -107,8 +138,10 @@ def _config(row: RowView, rootfs: Path, epoch: int) -> dict:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     created = record.utc(epoch)
+    arch = row.architecture
     return {
-        "architecture": engine.client().version().get("Arch", "amd64"), "os": "linux", "created": created,
+        "architecture": arch.name, **({"variant": arch.variant} if arch.variant else {}), "os": "linux",
+        "created": created,
         "config": {"Cmd": ["/bin/bash"], "Labels": {"org.opencontainers.image.title": row.spec.base,
                                                     "io.fleetbake.bootstrap": row.spec.bootstrap.suite}},
         "history": [{"created": created, "created_by": f"fleetbake: mmdebstrap --variant=minbase {row.spec.bootstrap.suite}"}],

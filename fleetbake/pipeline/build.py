@@ -18,7 +18,7 @@ from docker.errors import APIError, DockerException
 
 from fleetbake import paths
 from fleetbake.errors import CannotBuildHere, FleetbakeError
-from fleetbake.pipeline import base, engine, families, identity, render, reproducible
+from fleetbake.pipeline import arches, base, engine, families, identity, render, reproducible
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -49,6 +49,7 @@ def build_row(
 ) -> BuildResult:
     started = time.monotonic()
     engine.require_os(row, "build", "builds")
+    arches.require_runnable(row.architecture)
     context = render.render_row(matrix, row, ca_certs)
     out_dir = paths.context_dir(row.name)
     render.write_context(context, out_dir)  # for people to read; the build reads the context itself
@@ -56,44 +57,51 @@ def build_row(
     base_id = base.ensure_base(row, refresh=refresh, log=log, epoch=origin.epoch)
     inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
     tag = identity.content_tag(row, inputs)
-    row_tag = identity.image_tag(row)
+    row_tags = identity.image_tags(row)
     api = engine.client().api
 
     existing = engine.image_id(tag)
     if existing and not (force or refresh):
-        api.tag(existing, *row_tag.split(":"))
+        for row_tag in row_tags:
+            api.tag(existing, *row_tag.split(":"))
         log(f"{row.name}: up to date ({tag}, {existing[:19]}); nothing to build (--force rebuilds)")
-        return BuildResult(row.name, existing, [row_tag, tag], inputs, True, time.monotonic() - started)
+        return BuildResult(row.name, existing, [*row_tags, tag], inputs, True, time.monotonic() - started)
 
-    log(f"{row.name}: building {tag} from {out_dir}")
+    emulated = " under emulation" if arches.emulated(row.architecture) else ""
+    log(f"{row.name}: building {tag} for {row.architecture.platform}{emulated} from {out_dir}")
     built = _stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
-                          nocache=force or refresh, log=log, epoch=origin.epoch)
+                          nocache=force or refresh, log=log, epoch=origin.epoch, base=base.local_ref(row))
     if families.family_of(row).windows:  # not built here: its config is left as the builder wrote it
-        api.tag(built, *row_tag.split(":"))
+        for row_tag in row_tags:
+            api.tag(built, *row_tag.split(":"))
         image_id, rewritten = built, "the builder's config"
     else:
         rewriting = time.monotonic()
         try:
-            image_id = reproducible.recommit(built, base_id, origin.epoch, [tag, row_tag])
+            image_id = reproducible.recommit(built, base_id, origin.epoch, [tag, *row_tags])
         except reproducible.RecommitError:
             api.remove_image(tag)  # the content tag must never name the builder's image with the clock in it
             raise
         rewritten = f"config at the inputs' time {origin.created} in {time.monotonic() - rewriting:.1f}s"
     seconds = time.monotonic() - started
-    log(f"{row.name}: built {image_id[:19]} in {seconds:.0f}s ({rewritten}, commit {origin.revision[:12]}), "
-        f"tagged {row_tag} and {tag}")
-    return BuildResult(row.name, image_id, [row_tag, tag], inputs, False, seconds)
+    log(f"{row.name}: built {image_id[:19]} for {row.architecture.platform} in {seconds:.0f}s ({rewritten}, "
+        f"commit {origin.revision[:12]}), tagged {', '.join(row_tags)} and {tag}")
+    return BuildResult(row.name, image_id, [*row_tags, tag], inputs, False, seconds)
 
 
 def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict[str, str], nocache: bool, log: Log,
-                  epoch: int = 0) -> str:
+                  epoch: int = 0, base: str = "") -> str:
     step = "before the first step"
+    suffix = "" if row.arch == "amd64" else f" {row.arch}"
     image_id = None
     started = time.monotonic()
     try:
         stream = engine.client().api.build(
             fileobj=io.BytesIO(context_tar), custom_context=True, tag=tag, labels=image_labels, decode=True, rm=True,
-            forcerm=True, nocache=nocache, pull=False, buildargs={"SOURCE_DATE_EPOCH": str(epoch)},
+            forcerm=True, nocache=nocache, pull=False,
+            buildargs={"SOURCE_DATE_EPOCH": str(epoch), **({"BASE": base} if base else {})},
+            # The base's config names the architecture, and so does the image's: its RUNs go through binfmt_misc.
+            platform=row.architecture.platform,
         )
         for entry in stream:
             if "stream" in entry:
@@ -102,7 +110,7 @@ def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict
                         step = line
                     if line.strip():
                         elapsed = int(time.monotonic() - started)
-                        log(f"[{row.name} {elapsed // 60:02d}:{elapsed % 60:02d}] {line.rstrip()}")
+                        log(f"[{row.name}{suffix} {elapsed // 60:02d}:{elapsed % 60:02d}] {line.rstrip()}")
             elif "aux" in entry and "ID" in entry["aux"]:
                 image_id = entry["aux"]["ID"]
             elif "error" in entry:
@@ -137,8 +145,9 @@ def build(
         except CannotBuildHere as exc:
             if len(rows) == 1:
                 raise
-            log(f"{row.name}: {exc}")
-            unbuildable.append(row.name)
+            label = row.name if row.arch == rows[0].arch == rows[-1].arch else f"{row.name} ({row.arch})"
+            log(f"{label}: {exc}")
+            unbuildable.append(label)
     if unbuildable:
         raise CannotBuildHere(f"cannot build here: {', '.join(unbuildable)} (built: {', '.join(r.row for r in results) or 'none'})")
     return results

@@ -181,7 +181,7 @@ def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
     )
     runtime = Runtime(
         # PATH: a `docker import`ed base has none; the classic builder adds this default, `docker commit` does not.
-        env=(("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("LANG", "C.UTF-8"), ("FLEETBAKE_ROW", row.name), ("FLEETBAKE_IMAGE", identity.image_tag(row)),
+        env=(("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"), ("LANG", "C.UTF-8"), ("FLEETBAKE_ROW", row.name), ("FLEETBAKE_IMAGE", identity.row_tag(row)),
              ("FLEETBAKE_USER", row.spec.user), (ccache.WRAPPERS_VAR, family.ccache_wrappers)),
         volume="/buildarea",
         workdir="/buildarea",
@@ -211,7 +211,7 @@ def _windows_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
         Layer((Copy(tuple(name for name, _ in family.runtime_files), home),)),
     )
     runtime = Runtime(
-        env=(("FLEETBAKE_ROW", row.name), ("FLEETBAKE_IMAGE", identity.image_tag(row))),
+        env=(("FLEETBAKE_ROW", row.name), ("FLEETBAKE_IMAGE", identity.row_tag(row))),
         volume="C:/buildarea",
         workdir="C:/buildarea",
         user="ContainerUser",

@@ -14,13 +14,33 @@ from fleetbake.errors import FleetbakeError
 IMAGE_REPO = "fleetbake/worker"
 LABEL_PREFIX = "io.fleetbake"
 INPUTS_LABEL = f"{LABEL_PREFIX}.inputs-hash"
+ARCH_LABEL = f"{LABEL_PREFIX}.arch"  # a build's: the row's Dockerfile is one for every architecture
 CREATED_LABEL = "org.opencontainers.image.created"  # the inputs' time (Source.created), not the build's
 SOURCE_URL = "https://github.com/python/fleetbake"
 
 
-def image_tag(row) -> str:
-    """What the image is: fleetbake/worker:<row>, also the FLEETBAKE_IMAGE it carries."""
+def row_tag(row) -> str:
+    """The row's name, fleetbake/worker:<row>: the FLEETBAKE_IMAGE every architecture's image carries. In a
+    registry it is the multi-arch index; here it is the image of the host's own architecture."""
     return f"{IMAGE_REPO}:{row.name}"
+
+
+def image_tag(row) -> str:
+    """What the row's image on its architecture is called here: fleetbake/worker:<row> for the host's own
+    architecture (what `docker run` here takes), fleetbake/worker:<row>-<arch> for the others."""
+    from fleetbake.pipeline import arches
+
+    return row_tag(row) if not arches.emulated(row.architecture) else arch_tag(row)
+
+
+def arch_tag(row) -> str:
+    """The image of one architecture, whatever the host: fleetbake/worker:<row>-<arch>."""
+    return f"{IMAGE_REPO}:{row.name}-{row.arch}"
+
+
+def image_tags(row) -> list[str]:
+    """Every name a build gives the row's image besides its content tag."""
+    return list(dict.fromkeys([image_tag(row), arch_tag(row)]))
 
 
 def content_tag(row, inputs: str) -> str:
@@ -112,4 +132,5 @@ def labels(row, inputs: str, base_id: str, origin: Source) -> dict[str, str]:
         f"{oci}.version": f"{row.spec.worker_version}-{inputs[:12]}",
         INPUTS_LABEL: inputs,
         f"{LABEL_PREFIX}.base-id": base_id,
+        ARCH_LABEL: row.arch,
     }

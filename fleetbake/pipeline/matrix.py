@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -19,6 +20,7 @@ import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from fleetbake.errors import UsageError
+from fleetbake.pipeline import arches as arches_mod
 from fleetbake.pipeline.modules import OPTIONAL_MODULES
 
 DEFAULT_MATRIX = "matrix.yml"
@@ -396,17 +398,102 @@ class Bootstrap(_Strict):
     security_mirror: Url | None = None
 
 
-class Ami(_Strict):
-    """The AMI target (invoke packer --target ami)."""
+InstanceType = Annotated[str, _pattern(r"[a-z][a-z0-9-]*\.[a-z0-9]+", "instance type")]
+AmiNameFilter = Annotated[str, _pattern(r"[A-Za-z0-9_.*-]+", "AMI name filter")]
 
-    instance_type: Annotated[str, _pattern(r"[a-z0-9]+\.[a-z0-9]+", "instance type")] = "m5.large"
-    source_ami_name: Annotated[str, _pattern(r"[A-Za-z0-9_.*-]+", "AMI name filter")]
+
+class AmiArch(_Strict):
+    """One architecture's AMI build: its build instance and the source AMI's name filter."""
+
+    instance_type: InstanceType
+    source_ami_name: AmiNameFilter
+
+
+def _ec2_architecture(instance_type: str) -> str:
+    """What an EC2 instance type runs, from its family's name: Graviton's (arm64) carry a g right after the
+    generation (m7g, c7gn, r8gd, t4g, im4gn, is4gen, x2gd, hpc7g, g5g), or are the first Graviton's a1."""
+    family = instance_type.partition(".")[0]
+    parts = re.fullmatch(r"([a-z]+)([0-9]+)([a-z]*)(-flex)?", family)
+    if parts is None or parts.group(1) == "mac":
+        raise ValueError(f"{instance_type!r}: not an instance type family this check knows (FAMILY.SIZE such as "
+                         "m7i.large or m7g.large; no mac or u- hosts)")
+    return "arm64" if parts.group(3).startswith("g") or family == "a1" else "x86_64"
+
+
+_ARCH_SPELLINGS = re.compile(
+    r"(?<![a-z0-9])(" + "|".join(sorted({re.escape(s) for a in arches_mod.ARCHES.values()
+                                         for s in (a.name, a.machine, a.debian, a.ec2) if s}, key=len, reverse=True))
+    + r")(?![a-z0-9])", re.IGNORECASE)
+
+
+def _check_ami_arch(name: str, build: AmiArch, *at: str) -> None:
+    """An architecture EC2 has, an instance type of that architecture, a name filter that names no other."""
+    if name not in arches_mod.ARCHES:
+        raise _Problem(f"{name!r} is not an architecture fleetbake builds (known: {', '.join(arches_mod.ARCHES)})", *at)
+    arch = arches_mod.get(name)
+    if not arch.ec2:
+        has = ", ".join(a.name for a in arches_mod.ARCHES.values() if a.ec2)
+        raise _Problem(f"EC2 has no {name} instances: an AMI is built for {has} only", *at)
+    try:
+        runs = _ec2_architecture(build.instance_type)
+    except ValueError as exc:
+        raise _Problem(str(exc), *at, "instance_type") from None
+    if runs != arch.ec2:
+        wanted = ("a Graviton one (a g after the generation: m7g, c7g, t4g, r7g...)" if arch.ec2 == "arm64"
+                  else "an x86_64 one (m5, m7i, c7a... : no g after the generation)")
+        raise _Problem(f"{build.instance_type} is {'a Graviton (arm64)' if runs == 'arm64' else 'an x86_64'} instance "
+                       f"type: {name} needs {wanted}", *at, "instance_type")
+    for said in _ARCH_SPELLINGS.finditer(build.source_ami_name):
+        other = arches_mod.from_machine(said.group(1))  # EC2's spellings are uname -m's or OCI's
+        if other.name != name:
+            spelling = {other.name: arch.name, other.machine: arch.machine, other.debian: arch.debian}
+            own = build.source_ami_name[:said.start()] + spelling.get(said.group(1).lower(), arch.name) \
+                + build.source_ami_name[said.end():]
+            what = said.group(1) if said.group(1).lower() == other.name else f"{said.group(1)} ({other.name})"
+            raise _Problem(f"{build.source_ami_name} names {what}, not {name} (for {name}: {own})", *at, "source_ami_name")
+
+
+class Ami(_Strict):
+    """The AMI target (invoke packer --target ami): one amazon-ebs build per architecture under `arches`
+    (OCI names: amd64, arm64), all provisioned alike. The flat form (instance_type and source_ami_name
+    beside the rest, no `arches`) is amd64's alone."""
+
+    instance_type: InstanceType | None = None
+    source_ami_name: AmiNameFilter | None = None
+    arches: dict[str, AmiArch] = {}
     source_ami_owner: Annotated[str, _pattern(r"[0-9]{12}|amazon", "AMI owner")]
     ssh_username: Name = "admin"
     volume_gb: int = Field(default=30, ge=30, le=16384)  # the devguide's 30 GB at least
     # The build user's uid on the AMI: cloud-init gives the image's login user
     # (ssh_username) uid 1000 at first boot, before Packer provisions.
     uid: int = Field(default=1001, ge=1001, le=60000)
+
+    @model_validator(mode="after")
+    def _builds_fit(self) -> Ami:
+        if self.arches:
+            for field in ("instance_type", "source_ami_name"):
+                if field in self.model_fields_set:
+                    raise _Problem(f"with arches, each architecture sets its own (arches.<arch>.{field})", field)
+        elif self.source_ami_name is None:
+            raise _Problem("required field is missing (or give each architecture its own under arches)",
+                           "source_ami_name")
+        for name, build in self.builds.items():
+            _check_ami_arch(name, build, *(("arches", name) if self.arches else ()))
+        return self
+
+    @property
+    def builds(self) -> dict[str, AmiArch]:
+        """Architecture (OCI name) -> its build instance and source AMI, in the matrix's order."""
+        if self.arches:
+            return dict(self.arches)
+        return {"amd64": AmiArch(instance_type=self.instance_type or "m5.large", source_ami_name=self.source_ami_name)}
+
+    def check_row_arches(self, arches: list[str]) -> None:
+        """Only the row's own architectures get an AMI (Row calls this: the row's arches are not the AMI's to see)."""
+        for name in self.builds:
+            if name not in arches:
+                raise _Problem(f"{name} is not one of the row's arches ({', '.join(arches)})",
+                               "ami", *(("arches", name) if self.arches else ()))
 
 
 class Resources(_Strict):
@@ -431,6 +518,16 @@ RELEASES = {
 RUNNERS = {"windows": "windows-2022"}  # every other family builds on ubuntu-24.04
 
 
+def _arch(value: str) -> str:
+    if value not in arches_mod.ARCHES:
+        raise ValueError(f"{value!r} is not an architecture fleetbake builds (known: {', '.join(arches_mod.ARCHES)}; "
+                         "OCI's spelling: arm64, not aarch64; ppc64le, not ppc64el)")
+    return value
+
+
+ArchName = Annotated[str, AfterValidator(_arch)]
+
+
 class Row(_Strict):
     family: Literal["debian", "fedora", "windows"]
     # Where the nightly workflow builds it (a GitHub-hosted runner label).
@@ -443,6 +540,8 @@ class Row(_Strict):
     user: User = "buildbot"
     uid: int = Field(default=1000, ge=1000, le=60000)
     configurations: list[Name] = Field(min_length=1)
+    # The architectures it is built for (OCI's names); the first is the one a host of none of them builds.
+    arches: list[ArchName] = Field(default=["amd64"], min_length=1)
     cpython: SourceSpec | None = None
     ami: Ami | None = None
     resources: Resources = Resources()
@@ -465,6 +564,18 @@ class Row(_Strict):
                            "cpython")
         if self.bootstrap is not None:
             _check_bootstrap(self.family, self.base, self.bootstrap.suite)
+        offered = arches_mod.offered(self.base)
+        for index, arch in enumerate(self.arches):
+            if arch in self.arches[:index]:
+                raise _Problem(f"{arch!r} is listed twice", "arches", index)
+            if offered is not None and arch not in offered:
+                raise _Problem(f"{self.base} is not published for {arch} (it is for {', '.join(offered)})", "arches", index)
+            if offered is None and arch != "amd64":
+                raise _Problem(f"fleetbake does not know which architectures {self.base} offers: "
+                               "only amd64 is allowed (fleetbake/pipeline/arches.py OFFERED lists the known bases)",
+                               "arches", index)
+        if self.ami is not None:
+            self.ami.check_row_arches(self.arches)
         return self
 
 
@@ -494,11 +605,27 @@ class _Schema(_Strict):
 
 @dataclass(frozen=True)
 class RowView:
-    """A row with its name and its resolved configurations."""
+    """A row with its name, its resolved configurations and the architecture it is taken for."""
 
     name: str
     spec: Row
     configurations: dict[str, Configuration]
+    # The OCI name; a row is taken for the host's own architecture unless told otherwise (`on`).
+    arch: str = ""
+
+    def __post_init__(self):
+        if not self.arch:
+            native = arches_mod.from_machine(platform.machine())
+            object.__setattr__(self, "arch", native.name if native and native.name in self.spec.arches
+                               else self.spec.arches[0])
+
+    @property
+    def architecture(self) -> arches_mod.Arch:
+        return arches_mod.get(self.arch)
+
+    def on(self, arch: str) -> RowView:
+        """The row taken for another of its architectures."""
+        return replace(self, arch=arch)
 
     @property
     def all_packages(self) -> list[str]:
@@ -512,6 +639,9 @@ class RowView:
             "worker_version": self.spec.worker_version,
             "runner": self.spec.runner,
             "configurations": list(self.configurations),
+            "arches": list(self.spec.arches),
+            # Where the nightly builds each: a native runner, or "qemu" (the row's runner, under emulation).
+            "arch_runners": {name: arches_mod.get(name).runner for name in self.spec.arches},
         }
 
 
@@ -521,21 +651,36 @@ class Matrix:
     rows: dict[str, RowView]
     text: str  # the file as read, for input hashing
 
-    def select(self, os_name: str | None) -> list[RowView]:
-        """`all` (or None) gives every row; otherwise the named one."""
+    def select(self, os_name: str | None, arch: str | None = None) -> list[RowView]:
+        """`all` (or None) gives every row; otherwise the named one. Each is taken for `arch`: None is the
+        host's own (or the row's first), `all` every architecture of the row; a named one skips the rows of `all`
+        that lack it, and is an error for a named row."""
         if os_name in (None, "all"):
-            return list(self.rows.values())
-        if os_name not in self.rows:
+            rows = list(self.rows.values())
+        elif os_name not in self.rows:
             raise MatrixError(
                 self.path, None, "--os", f"unknown row {os_name!r} (known: {', '.join(self.rows)})"
             )
-        return [self.rows[os_name]]
+        else:
+            rows = [self.rows[os_name]]
+        if arch is None:
+            return rows
+        if arch == "all":
+            return [row.on(name) for row in rows for name in row.spec.arches]
+        known = sorted({name for row in rows for name in row.spec.arches}, key=list(arches_mod.ARCHES).index)
+        if arch not in known:
+            where = f"row {rows[0].name} is" if len(rows) == 1 else "the rows are"
+            raise MatrixError(self.path, None, "--arch",
+                              f"{where} not built for {arch!r} (known: {', '.join(known)}, or all)")
+        return [row.on(arch) for row in rows if arch in row.spec.arches]
 
-    def one(self, os_name: str) -> RowView:
+    def one(self, os_name: str, arch: str | None = None) -> RowView:
         """The named row, for tasks that work on a single one."""
         if os_name in (None, "all"):
             raise MatrixError(self.path, None, "--os", f"this task takes one row, not 'all' (known: {', '.join(self.rows)})")
-        return self.select(os_name)[0]
+        if arch == "all":
+            raise MatrixError(self.path, None, "--arch", "this task takes one architecture, not 'all'")
+        return self.select(os_name, arch)[0]
 
     def configurations(self, row: RowView, config: str | None) -> list[str]:
         if config in (None, "all"):

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Callable
 from fleetbake import paths
 from fleetbake.errors import UsageError
 from fleetbake.worker.fleet import MB_PER_TEST_PROCESS
-from fleetbake.pipeline import cpython, engine, families, identity, record, windows_verify
+from fleetbake.pipeline import arches, cpython, engine, families, identity, record, windows_verify
 from fleetbake.pipeline.matrix import Configuration, Matrix, RowView
 from fleetbake.pipeline.modules import OPTIONAL_MODULES
 from fleetbake.worker import ccache as compiler_cache
@@ -77,6 +77,7 @@ class ConfigResult:
     ccache: bool = False  # the build went through ccache (verify --ccache, and the image turned it on)
     ccache_stats: dict | None = None  # compiler_cache.parse_stats of the build's `ccache --print-stats`
     jobs: dict = field(default_factory=dict)  # the -j of make and of the tests, and why (parallelism)
+    platform: dict = field(default_factory=dict)  # platform_facts: the architecture, emulated or not
 
     def seconds(self, *names: str) -> float:
         return sum(s.seconds for s in self.steps if s.name in names)
@@ -106,12 +107,12 @@ def parallelism(config: Configuration, jobs: int, requested: bool, windows: bool
     return {"make": jobs, "tests": tests, "how": f"make -j{jobs} ({chosen}); tests -j{tests}: {limits}"}
 
 
-def smoke_command(config: Configuration, source: cpython.Source, jobs: int) -> list[str]:
+def smoke_command(config: Configuration, source: cpython.Source, jobs: int, slowdown: int = 1) -> list[str]:
     if config.install:
         python = [f"{WORK}/target/bin/python{source.version_tuple[0]}.{source.version_tuple[1]}", "-Wdefault", "-bb", "-E"]
     else:
         python = ["./python"]
-    timeout = int(TEST_TIMEOUT * config.timeout_factor)
+    timeout = int(TEST_TIMEOUT * config.timeout_factor * slowdown)
     return [
         "xvfb-run", "--auto-servernum", "--server-args=-screen 0 1024x768x24",
         *python, "-m", "test", "--fail-env-changed", "--slowest", "-W",
@@ -134,12 +135,20 @@ CCACHE_STEPS = {
 }
 
 
+# Emulated code runs about ten times slower than native (QEMU user mode): regrtest's per-test timeout grows
+# by as much, so that a test is stopped for hanging, not for running under QEMU.
+EMULATION_SLOWDOWN = 10
+
+
 def plan(config: Configuration, source: cpython.Source, jobs: int,
-         missing_ok: dict[str, str] | None = None, ccache: bool = False) -> list[tuple[str, list[str]]]:
-    """The fleet's UnixBuild sequence for one configuration, as (step, argv) pairs.
+         missing_ok: dict[str, str] | None = None, ccache: bool = False,
+         slowdown: int = 1) -> list[tuple[str, list[str]]]:
+    """The fleet's UnixBuild sequence for one configuration, as (step, argv) pairs, after `platform` (what the
+    container's `uname -m` says: the image's architecture, natively or through QEMU).
 
     `missing_ok`: the row's optional modules that may stay unbuilt; they are not imported. `ccache`: the
     build goes through ccache (the steps `ccache`, `ccache-zero` before configure, `ccache-stats` after make).
+    `slowdown`: the tests' timeout factor (EMULATION_SLOWDOWN under emulation).
     """
     modules = [m for m in OPTIONAL_MODULES if m not in (missing_ok or {})]
     name = source.path.name
@@ -150,6 +159,7 @@ def plan(config: Configuration, source: cpython.Source, jobs: int,
     before = [(name, CCACHE_STEPS[name]) for name in ("ccache", "ccache-zero")] if ccache else []
     after = [("ccache-stats", CCACHE_STEPS["ccache-stats"])] if ccache else []
     steps = [
+        ("platform", ["uname", "-m"]),
         ("unpack", ["sh", "-c", unpack]),
         *before,
         ("configure", ["./configure", f"--prefix={WORK}/target", *config.configure]),
@@ -160,8 +170,13 @@ def plan(config: Configuration, source: cpython.Source, jobs: int,
     ]
     if config.install:
         steps += [("install", ["sh", "-c", f"make install && chmod -R a-w {WORK}/target"])]
-    steps.append(("tests", smoke_command(config, source, jobs)))
+    steps.append(("tests", smoke_command(config, source, jobs, slowdown)))
     return steps
+
+
+def step_workdir(step: str) -> str:
+    """Where a step runs: the source tree, once unpacked."""
+    return "/buildarea" if step in ("platform", "unpack") else WORK
 
 
 def missing_modules(make_output: str) -> list[str]:
@@ -193,8 +208,19 @@ def _image(row: RowView, ref: str | None = None) -> tuple[str, str]:
     tag = ref or identity.image_tag(row)
     image = engine.image_id(tag)
     if image is None:
-        raise UsageError(f"image {tag} is not built here: run `invoke build --os {row.name}` first")
+        arch = "" if tag == identity.row_tag(row) else f" --arch {row.arch}"
+        raise UsageError(f"image {tag} is not built here: run `invoke build --os {row.name}{arch}` first")
+    have = engine.client().api.inspect_image(image).get("Architecture")
+    if row.spec.family != "windows" and have != row.arch:
+        raise UsageError(f"image {tag} ({image[:19]}) is a {have} image, not {row.arch}: pass --arch {have}")
     return tag, image
+
+
+def platform_facts(row: RowView) -> dict:
+    """The record's `platform`: the image's architecture, and whether this host ran it through QEMU."""
+    arch = row.architecture
+    return {"arch": arch.name, "platform": arch.platform, "machine": arch.machine, "host": arches.native().name,
+            "emulated": arches.emulated(arch)}
 
 
 def build_user(image_id: str) -> str:
@@ -250,12 +276,14 @@ def verify(
             raise UsageError(f"--ccache: {row.name} is a Windows row; ccache is in the Linux images only")
         volume = ccache_volume(row, ccache_volume_name)
     engine.require_os(row, "verify", "verifies")
+    arches.require_runnable(row.architecture, "verify")
     cpython.check_fetchable(spec)
     tag, image_id = _image(row, image)
     source = cpython.resolve(spec, log)
     tree = windows_verify.prepare_tree(source, log) if row.spec.family == "windows" else None
+    emulated = f", {row.arch} under QEMU (timeouts x{EMULATION_SLOWDOWN})" if arches.emulated(row.architecture) else ""
     log(f"verify {row.name}: image {tag} ({image_id[:19]}), CPython {source.version} from {source.spec}"
-        + (f", ccache on volume {volume}" if volume else ""))
+        + (f", ccache on volume {volume}" if volume else "") + emulated)
     requested = jobs is not None
     jobs = jobs or os.cpu_count() or 2
     results = []
@@ -284,7 +312,8 @@ def _verify_config(
     tree: Path | None = None, ccache_volume: str | None = None, jobs_requested: bool = False,
 ) -> ConfigResult:
     result = ConfigResult(row.name, name, image_id, passed=False, reason="", row_family=row.spec.family,
-                          jobs=parallelism(config, jobs, jobs_requested, row.spec.family == "windows"))
+                          jobs=parallelism(config, jobs, jobs_requested, row.spec.family == "windows"),
+                          platform=platform_facts(row))
     started = dt.datetime.now(dt.timezone.utc)
     if config.requires_python and source.version_tuple < tuple(int(p) for p in config.requires_python.split(".")):
         result.reason = f"needs CPython >= {config.requires_python}, the source is {source.version}"
@@ -295,7 +324,8 @@ def _verify_config(
     if windows:
         steps = windows_verify.plan(config, TEST_RESOURCES, smoke_jobs(config, jobs))
     else:
-        steps = plan(config, source, jobs, row.spec.missing_ok, ccache=ccache_volume is not None)
+        steps = plan(config, source, jobs, row.spec.missing_ok, ccache=ccache_volume is not None,
+                     slowdown=EMULATION_SLOWDOWN if result.platform["emulated"] else 1)
     env = step_env(config)
     log_path = record.log_path(image_id, name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -306,17 +336,20 @@ def _verify_config(
             api = engine.client().api
             cid = container.get_wrapped_container().id
             for index, (step, argv) in enumerate(steps, start=1):
-                prefix = f"[{row.name} {name} {index}/{len(steps)} {step}]"
+                prefix = f"[{row.name}{'' if row.arch == 'amd64' else ' ' + row.arch} {name} {index}/{len(steps)} {step}]"
                 log(f"{prefix} $ {shlex.join(argv)}")
                 log_file.write(f"$ {shlex.join(argv)}\n")
                 begun = time.monotonic()
                 if windows:
                     workdir = windows_verify.workdir(step)
                 else:
-                    workdir = "/buildarea" if step == "unpack" else WORK  # the source tree exists after unpacking
+                    workdir = step_workdir(step)
                 exit_code, output = _exec(api, cid, argv, env, workdir,
                                           lambda line: (log(f"{prefix} {line}"), log_file.write(line + "\n")))
                 result.steps.append(StepResult(step, exit_code, round(time.monotonic() - begun, 1)))
+                if step == "platform" and exit_code == 0 and output.strip() != row.architecture.machine:
+                    result.reason = f"the container runs {output.strip() or 'nothing'}, not {row.architecture.machine}"
+                    break
                 if step == "ccache" and exit_code == 0:
                     decision = ccache_env(output)
                     if not decision.get("enabled"):
@@ -450,6 +483,7 @@ def _write_record(
         "missing_ok": result.missing_ok,
         "tests": result.tests,
         "jobs": result.jobs,
+        "platform": result.platform,
         "ccache": result.ccache,
         "ccache_stats": result.ccache_stats,
         "started": record.timestamp(started),
@@ -469,7 +503,7 @@ def summary_table(results: list[ConfigResult]) -> str:
             detail += f"; ccache {r.ccache_stats['hits']} hits, {r.ccache_stats['misses']} misses"
         rows.append(
             (
-                f"{r.row}/{r.configuration}",
+                f"{r.row}/{r.configuration}" + ("" if r.platform.get("arch", "amd64") == "amd64" else f" ({r.platform['arch']})"),
                 "pass" if r.passed else "FAIL",
                 _duration(r.seconds("configure", "make", "build")),
                 _duration(r.seconds("tests")),

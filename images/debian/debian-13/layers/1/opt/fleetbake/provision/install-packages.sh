@@ -8,9 +8,12 @@ list=${1:?usage: install-packages.sh PACKAGES_FILE}
 mapfile -t packages < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' -e '/^$/d' "$list")
 export DEBIAN_FRONTEND=noninteractive
 
+# dpkg's fsync of every file it unpacks is what dominates a build, the more so under QEMU; an image build that
+# breaks off is thrown away whole, so it needs none of them (the options here, not in the image's own config).
+unsafe=(-o Dpkg::Options::=--force-unsafe-io -o Dpkg::Use-Pty=0)
 apt-get update
-apt-get -y upgrade
-apt-get install -y --no-install-recommends "${packages[@]}"
+apt-get -y "${unsafe[@]}" upgrade
+apt-get install -y --no-install-recommends "${unsafe[@]}" "${packages[@]}"
 apt-get clean
 # The package lists, not the base's lock and partial/: deleting those would leave whiteouts, which carry
 # the build's clock (every time a build leaves must be the inputs', for a reproducible image).
