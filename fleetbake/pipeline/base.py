@@ -47,7 +47,7 @@ def ensure_base(row: RowView, refresh: bool = False, log: Log = print, epoch: in
     if row.spec.bootstrap is None:
         raise CannotBuildHere(f"cannot build here: {row.name}: base {row.spec.base} cannot be pulled ({pull_error}) "
                               "and the row has no bootstrap")
-    log(f"base {ref}: no registry answers ({pull_error}); bootstrapping it for {row.arch} from {row.spec.bootstrap.mirror}")
+    log(f"base {ref}: no registry answers ({pull_error}); bootstrapping it from {row.spec.bootstrap.mirror} for {row.arch}")
     return bootstrap(row, log, epoch)
 
 

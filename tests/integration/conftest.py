@@ -1,13 +1,18 @@
 import contextlib
+import os
 import time
 import uuid
 
 import docker
 import pytest
 
-from fleetbake.pipeline import build, publish, record, report
+from fleetbake.pipeline import arches, build, publish, record, report
 
 TEST_LABEL = "io.fleetbake.test"
+# The architecture of the debian-12 image the runtime-contract tests take (.ci/run runs them again for arm64, under
+# QEMU); the host's own by default. Waits for the worker grow with QEMU's slowdown.
+TEST_ARCH = os.environ.get("FLEETBAKE_TEST_ARCH") or None
+SLOWDOWN = 1 if TEST_ARCH is None or not arches.emulated(arches.get(TEST_ARCH)) else 10
 # Each test session cleans up only its own containers, never a concurrent session's.
 SESSION = uuid.uuid4().hex
 
@@ -57,8 +62,8 @@ def client():
 
 @pytest.fixture(scope="session")
 def image(client, live_project):
-    """The debian-12 image, built through fleetbake (a no-op when setup already built it)."""
-    [result] = build.build(live_project, live_project.select("debian-12"), log=print)
+    """The debian-12 image, built through fleetbake (a no-op when setup already built it); FLEETBAKE_TEST_ARCH's."""
+    [result] = build.build(live_project, live_project.select("debian-12", TEST_ARCH), log=print)
     return result
 
 
@@ -141,7 +146,7 @@ def build_user(client, image) -> tuple[str, int]:
     return name, int(uid)
 
 
-def wait_for_log(container, needle: str, timeout: float = 60, after: tuple[str, int] = ("", 0)) -> str:
+def wait_for_log(container, needle: str, timeout: float = 60 * SLOWDOWN, after: tuple[str, int] = ("", 0)) -> str:
     """The container's logs once they hold `needle`; with `after=(marker, n)`, only after the n-th `marker` counts
     (a restarted container keeps the logs of its earlier runs, and a killed run may not have logged the needle)."""
     marker, nth = after

@@ -191,7 +191,8 @@ def test_force_rebuilds_every_step_without_the_layer_cache(client, env, first_bu
     after = client.images.get(f"fleetbake/worker:{ROW}")
     assert f"{ROW}: building fleetbake/worker:{ROW}-{inputs[:16]}" in result.stdout  # not "up to date"
     steps = build_steps(result.stdout)
-    assert steps and steps[0].endswith(f"Step 1/{len(steps)} : FROM {BASE}"), steps[:1]
+    assert steps[:2] and steps[0].endswith(f"Step 1/{len(steps)} : ARG BASE={BASE}"), steps[:2]
+    assert steps[1].endswith(f"Step 2/{len(steps)} : FROM ${{BASE}}"), steps[:2]
     assert "Using cache" not in result.stdout
     assert PACKAGE_FETCHED in result.stdout  # the packages are downloaded again
     assert after.id == before.id  # rebuilt from scratch, and the same inputs give the same image

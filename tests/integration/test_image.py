@@ -8,7 +8,7 @@ from pathlib import Path
 
 
 from fleetbake.pipeline import families
-from integration.conftest import build_user as image_build_user, unique_password, wait_for_log
+from integration.conftest import TEST_ARCH, build_user as image_build_user, unique_password, wait_for_log
 
 HUNT = (Path(__file__).parents[2] / "fleetbake" / "worker" / "hunt.py").read_text()
 # The README's recommended hardening, minus the restart policy.
@@ -222,6 +222,18 @@ def test_a_bind_mount_the_owner_handed_over_is_used(client, image, run, tmp_path
                     volumes={str(area): {"bind": "/buildarea", "mode": "rw"}}, **HARDENED)
     wait_for_log(container, "Starting Worker")
     assert (area / "info" / "admin").read_text().startswith("Jane Owner")
+
+
+def test_the_image_is_of_its_architecture(client, image, live_project):
+    """Its config names the architecture it was built for, and its programs run as that machine (natively or
+    through QEMU): .ci/run takes the arm64 image through this module's contract tests too."""
+    row = live_project.one("debian-12", TEST_ARCH)
+    attrs = client.api.inspect_image(image.image_id)
+    assert (attrs["Architecture"], attrs.get("Variant", "")) == (row.arch, row.architecture.variant)
+    assert attrs["Config"]["Labels"]["io.fleetbake.arch"] == row.arch
+    out = client.containers.run(image.image_id, ["sh", "-c", "uname -m; python3 -c 'import sys; print(sys.byteorder)'"],
+                                entrypoint=[], remove=True).decode().split()
+    assert out == [row.architecture.machine, row.architecture.byteorder]
 
 
 def test_a_build_step_cannot_forge_health(client, image, run):

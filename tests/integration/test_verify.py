@@ -17,7 +17,7 @@ def test_pydebug_compiles_cpython_and_passes_the_smoke_tests(verified_image):
     image_id = verified_image.image_id
     written = record.load(image_id, "pydebug")
     assert written["passed"] is True and written["image_id"] == image_id and written["reason"] == "ok"
-    assert [s["name"] for s in written["steps"]] == ["unpack", "configure", "make", "pythoninfo", "modules", "tests"]
+    assert [s["name"] for s in written["steps"]] == ["platform", "unpack", "configure", "make", "pythoninfo", "modules", "tests"]
     assert all(s["exit_code"] == 0 for s in written["steps"])
     assert written["missing_modules"] == [] and written["missing_ok"] == {}
     tests = written["tests"]
@@ -36,7 +36,7 @@ def test_a_failing_configure_fails_verification_and_says_where(write_matrix, bui
     [result] = verify.verify(m, m.rows["debian-12"], ["pydebug"], cpython_spec=project_source(), log=print)
     assert not result.passed
     assert result.reason == "configure failed (exit 77)"  # autoconf's "C compiler cannot create executables"
-    assert [s.name for s in result.steps] == ["unpack", "configure"]
+    assert [s.name for s in result.steps] == ["platform", "unpack", "configure"]
     assert json.loads(result.record.read_text())["passed"] is False
 
 
@@ -73,7 +73,7 @@ def test_missing_ok_lets_a_row_without_one_module_verify_and_the_record_says_so(
         [result] = verify.verify(m, row, ["pydebug"], cpython_spec=project_source(), image=no_uuid.id,
                                  log=lambda line: (lines.append(line), print(line)))
         assert result.passed, result.reason
-        assert [s.name for s in result.steps] == ["unpack", "configure", "make", "pythoninfo", "modules", "tests"]
+        assert [s.name for s in result.steps] == ["platform", "unpack", "configure", "make", "pythoninfo", "modules", "tests"]
         assert any(line.startswith("[debian-12 pydebug 3/6 make] ") for line in lines)  # the step counter
         assert result.missing_modules == [] and result.missing_ok == {"_uuid": "uuid-dev removed from this image on purpose"}
         record = json.loads(result.record.read_text())
