@@ -298,11 +298,11 @@ def aws_zombies(c, older_than="6h", region="us-east-1", profile=None, tag=None, 
     aws.zombie_sweep(region, profile, older_than, tag or [], key_name or [], master, worker_tag, terminate, log=log)
 
 
-@task(help={"keep": "newest AMIs to keep per row and configuration", "region": "AWS region", "profile": "AWS profile",
+@task(help={"keep": "newest AMIs to keep per row, configuration and architecture", "region": "AWS region", "profile": "AWS profile",
             "delete": "deregister and delete snapshots (default: dry run)"})
 @friendly
 def ami_prune(c, keep=3, region="us-east-1", profile=None, delete=False):
-    """Deregister all but the newest --keep fleetbake AMIs per row, and delete their snapshots."""
+    """Deregister all but the newest --keep fleetbake AMIs per row and architecture, and delete their snapshots."""
     from fleetbake.operate import aws
 
     aws.ami_sweep(region, profile, int(keep), delete, log=log)

@@ -89,3 +89,32 @@ def test_the_zombie_sweep_is_a_dry_run_unless_told(moto, monkeypatch):
     assert lines[-1].endswith("(dry run: --terminate ends them)")
     aws.zombie_sweep("us-east-1", None, "0m", [], [], None, "buildbot-worker", True, log=lines.append)
     assert state() in {"terminated", "shutting-down"} and lines[-1].startswith("terminated ")
+
+
+def test_prune_keeps_the_newest_of_each_architecture(moto, monkeypatch):
+    """An arm64 AMI of a row and configuration never counts against its amd64 ones (nor the reverse): the arch comes from
+    the fleetbake-arch tag, or, for AMIs made before it, from EC2's own Architecture."""
+    monkeypatch.setenv("FLEETBAKE_EC2_ENDPOINT", moto)
+    client = aws.ec2("us-east-1")
+
+    def instance(image: str) -> str:
+        return client.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+
+    amd64, arm64 = instance("ami-0debian1200000001"), instance("ami-0decoy0000000000b")  # x86_64, arm64
+    made = []
+    for number, (source, arch_tag) in enumerate([(amd64, "amd64"), (arm64, "arm64"), (amd64, None), (arm64, "arm64"),
+                                                 (arm64, None)]):
+        image = client.create_image(InstanceId=source, Name=f"fleetbake-debian-12-release-{number}")["ImageId"]
+        tags = [{"Key": "fleetbake", "Value": "true"}, {"Key": "fleetbake-row", "Value": "debian-12"},
+                {"Key": "fleetbake-configuration", "Value": "release"}]
+        client.create_tags(Resources=[image], Tags=tags + ([{"Key": "fleetbake-arch", "Value": arch_tag}] if arch_tag else []))
+        made.append(image)
+        time.sleep(1.1)  # CreationDate has one-second resolution
+    images = [i for i in aws.fleetbake_images(client, "us-east-1") if i.row == "debian-12/release"]
+    assert {i.image_id: i.arch for i in images} == dict(zip(made, ["amd64", "arm64", "amd64", "arm64", "arm64"]))
+    old = aws.prune_plan(images, keep=1)
+    assert [(i.image_id, i.arch) for i in old] == [(made[0], "amd64"), (made[1], "arm64"), (made[3], "arm64")]
+    lines = []  # the dry run's listing says each AMI's architecture
+    swept = aws.ami_sweep("us-east-1", None, 1, False, log=lines.append)
+    assert {i.image_id for i in old} <= {i.image_id for i in swept}
+    assert f"{made[1]}  debian-12/release         arm64    " in "\n".join(lines)

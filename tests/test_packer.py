@@ -12,8 +12,31 @@ from pathlib import Path
 import hcl2
 import pytest
 
-from conftest import AWS_ENV, ROOT
-from fleetbake.pipeline import families, packer, render
+from conftest import AWS_ENV, FIXTURE_MATRIX, MINIMAL, ROOT
+from fleetbake.errors import UsageError
+from fleetbake.pipeline import arches, families, matrix, packer, render
+
+# debian-12's AMI per architecture, as in the live matrix; debian-13 keeps the flat form (amd64's alone).
+AMI_PER_ARCH = """    ami:
+      source_ami_owner: "136693071363"
+      volume_gb: 30
+      arches:
+        amd64: {instance_type: m5.large, source_ami_name: debian-12-amd64-*}
+        arm64: {instance_type: m7g.large, source_ami_name: debian-12-arm64-*}
+"""
+FLAT_AMI = '    ami: {instance_type: m5.large, source_ami_name: debian-12-amd64-*, source_ami_owner: "136693071363", volume_gb: 30}\n'
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    """The unit tests' matrix (conftest's), debian-12's AMI given per architecture (amd64 and arm64)."""
+    copy = tmp_path_factory.mktemp("project") / "matrix.yml"
+    copy.write_text(FIXTURE_MATRIX.read_text().replace(FLAT_AMI, AMI_PER_ARCH))
+    loaded = matrix.load(copy)
+    assert list(loaded.rows["debian-12"].spec.ami.builds) == ["amd64", "arm64"]
+    assert list(loaded.rows["debian-13"].spec.ami.builds) == ["amd64"] and loaded.rows["debian-13"].spec.ami.arches == {}
+    return loaded
+
 
 CASES = [("debian-12", "docker"), ("debian-12", "ami"), ("debian-12", "ami-rehearsal"), ("debian-13", "docker"),
          ("debian-13", "ami"), ("windows-2022", "ami")]
@@ -128,22 +151,87 @@ def test_provisioning_uploads_the_rows_generated_context_and_runs_the_plan(proje
     assert re.search(r"pull += false", text) and "ENTRYPOINT" in text
 
 
+def ami_sources(data: dict) -> dict[str, dict]:
+    """name -> body of every amazon-ebs source of a parsed template."""
+    return {name.strip('"'): body for source in data["source"] for name, body in source['"amazon-ebs"'].items()}
+
+
 def test_ami_template_settings(project, out):
     row = project.rows["debian-12"]
     text = packer.write(project, row, "ami", "pydebug", log=lambda _: None).read_text()
     data = hcl2.loads(text)
-    sources = {next(iter(s[k])).strip('"'): s[k] for s in data["source"] for k in s}
-    worker = next(iter(sources["worker"].values()))
-    disk = worker["launch_block_device_mappings"][0]
-    assert (disk["volume_type"], disk["volume_size"], disk["iops"], disk["throughput"]) == ('"gp3"', 30, 3000, 125)
-    assert worker["source_ami_filter"][0]["owners"] == ['"136693071363"']
-    assert "timestamp()" in worker["ami_name"] and "fleetbake-debian-12-${var.configuration}-" in worker["ami_name"]
+    sources = ami_sources(data)
+    assert list(sources) == ["worker-amd64", "worker-arm64"]
     variables = {next(iter(v)).strip('"'): next(iter(v.values())) for v in data["variable"]}
     assert variables["configuration"]["default"] == f'"{next(iter(row.configurations))}"'  # invoke passes --config
-    assert variables["instance_type"]["default"] == f'"{row.spec.ami.instance_type}"'
+    for arch, instance_type, ec2, name in (("amd64", "m5.large", "x86_64", "debian-12-amd64-*"),
+                                          ("arm64", "m7g.large", "arm64", "debian-12-arm64-*")):
+        worker = sources[f"worker-{arch}"]
+        disk = worker["launch_block_device_mappings"][0]
+        assert (disk["volume_type"], disk["volume_size"], disk["iops"], disk["throughput"]) == ('"gp3"', 30, 3000, 125)
+        [found] = worker["source_ami_filter"]
+        assert found["owners"] == ['"136693071363"']  # Debian's
+        assert found["filters"] == {'"name"': f'"{name}"', '"architecture"': f'"{ec2}"',
+                                    '"virtualization-type"': '"hvm"', '"root-device-type"': '"ebs"'}
+        assert ec2 == arches.get(arch).ec2
+        assert worker["instance_type"] == f"${{var.instance_type_{arch}}}"
+        assert variables[f"instance_type_{arch}"]["default"] == f'"{instance_type}"'
+        assert "timestamp()" in worker["ami_name"] and f"fleetbake-debian-12-{arch}-${{var.configuration}}-" in worker["ami_name"]
+        assert worker["tags"]['"fleetbake-arch"'] == f'"{arch}"' and worker["run_tags"]['"fleetbake-arch"'] == f'"{arch}"'
+        assert worker["tags"]['"Name"'] == f'"fleetbake-debian-12-{arch}-${{var.configuration}}"'
+        assert worker["tags"]['"fleetbake-inputs-hash"'] == f"${{var.inputs_hash_{arch}}}"
+    # Both sources get the same provisioners: the build block names both, its provisioners are the one list.
+    [build] = data["build"]
+    assert build["sources"] == ['"source.amazon-ebs.worker-amd64"', '"source.amazon-ebs.worker-arm64"']
     assert "fleetbake-inputs-hash" in text and "fleetbake-row" in text and "fleetbake-date" in text
     for secret_word in ("access_key", "secret_key", "WORKERPASS="):
         assert secret_word not in text
+    # The flat form is amd64's alone.
+    flat = ami_sources(hcl2.loads(packer.write(project, project.rows["debian-13"], "ami", log=lambda _: None).read_text()))
+    assert list(flat) == ["worker-amd64"] and flat["worker-amd64"]["source_ami_filter"][0]["filters"]['"architecture"'] == '"x86_64"'
+
+
+@pytest.mark.parametrize("row", ["debian-12", "debian-13", "windows-2022"])
+def test_the_committed_ami_templates_validate_and_build_each_arch_alike(live_project, row):
+    """packer/<row>/ami/ as committed, on the real Packer 1.6.6: one source per architecture of the live matrix's
+    AMI, the filter and instance type of each, the same provisioners for all."""
+    view = live_project.rows[row]
+    template = packer.committed(live_project, view, "ami")
+    packer.validate(template)
+    data = hcl2.loads(template.read_text())
+    sources = ami_sources(data)
+    builds = view.spec.ami.builds
+    assert list(builds) == (["amd64", "arm64"] if row.startswith("debian-") else ["amd64"])
+    name = "windows" if row.startswith("windows") else "worker"
+    assert list(sources) == [f"{name}-{arch}" for arch in builds]
+    variables = {next(iter(v)).strip('"'): next(iter(v.values())) for v in data["variable"]}
+    for arch, build in builds.items():
+        filters = sources[f"{name}-{arch}"]["source_ami_filter"][0]["filters"]
+        assert (filters['"name"'], filters['"architecture"']) == (f'"{build.source_ami_name}"', f'"{arches.get(arch).ec2}"')
+        assert variables[f"instance_type_{arch}"]["default"] == f'"{build.instance_type}"'
+    if row.startswith("debian-"):
+        assert builds["arm64"].instance_type.startswith("m7g.")  # Graviton
+        assert builds["arm64"].source_ami_name == f"{row}-arm64-*"
+    [build] = data["build"]
+    assert build["sources"] == [f'"source.amazon-ebs.{name}-{arch}"' for arch in builds]
+    assert "only" not in json.dumps(build["provisioner"])  # no provisioner is kept to one source
+
+
+def test_the_arch_chooses_the_sources_packer_builds(project, out):
+    row = project.rows["debian-12"]
+    both = ["fleetbake.amazon-ebs.worker-amd64", "fleetbake.amazon-ebs.worker-arm64"]
+    assert packer.provisioned_sources(row, "ami") == both == packer.provisioned_sources(row, "ami", "all")
+    assert packer.provisioned_sources(row, "ami", "arm64") == ["fleetbake.amazon-ebs.worker-arm64"]
+    assert packer.provisioned_sources(project.rows["debian-13"], "ami") == ["fleetbake.amazon-ebs.worker-amd64"]
+    assert packer.provisioned_sources(row, "docker") == []
+    with pytest.raises(UsageError, match=r"^--arch ppc64le: debian-12's AMI is built for amd64, arm64 .*EC2 has no ppc64le"):
+        packer.write(project, row, "ami", arch="ppc64le", log=lambda _: None)
+    with pytest.raises(UsageError, match=r"^--arch arm64: debian-13's AMI is built for amd64 \(matrix.yml rows.debian-13.ami\)$"):
+        packer.write(project, project.rows["debian-13"], "ami", arch="arm64", log=lambda _: None)
+    foreign = next(name for name in ("arm64", "amd64") if name != arches.native().name)
+    with pytest.raises(UsageError, match=f"^--arch {foreign}: --target docker builds this host's architecture"):
+        packer.write(project, row, "docker", arch=foreign, log=lambda _: None)
+    assert packer.write(project, row, "docker", arch=arches.native().name, log=lambda _: None).is_file()
 
 
 def _loopback_up() -> None:
@@ -284,38 +372,67 @@ def calls(result: dict, action: str) -> list[dict[str, str]]:
     return [call for call in result["requests"] if call["Action"] == action]
 
 
-def test_linux_ami_build_gets_as_far_as_ssh_against_moto(project, out, moto):
+def debian_amis(path: Path) -> Path:
+    """moto's AMIs for an amd64 and an arm64 build: Debian 12's of each architecture, and near misses on each side
+    (another owner; an arm64 image under an amd64 name and the reverse; another release)."""
+    debian = {
+        "ami_id": "ami-0debian12amd64001", "name": "debian-12-amd64-20261101-2000", "description": "Debian 12",
+        "owner_id": "136693071363", "public": True, "virtualization_type": "hvm", "architecture": "x86_64",
+        "state": "available", "platform": None, "image_type": "machine", "image_location": "debian-12",
+        "sriov": "simple", "root_device_type": "ebs", "root_device_name": "/dev/xvda", "hypervisor": "xen"}
+    arm = {**debian, "ami_id": "ami-0debian12arm64001", "name": "debian-12-arm64-20261101-2000", "architecture": "arm64"}
+    decoys = [{**debian, "ami_id": "ami-0decoy0000000000a", "owner_id": "999999999999"},
+              {**arm, "ami_id": "ami-0decoy0000000000b", "owner_id": "999999999999"},
+              {**debian, "ami_id": "ami-0decoy0000000000c", "architecture": "arm64"},
+              {**arm, "ami_id": "ami-0decoy0000000000d", "architecture": "x86_64"},
+              {**arm, "ami_id": "ami-0decoy0000000000e", "name": "debian-11-arm64-20261101-2000"}]
+    path.write_text(json.dumps([*decoys, debian, arm]))
+    return path
+
+
+def test_linux_ami_build_of_each_arch_gets_as_far_as_ssh_against_moto(project, out, tmp_path):
     row = project.rows["debian-12"]
     template = packer.write(project, row, "ami", "pydebug", log=lambda _: None)
-    only = packer.provisioned_source(row, "ami")  # the very selection `invoke packer --build` passes
-    result = build_against_moto(template, only, {"inputs_hash": "abc123", "ssh_timeout": "15s"}, moto.amis)
+    only = packer.provisioned_sources(row, "ami")  # the very selection `invoke packer --build` passes: both
+    variables = {"inputs_hash_amd64": "abc123", "inputs_hash_arm64": "def456", "ssh_timeout": "15s"}
+    result = build_against_moto(template, only, variables, debian_amis(tmp_path / "amis.json"))
     log = "\n".join(result["log"])
-    # The build ran (-only matched the source) and the source AMI filter passed over every decoy.
-    assert "fleetbake.amazon-ebs.worker: Found Image ID: ami-0debian1200000001" in log
-    [lookup] = [call for call in calls(result, "DescribeImages") if "Owner.1" in call]
-    filters = {lookup[f"Filter.{n}.Name"]: lookup[f"Filter.{n}.Value.1"] for n in range(1, 5)}
-    assert lookup["Owner.1"] == "136693071363" and filters == {
-        "name": "debian-12-amd64-*", "architecture": "x86_64", "virtualization-type": "hvm", "root-device-type": "ebs"}
-    [key] = calls(result, "CreateKeyPair")
-    [group] = calls(result, "CreateSecurityGroup")
-    assert [c["IpPermissions.1.FromPort"] for c in calls(result, "AuthorizeSecurityGroupIngress")] == ["22"]
-    [launch] = calls(result, "RunInstances")
-    assert launch["ImageId"] == "ami-0debian1200000001" and launch["InstanceType"] == "m5.large"
-    assert launch["KeyName"] == key["KeyName"]
-    disk = {k.removeprefix("BlockDeviceMapping.1."): v for k, v in launch.items() if k.startswith("BlockDeviceMapping.1.")}
-    assert disk == {"DeviceName": "/dev/xvda", "Ebs.VolumeSize": "30", "Ebs.VolumeType": "gp3", "Ebs.Iops": "3000",
-                    "Ebs.Throughput": "125", "Ebs.DeleteOnTermination": "true"}
-    [instance] = result["state"]["instances"]
-    tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
-    assert tags["fleetbake"] == "true" and tags["fleetbake-row"] == "debian-12"
-    assert [g["GroupName"] for g in instance["SecurityGroups"]] == [group["GroupName"]]
-    # Then SSH, which no moto instance answers: the build stops at the timeout we passed, and cleans up.
-    assert "Waiting for SSH to become available..." in log
-    assert re.fullmatch(r"packer build failed: Build 'fleetbake.amazon-ebs.worker' errored after .*: Timeout waiting for SSH\.",
-                        result["error"])
+    # Both builds ran (-only matched each source) and each source AMI filter passed over every decoy.
+    assert "fleetbake.amazon-ebs.worker-amd64: Found Image ID: ami-0debian12amd64001" in log
+    assert "fleetbake.amazon-ebs.worker-arm64: Found Image ID: ami-0debian12arm64001" in log
+    lookups = [call for call in calls(result, "DescribeImages") if "Owner.1" in call]
+    filters = sorted(({lookup[f"Filter.{n}.Name"]: lookup[f"Filter.{n}.Value.1"] for n in range(1, 5)}
+                      for lookup in lookups), key=lambda f: f["name"])
+    assert {lookup["Owner.1"] for lookup in lookups} == {"136693071363"} and filters == [
+        {"name": f"debian-12-{arch}-*", "architecture": ec2, "virtualization-type": "hvm", "root-device-type": "ebs"}
+        for arch, ec2 in (("amd64", "x86_64"), ("arm64", "arm64"))]
+    keys = calls(result, "CreateKeyPair")
+    groups = calls(result, "CreateSecurityGroup")
+    assert len(keys) == len(groups) == 2
+    assert [c["IpPermissions.1.FromPort"] for c in calls(result, "AuthorizeSecurityGroupIngress")] == ["22", "22"]
+    launches = {launch["ImageId"]: launch for launch in calls(result, "RunInstances")}
+    assert {image: launch["InstanceType"] for image, launch in launches.items()} == {
+        "ami-0debian12amd64001": "m5.large", "ami-0debian12arm64001": "m7g.large"}
+    assert {launch["KeyName"] for launch in launches.values()} == {key["KeyName"] for key in keys}
+    for launch in launches.values():
+        disk = {k.removeprefix("BlockDeviceMapping.1."): v for k, v in launch.items() if k.startswith("BlockDeviceMapping.1.")}
+        assert disk == {"DeviceName": "/dev/xvda", "Ebs.VolumeSize": "30", "Ebs.VolumeType": "gp3", "Ebs.Iops": "3000",
+                        "Ebs.Throughput": "125", "Ebs.DeleteOnTermination": "true"}
+    instances = {i["ImageId"]: i for i in result["state"]["instances"]}
+    assert len(instances) == 2
+    for image, arch in (("ami-0debian12amd64001", "amd64"), ("ami-0debian12arm64001", "arm64")):
+        tags = {t["Key"]: t["Value"] for t in instances[image]["Tags"]}
+        assert (tags["fleetbake"], tags["fleetbake-row"], tags["fleetbake-arch"]) == ("true", "debian-12", arch)
+        assert instances[image]["State"]["Name"] == "terminated"
+    assert {g["GroupName"] for i in instances.values() for g in i["SecurityGroups"]} == {g["GroupName"] for g in groups}
+    # Then SSH, which no moto instance answers: each build stops at the timeout we passed, and cleans up.
+    assert log.count("Waiting for SSH to become available...") == 2
+    assert re.fullmatch(r"packer build failed: Build 'fleetbake.amazon-ebs.worker-(amd64|arm64)' errored after .*: "
+                        r"Timeout waiting for SSH\.", result["error"])
+    assert {arch for arch in ("amd64", "arm64") if f"Build 'fleetbake.amazon-ebs.worker-{arch}' errored after" in log} == {
+        "amd64", "arm64"}
     assert 15 <= result["seconds"] < 120
-    assert instance["State"]["Name"] == "terminated"
-    assert result["state"]["key_pairs"] == [] and group["GroupName"] not in result["state"]["security_groups"]
+    assert result["state"]["key_pairs"] == [] and not {g["GroupName"] for g in groups} & set(result["state"]["security_groups"])
     assert result["state"]["images"] == [] and not calls(result, "CreateImage")
     assert not (template.parent / "manifest.json").exists()
     with pytest.raises(packer.PackerError, match="left no .*manifest.json: no AMI was made"):
@@ -325,11 +442,11 @@ def test_linux_ami_build_gets_as_far_as_ssh_against_moto(project, out, moto):
 def test_windows_ami_build_gets_as_far_as_winrm_against_moto(project, out, moto):
     row = project.rows["windows-2022"]
     template = packer.write(project, row, "ami", log=lambda _: None)
-    only = packer.provisioned_source(row, "ami")
-    assert only == "fleetbake.amazon-ebs.windows"
+    only = packer.provisioned_sources(row, "ami")
+    assert only == ["fleetbake.amazon-ebs.windows-amd64"]
     result = build_against_moto(template, only, {"winrm_timeout": "15s"}, moto.amis)
     log = "\n".join(result["log"])
-    assert "fleetbake.amazon-ebs.windows: Found Image ID: ami-0windows200000001" in log
+    assert "fleetbake.amazon-ebs.windows-amd64: Found Image ID: ami-0windows200000001" in log
     [launch] = calls(result, "RunInstances")
     assert launch["ImageId"] == "ami-0windows200000001" and launch["InstanceType"] == "m5.xlarge"
     assert (launch["BlockDeviceMapping.1.DeviceName"], launch["BlockDeviceMapping.1.Ebs.VolumeSize"]) == ("/dev/sda1", "60")
@@ -346,17 +463,122 @@ def test_windows_ami_build_gets_as_far_as_winrm_against_moto(project, out, moto)
     assert instance["State"]["Name"] == "terminated" and result["state"]["key_pairs"] == []
 
 
-def test_handoff_reads_the_manifest_packer_writes(project, out):
-    """The manifest post-processor's format (Packer 1.6.6, strip_path): a successful build's last entry."""
+def test_handoff_names_each_arch_ami_from_the_manifest_packer_writes(project, out):
+    """The manifest post-processor's format (Packer 1.6.6, strip_path): it appends one entry per source that made an
+    artifact, named as the source, and marks the run (an earlier run's entries stay in the file)."""
     row = project.rows["debian-12"]
     template = packer.write(project, row, "ami", "pydebug", log=lambda _: None)
-    build = {"name": "worker", "builder_type": "amazon-ebs", "build_time": 1764300000, "files": None,
-             "artifact_id": "us-west-2:ami-0123456789abcdef0", "packer_run_uuid": "6f4c", "custom_data": None}
-    (template.parent / "manifest.json").write_text(json.dumps({"builds": [build], "last_run_uuid": "6f4c"}))
+
+    def entry(name: str, ami: str, run: str) -> dict:
+        return {"name": name, "builder_type": "amazon-ebs", "build_time": 1764300000, "files": None,
+                "artifact_id": f"us-west-2:{ami}", "packer_run_uuid": run, "custom_data": None}
+
+    manifest = template.parent / "manifest.json"
+    manifest.write_text(json.dumps({"builds": [entry("worker-amd64", "ami-0000000000000old0", "earlier"),
+                                               entry("worker-arm64", "ami-0abcdef0123456789", "6f4c"),
+                                               entry("worker-amd64", "ami-0123456789abcdef0", "6f4c")],
+                                    "last_run_uuid": "6f4c"}))
     info = packer.handoff(template.parent, row, "us-west-2")
-    assert info == {"instance_type": "m5.large", "region": "us-west-2", "ami_id": "ami-0123456789abcdef0",
-                    "worker_row": "debian-12"}
+    assert info == {"worker_row": "debian-12", "region": "us-west-2", "amis": {
+        "amd64": {"ami_id": "ami-0123456789abcdef0", "instance_type": "m5.large", "architecture": "x86_64"},
+        "arm64": {"ami_id": "ami-0abcdef0123456789", "instance_type": "m7g.large", "architecture": "arm64"}}}
+    assert list(info["amis"]) == ["amd64", "arm64"]
     assert json.loads((template.parent / "handoff.json").read_text()) == info
+    assert list(packer.handoff(template.parent, row, "us-west-2", "arm64")["amis"]) == ["arm64"]
+    # A run that made only one architecture's AMI (the other failed) hands off that one.
+    manifest.write_text(json.dumps({"builds": [entry("worker-amd64", "ami-0000000000000old0", "earlier"),
+                                               entry("worker-arm64", "ami-0abcdef0123456789", "7a1b")],
+                                    "last_run_uuid": "7a1b"}))
+    assert list(packer.handoff(template.parent, row, "us-west-2")["amis"]) == ["arm64"]
+    with pytest.raises(packer.PackerError, match=r"names no AMI of debian-12 \(amd64\) from the last packer build"):
+        packer.handoff(template.parent, row, "us-west-2", "amd64")
+
+
+# --- matrix.yml's ami: per architecture, each one EC2 has, an instance type and a name filter of that architecture
+
+ROW_AMI = MINIMAL.replace("    configurations: [pydebug]\n", "    configurations: [pydebug]\n    arches: [amd64, arm64, s390x]\n")
+
+
+def ami_error(write_matrix, ami: str) -> str:
+    path = write_matrix(ROW_AMI + ami)
+    with pytest.raises(matrix.MatrixError) as info:
+        matrix.load(path)
+    message = str(info.value)
+    assert "\n" not in message and message.startswith(f"{path}:")
+    return message.removeprefix(f"{path}:")
+
+
+PER_ARCH = """    ami:
+      source_ami_owner: "136693071363"
+      arches:
+        amd64: {instance_type: AMD_TYPE, source_ami_name: AMD_NAME}
+        arm64: {instance_type: ARM_TYPE, source_ami_name: ARM_NAME}
+"""
+
+
+def per_arch(amd_type="m5.large", amd_name="debian-12-amd64-*", arm_type="m7g.large", arm_name="debian-12-arm64-*"):
+    return (PER_ARCH.replace("AMD_TYPE", amd_type).replace("AMD_NAME", amd_name)
+            .replace("ARM_TYPE", arm_type).replace("ARM_NAME", arm_name))
+
+
+@pytest.mark.parametrize("ami, line, field, reason", [
+    (per_arch(arm_type="m5.large"), 16, "rows.debian-12.ami.arches.arm64.instance_type",
+     "m5.large is an x86_64 instance type: arm64 needs a Graviton one (a g after the generation: m7g, c7g, t4g, r7g...)"),
+    (per_arch(arm_type="c7i-flex.large"), 16, "rows.debian-12.ami.arches.arm64.instance_type", "c7i-flex.large is an x86_64"),
+    (per_arch(amd_type="m7g.large"), 15, "rows.debian-12.ami.arches.amd64.instance_type",
+     "m7g.large is a Graviton (arm64) instance type: amd64 needs an x86_64 one"),
+    (per_arch(amd_type="c6gn.xlarge"), 15, "rows.debian-12.ami.arches.amd64.instance_type", "c6gn.xlarge is a Graviton"),
+    (per_arch(amd_type="a1.large"), 15, "rows.debian-12.ami.arches.amd64.instance_type", "a1.large is a Graviton"),
+    (per_arch(amd_type="t4g.micro"), 15, "rows.debian-12.ami.arches.amd64.instance_type", "t4g.micro is a Graviton"),
+    (per_arch(arm_type="mac2.metal"), 16, "rows.debian-12.ami.arches.arm64.instance_type",
+     "'mac2.metal': not an instance type family this check knows"),
+    (per_arch(arm_name="debian-12-amd64-*"), 16, "rows.debian-12.ami.arches.arm64.source_ami_name",
+     "debian-12-amd64-* names amd64, not arm64 (for arm64: debian-12-arm64-*)"),
+    (per_arch(amd_name="debian-12-aarch64-*"), 15, "rows.debian-12.ami.arches.amd64.source_ami_name",
+     "debian-12-aarch64-* names aarch64 (arm64), not amd64 (for amd64: debian-12-x86_64-*)"),
+    (per_arch(amd_name="debian-12-s390x-*"), 15, "rows.debian-12.ami.arches.amd64.source_ami_name",
+     "debian-12-s390x-* names s390x, not amd64 (for amd64: debian-12-amd64-*)"),
+    (per_arch().replace("arm64: {", "s390x: {"), 16, "rows.debian-12.ami.arches.s390x",
+     "EC2 has no s390x instances: an AMI is built for amd64, arm64 only"),
+    (per_arch().replace("arm64: {", "aarch64: {"), 16, "rows.debian-12.ami.arches.aarch64",
+     "'aarch64' is not an architecture fleetbake builds"),
+    (per_arch().replace("arches:", "instance_type: m5.large\n      arches:"), 14, "rows.debian-12.ami.instance_type",
+     "with arches, each architecture sets its own (arches.<arch>.instance_type)"),
+    ('    ami: {source_ami_owner: "136693071363"}\n', 12, "rows.debian-12.ami.source_ami_name",
+     "required field is missing (or give each architecture its own under arches)"),
+    ('    ami: {instance_type: m7g.large, source_ami_name: debian-12-arm64-*, source_ami_owner: "136693071363"}\n', 12,
+     "rows.debian-12.ami.instance_type", "m7g.large is a Graviton (arm64) instance type: amd64 needs"),
+], ids=["x86-for-arm64", "flex-for-arm64", "graviton-for-amd64", "gn-for-amd64", "a1-for-amd64", "t4g-for-amd64", "mac",
+        "amd64-filter-for-arm64", "aarch64-filter-for-amd64", "s390x-filter", "no-ec2-arch", "unknown-arch",
+        "flat-beside-arches", "no-filter", "flat-graviton"])
+def test_ami_settings_fit_their_architecture(write_matrix, ami, line, field, reason):
+    assert ami_error(write_matrix, ami).startswith(f"{line}: {field}: {reason}")
+
+
+def test_only_the_rows_own_arches_get_an_ami(write_matrix):
+    only_amd = ROW_AMI.replace("arches: [amd64, arm64, s390x]", "arches: [amd64, s390x]")
+    path = write_matrix(only_amd + per_arch())
+    with pytest.raises(matrix.MatrixError, match=r":16: rows\.debian-12\.ami\.arches\.arm64: arm64 is not one of the "
+                                                 r"row's arches \(amd64, s390x\)$"):
+        matrix.load(path)
+    flat = '    ami: {instance_type: m5.large, source_ami_name: debian-12-amd64-*, source_ami_owner: "136693071363"}\n'
+    path = write_matrix(only_amd.replace("[amd64, s390x]", "[arm64]") + flat)
+    with pytest.raises(matrix.MatrixError, match=r":12: rows\.debian-12\.ami: amd64 is not one of the row's arches \(arm64\)$"):
+        matrix.load(path)
+
+
+def test_real_ami_settings_stay_accepted(write_matrix):
+    for ami in (per_arch(), per_arch(amd_type="m7i-flex.large", arm_type="c7gn.2xlarge", arm_name="debian-12-aarch64-*"),
+                per_arch(amd_type="c5ad.4xlarge", arm_type="im4gn.large"),
+                per_arch(arm_type="t4g.xlarge", amd_name="debian-12-*", arm_name="debian-12-*"),
+                per_arch(amd_type="x2iedn.xlarge", arm_type="is4gen.medium"),
+                per_arch(arm_type="a1.large", amd_type="g4dn.xlarge"),
+                '    ami: {instance_type: m5.large, source_ami_name: debian-12-amd64-*, source_ami_owner: "136693071363"}\n',
+                '    ami: {source_ami_name: debian-12-amd64-*, source_ami_owner: "136693071363"}\n'):
+        row = matrix.load(write_matrix(ROW_AMI + ami)).rows["debian-12"]
+        assert row.spec.ami.builds and set(row.spec.ami.builds) <= {"amd64", "arm64"}
+    assert matrix.load(write_matrix(ROW_AMI + per_arch())).rows["debian-12"].spec.ami.builds["arm64"] == matrix.AmiArch(
+        instance_type="m7g.large", source_ami_name="debian-12-arm64-*")
 
 
 @pytest.mark.parametrize("row, target, reason", [("windows-2022", "docker", "has an AMI target only"),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from fleetbake.errors import FleetbakeError, UsageError
+from fleetbake.pipeline import arches
 
 Log = Callable[[str], None]
 
@@ -137,6 +138,7 @@ class Image:
     created: str
     row: str
     snapshots: tuple[str, ...]
+    arch: str = "?"  # OCI's name (amd64, arm64): each architecture's AMIs are kept apart
 
 
 def fleetbake_images(client, region: str) -> list[Image]:
@@ -148,21 +150,23 @@ def fleetbake_images(client, region: str) -> list[Image]:
         snapshots = tuple(m["Ebs"]["SnapshotId"] for m in item.get("BlockDeviceMappings", [])
                           if "Ebs" in m and "SnapshotId" in m["Ebs"])
         row = f"{tags.get('fleetbake-row', '?')}/{tags.get('fleetbake-configuration', '?')}"
-        images.append(Image(item["ImageId"], item.get("Name", ""), item["CreationDate"], row, snapshots))
+        # EC2's own Architecture also dates the AMIs made before the fleetbake-arch tag (all x86_64).
+        arch = tags.get("fleetbake-arch") or getattr(arches.from_machine(item.get("Architecture", "")), "name", "?")
+        images.append(Image(item["ImageId"], item.get("Name", ""), item["CreationDate"], row, snapshots, arch))
     return images
 
 
 def prune_plan(images: list[Image], keep: int) -> list[Image]:
-    """Per row and configuration, everything but the `keep` newest."""
+    """Per row, configuration and architecture, everything but the `keep` newest."""
     if keep < 1:
         raise UsageError("--keep must be at least 1: the newest AMI is the one the admins run")
-    by_row: dict[str, list[Image]] = {}
+    by_row: dict[tuple[str, str], list[Image]] = {}
     for image in images:
-        by_row.setdefault(image.row, []).append(image)
+        by_row.setdefault((image.row, image.arch), []).append(image)
     old = []
     for row_images in by_row.values():
         old += sorted(row_images, key=lambda i: i.created, reverse=True)[keep:]
-    return sorted(old, key=lambda i: (i.row, i.created))
+    return sorted(old, key=lambda i: (i.row, i.arch, i.created))
 
 
 def deregister(client, region: str, images: list[Image]) -> None:
@@ -198,11 +202,12 @@ def zombie_sweep(region: str, profile: str | None, older_than: str, tags: list[s
 
 
 def ami_sweep(region: str, profile: str | None, keep: int, delete: bool, log: Log = print) -> list[Image]:
-    """`invoke ami-prune`: all but the newest `keep` AMIs per row and configuration; deregistered only when told."""
+    """`invoke ami-prune`: all but the newest `keep` AMIs per row, configuration and architecture; deregistered
+    only when told."""
     client = ec2(region, profile)
     old = prune_plan(fleetbake_images(client, region), keep)
     for image in old:
-        log(f"{image.image_id}  {image.row:24}  {image.created}  {image.name}  snapshots {', '.join(image.snapshots) or '-'}")
+        log(f"{image.image_id}  {image.row:24}  {image.arch:7}  {image.created}  {image.name}  snapshots {', '.join(image.snapshots) or '-'}")
     log(f"{len(old)} AMI(s) to prune" + ("" if delete or not old else " (dry run: --delete prunes them)"))
     if delete and old:
         deregister(client, region, old)

@@ -23,7 +23,7 @@ import hcl2
 
 from fleetbake import files, paths, proc
 from fleetbake.errors import UsageError
-from fleetbake.pipeline import families, identity, render
+from fleetbake.pipeline import arches, families, identity, render
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -169,6 +169,7 @@ def _docker_build(row: RowView, name: str, changes: list[str], provisioners: lis
 
 
 def ami_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str, Any]:
+    """One amazon-ebs source per architecture of the row's AMI (matrix.yml ami.arches), provisioned alike."""
     ami = _ami_spec(row)
     connect = dict(communicator=q("ssh"), ssh_username=q(ami.ssh_username), ssh_timeout=expr("var.ssh_timeout"))
     timeout = variable("ssh_timeout", "string", "5m", "how long to wait for SSH on the build instance")
@@ -181,21 +182,35 @@ def _ami_spec(row: RowView):
     return row.spec.ami
 
 
-def _provisioned_name(row: RowView) -> str:
-    return "windows" if row.spec.family == "windows" else "worker"
+def _provisioned_name(row: RowView, arch: str) -> str:
+    """The amazon-ebs source of one architecture: worker-arm64 (Windows: windows-amd64)."""
+    return f"{'windows' if row.spec.family == 'windows' else 'worker'}-{arch}"
+
+
+def ami_arches(row: RowView, arch: str | None = None) -> list[str]:
+    """The architectures an AMI build makes: all the row's AMI architectures (None, "all"), or the one named."""
+    built = list(_ami_spec(row).builds)
+    if arch in (None, "all"):
+        return built
+    if arch not in built:
+        why = "" if arch not in arches.ARCHES or arches.get(arch).ec2 else f"; EC2 has no {arch} instances"
+        raise UsageError(f"--arch {arch}: {row.name}'s AMI is built for {', '.join(built)} (matrix.yml "
+                         f"rows.{row.name}.ami){why}")
+    return [arch]
 
 
 def _ami_build(matrix: Matrix, row: RowView, directory: Path, connect: dict[str, Any], timeout: dict,
                provisioners: list[dict]) -> dict[str, Any]:
-    """One amazon-ebs source, provisioned over its communicator (`connect`, whose timeout is a variable)."""
+    """An amazon-ebs source per architecture, each provisioned over its communicator (`connect`, whose timeout
+    is a variable) by the same provisioners."""
     ami = _ami_spec(row)
-    name = _provisioned_name(row)
+    names = {arch: _provisioned_name(row, arch) for arch in ami.builds}
     return {
         "variable": [*_ami_variables(row, ami), *_common_variables(matrix, row, directory), timeout],
-        "source": [block("amazon-ebs", name, **connect, **_ami_common(row, ami))],
+        "source": [block("amazon-ebs", name, **connect, **_ami_common(row, ami, arch)) for arch, name in names.items()],
         "build": [block(
             name=q("fleetbake"),
-            sources=[q(f"source.amazon-ebs.{name}")],
+            sources=[q(f"source.amazon-ebs.{name}") for name in names.values()],
             provisioner=provisioners,
             **{"post-processor": [block("manifest", output=q("manifest.json"), strip_path=True)]},
         )],
@@ -203,29 +218,34 @@ def _ami_build(matrix: Matrix, row: RowView, directory: Path, connect: dict[str,
 
 
 def _ami_variables(row: RowView, ami) -> list[dict]:
+    per_arch = [variable(f"{what}_{arch}", "string", default, f"{arch}: {description}")
+                for arch, build in ami.builds.items()
+                for what, default, description in (("instance_type", build.instance_type, "from matrix.yml"),
+                                                   ("inputs_hash", "unknown", "fleetbake inputs hash, for the tags"))]
     return [
         variable("region", "string", "us-east-1", "AWS region"),
         variable("profile", "string", "", "AWS profile (credentials stay in ~/.aws or the environment)"),
-        variable("instance_type", "string", ami.instance_type, "from matrix.yml"),
         variable("configuration", "string", next(iter(row.configurations)), "the configuration, for the AMI's name and tags"),
-        variable("inputs_hash", "string", "unknown", "fleetbake inputs hash, for the tags"),
+        *per_arch,
         variable("ec2_endpoint", "string", "", "EC2 API endpoint override (tests use moto on loopback)"),
     ]
 
 
-def _ami_common(row: RowView, ami) -> dict[str, Any]:
-    tags = {q("Name"): f'"fleetbake-{row.name}-${{var.configuration}}"', q("fleetbake"): q("true"),
-            q("fleetbake-row"): q(row.name), q("fleetbake-configuration"): expr("var.configuration"),
-            q("fleetbake-inputs-hash"): expr("var.inputs_hash"),
+def _ami_common(row: RowView, ami, arch: str) -> dict[str, Any]:
+    build = ami.builds[arch]
+    tags = {q("Name"): f'"fleetbake-{row.name}-{arch}-${{var.configuration}}"', q("fleetbake"): q("true"),
+            q("fleetbake-row"): q(row.name), q("fleetbake-arch"): q(arch),
+            q("fleetbake-configuration"): expr("var.configuration"),
+            q("fleetbake-inputs-hash"): expr(f"var.inputs_hash_{arch}"),
             q("fleetbake-date"): expr('formatdate("YYYY-MM-DD", timestamp())')}
     return dict(
         region=expr("var.region"),
         profile=expr("var.profile"),
-        instance_type=expr("var.instance_type"),
-        ami_name=f'"fleetbake-{row.name}-${{var.configuration}}-' + '${formatdate("YYYYMMDDhhmmss", timestamp())}"',
+        instance_type=expr(f"var.instance_type_{arch}"),
+        ami_name=f'"fleetbake-{row.name}-{arch}-${{var.configuration}}-' + '${formatdate("YYYYMMDDhhmmss", timestamp())}"',
         source_ami_filter=[block(
-            filters={q("name"): q(ami.source_ami_name), q("virtualization-type"): q("hvm"),
-                     q("root-device-type"): q("ebs"), q("architecture"): q("x86_64")},
+            filters={q("name"): q(build.source_ami_name), q("virtualization-type"): q("hvm"),
+                     q("root-device-type"): q("ebs"), q("architecture"): q(arches.get(arch).ec2)},
             owners=[q(ami.source_ami_owner)],
             most_recent=True,
         )],
@@ -233,7 +253,7 @@ def _ami_common(row: RowView, ami) -> dict[str, Any]:
                                             volume_size=ami.volume_gb, volume_type=q("gp3"),
                                             iops=3000, throughput=125, delete_on_termination=True)],
         tags=tags,
-        run_tags={q("fleetbake"): q("true"), q("fleetbake-row"): q(row.name)},
+        run_tags={q("fleetbake"): q("true"), q("fleetbake-row"): q(row.name), q("fleetbake-arch"): q(arch)},
         custom_endpoint_ec2=expr("var.ec2_endpoint"),
         skip_region_validation=expr('var.ec2_endpoint != ""'),
     )
@@ -268,12 +288,12 @@ def rehearsal_template(matrix: Matrix, row: RowView, directory: Path) -> dict[st
                          _common_variables(matrix, row, directory))
 
 
-def provisioned_source(row: RowView, target: str) -> str | None:
-    """`-only` for `--build`: the AMI template's one source, named as Packer 1.6.6 matches it
-    (`<build>.<type>.<name>`; a bare `amazon-ebs.<name>` silently matches nothing)."""
+def provisioned_sources(row: RowView, target: str, arch: str | None = None) -> list[str]:
+    """`-only` for `--build`: the AMI template's sources of `arch` (None, "all": every one), named as Packer
+    1.6.6 matches them (`<build>.<type>.<name>`; a bare `amazon-ebs.<name>` silently matches nothing)."""
     if target != "ami":
-        return None
-    return f"fleetbake.amazon-ebs.{_provisioned_name(row)}"
+        return []
+    return [f"fleetbake.amazon-ebs.{_provisioned_name(row, name)}" for name in ami_arches(row, arch)]
 
 
 def windows_template(matrix: Matrix, row: RowView, directory: Path) -> dict[str, Any]:
@@ -314,7 +334,7 @@ def targets(row: RowView) -> tuple[str, ...]:
     return TARGETS if row.spec.ami else ("docker",)
 
 
-def _check_target(row: RowView, target: str, config: str | None = None) -> None:
+def _check_target(row: RowView, target: str, config: str | None = None, arch: str | None = None) -> None:
     if config is not None and config not in row.configurations:
         raise UsageError(f"--config {config!r}: {row.name} has {', '.join(row.configurations)}")
     if target not in TARGETS:
@@ -323,6 +343,11 @@ def _check_target(row: RowView, target: str, config: str | None = None) -> None:
         raise UsageError(f"--target {target}: {row.name} has an AMI target only (no Windows container engine here)")
     if target != "docker":
         _ami_spec(row)
+    if target == "ami":
+        ami_arches(row, arch)
+    elif arch not in (None, arches.native().name):
+        raise UsageError(f"--arch {arch}: --target {target} builds this host's architecture "
+                         f"({arches.native().name}); --target ami builds each of the AMI's")
 
 
 def render_templates(matrix: Matrix, row: RowView) -> dict[str, bytes]:
@@ -354,9 +379,10 @@ def _format(texts: dict[str, str]) -> dict[str, bytes]:
         return {name: (Path(scratch) / name.replace("/", "__")).read_bytes() for name in texts}
 
 
-def write(matrix: Matrix, row: RowView, target: str, config: str | None = None, log: Log = print) -> Path:
+def write(matrix: Matrix, row: RowView, target: str, config: str | None = None, log: Log = print,
+          arch: str | None = None) -> Path:
     """Render the row (images/<family>/<row>/ and packer/<row>/, as `invoke render`) and return `target`'s template."""
-    _check_target(row, target, config)
+    _check_target(row, target, config, arch)
     render.render(matrix, [row], log=log)
     template = paths.packer_dir(matrix) / row.name / target / f"{target}.pkr.hcl"
     log(f"packer: {template}")
@@ -396,11 +422,11 @@ def workdir(row: RowView, target: str) -> Path:
     return paths.build_dir() / "packer" / row.name / target
 
 
-def build(template: Path, only: str | None = None, variables: dict[str, str] | None = None,
+def build(template: Path, only: list[str] | None = None, variables: dict[str, str] | None = None,
           env: dict[str, str] | None = None, log: Log = print, cwd: Path | None = None) -> str:
     args = ["build", "-color=false"]
     if only:
-        args.append(f"-only={only}")
+        args.append(f"-only={','.join(only)}")
     for key, value in (variables or {}).items():
         args.append(f"-var={key}={value}")
     cwd = cwd or template.parent
@@ -413,24 +439,37 @@ def context_variable(template: Path, context_dir: Path) -> str:
     return os.path.relpath(context_dir.resolve(), template.parent.resolve())
 
 
-def handoff(work: Path, row: RowView, region: str) -> dict[str, str]:
-    """What the devguide says the admins need: instance size, region, AMI ID."""
+def handoff(work: Path, row: RowView, region: str, arch: str | None = None) -> dict[str, Any]:
+    """What the devguide says the admins need, per architecture built: instance size, region, AMI ID.
+    Read from the last run's manifest.json entries (one per source that made an AMI)."""
     try:
         manifest = json.loads((work / "manifest.json").read_text())
     except FileNotFoundError:
         raise PackerError(f"packer build left no {work / 'manifest.json'}: no AMI was made") from None
-    artifact = manifest["builds"][-1]["artifact_id"]  # "us-east-1:ami-0123..."
-    match = re.fullmatch(r"([a-z0-9-]+):(ami-[0-9a-f]+)", artifact)
-    if not match:
-        raise PackerError(f"unexpected artifact id in manifest.json: {artifact!r}")
-    info = {"instance_type": row.spec.ami.instance_type, "region": match.group(1), "ami_id": match.group(2),
-            "worker_row": row.name}
+    made = {entry["name"]: entry["artifact_id"] for entry in manifest["builds"]
+            if entry.get("packer_run_uuid") == manifest.get("last_run_uuid")}
+    amis: dict[str, dict[str, str]] = {}
+    regions = set()
+    for name in ami_arches(row, arch):
+        artifact = made.get(_provisioned_name(row, name))  # "us-east-1:ami-0123..."
+        if artifact is None:
+            continue
+        match = re.fullmatch(r"([a-z0-9-]+):(ami-[0-9a-f]+)", artifact)
+        if not match:
+            raise PackerError(f"unexpected artifact id in manifest.json: {artifact!r}")
+        regions.add(match.group(1))
+        amis[name] = {"ami_id": match.group(2), "instance_type": row.spec.ami.builds[name].instance_type,
+                      "architecture": arches.get(name).ec2}  # EC2's word, as the instance type's page says it
+    if not amis:
+        raise PackerError(f"{work / 'manifest.json'} names no AMI of {row.name} ({', '.join(ami_arches(row, arch))}) "
+                          "from the last packer build")
+    info = {"worker_row": row.name, "region": ",".join(sorted(regions)), "amis": amis}
     files.write_text(work / "handoff.json", json.dumps(info, indent=2) + "\n")
     return info
 
 
 def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *, config: str | None = None,
-                    ca_bundle: str | None = None, log: Log = print) -> dict[str, str]:
+                    ca_bundle: str | None = None, log: Log = print, arch: str | None = None) -> dict[str, str]:
     """What a build of this host passes: the assembled context (extra CA certificates added) and,
     for the docker target, every label `invoke build` gives its image."""
     context = render.render_row(matrix, row, render.ca_certs_from(ca_bundle))
@@ -442,8 +481,9 @@ def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *
     if target == "ami":
         ami = _ami_spec(row)
         variables["configuration"] = config or next(iter(row.configurations))
-        variables["inputs_hash"] = identity.inputs_hash(render.context_digest(context),
-                                                        f"ami:{ami.source_ami_owner}/{ami.source_ami_name}")
+        for name in ami_arches(row, arch):  # each architecture's own source AMI
+            variables[f"inputs_hash_{name}"] = identity.inputs_hash(
+                render.context_digest(context), f"ami:{ami.source_ami_owner}/{ami.builds[name].source_ami_name}/{name}")
     else:
         from fleetbake.pipeline import base  # Docker only for the docker targets
 
@@ -454,9 +494,9 @@ def build_variables(matrix: Matrix, row: RowView, target: str, template: Path, *
     return variables
 
 
-def committed(matrix: Matrix, row: RowView, target: str, config: str | None = None) -> Path:
+def committed(matrix: Matrix, row: RowView, target: str, config: str | None = None, arch: str | None = None) -> Path:
     """`target`'s template as committed in packer/<row>/ (render --check holds it equal to a fresh render)."""
-    _check_target(row, target, config)
+    _check_target(row, target, config, arch)
     template = paths.packer_dir(matrix) / row.name / target / f"{target}.pkr.hcl"
     if not template.is_file():
         raise UsageError(f"{template} is missing: run `invoke render --os {row.name}`")
@@ -465,23 +505,36 @@ def committed(matrix: Matrix, row: RowView, target: str, config: str | None = No
 
 def run(matrix: Matrix, row: RowView, target: str, *, config: str | None = None, run_build: bool = False,
         region: str = "us-east-1", profile: str = "", run_validate: bool = True, ca_bundle: str | None = None,
-        render_first: bool = True, log: Log = print) -> dict[str, str] | None:
-    """`invoke packer`: write the row's templates, validate one, and with `build` run it (AMI: the handoff).
+        render_first: bool = True, log: Log = print, arch: str | None = None) -> dict[str, Any] | None:
+    """`invoke packer`: write the row's templates, validate one, and with `build` run it (AMI: the handoff, per
+    architecture; `arch` None or "all" builds every one of the row's AMI, a name that one alone).
     `render_first=False` builds the committed template as it is and writes nothing into the checkout."""
-    template = write(matrix, row, target, config, log=log) if render_first else committed(matrix, row, target, config)
+    template = (write(matrix, row, target, config, log=log, arch=arch) if render_first
+                else committed(matrix, row, target, config, arch))
     if run_validate:
         validate(template)
         log(f"packer validate: {template.name} is valid")
     if not run_build:
         return None
-    variables = build_variables(matrix, row, target, template, config=config, ca_bundle=ca_bundle, log=log)
+    variables = build_variables(matrix, row, target, template, config=config, ca_bundle=ca_bundle, log=log, arch=arch)
     if target == "ami":
         variables.update(region=region, profile=profile)
     work = workdir(row, target)
-    build(template, provisioned_source(row, target), variables, log=log, cwd=work)
+    (work / "manifest.json").unlink(missing_ok=True)  # Packer appends to it: only this run's AMIs are handed off
+    failed = None
+    try:
+        build(template, provisioned_sources(row, target, arch), variables, log=log, cwd=work)
+    except PackerError as exc:
+        if target != "ami" or not (work / "manifest.json").exists():
+            raise
+        failed = exc  # one architecture failed: hand off the AMIs the others made, then fail
     if target != "ami":
         return None
-    info = handoff(work, row, region)
+    info = handoff(work, row, region, arch)
+    for name, ami in info["amis"].items():
+        log(f"{row.name} {name}: {ami['ami_id']} in {info['region']} ({ami['instance_type']}, {ami['architecture']})")
     log(f"hand this to the fleet admins (also in {work / 'handoff.json'}):")
     log(json.dumps(info, indent=2))
+    if failed:
+        raise failed
     return info

@@ -13,13 +13,6 @@ variable "profile" {
 }
 
 
-variable "instance_type" {
-  type        = string
-  description = "from matrix.yml"
-  default     = "m5.large"
-}
-
-
 variable "configuration" {
   type        = string
   description = "the configuration, for the AMI's name and tags"
@@ -27,9 +20,30 @@ variable "configuration" {
 }
 
 
-variable "inputs_hash" {
+variable "instance_type_amd64" {
   type        = string
-  description = "fleetbake inputs hash, for the tags"
+  description = "amd64: from matrix.yml"
+  default     = "m5.large"
+}
+
+
+variable "inputs_hash_amd64" {
+  type        = string
+  description = "amd64: fleetbake inputs hash, for the tags"
+  default     = "unknown"
+}
+
+
+variable "instance_type_arm64" {
+  type        = string
+  description = "arm64: from matrix.yml"
+  default     = "m7g.large"
+}
+
+
+variable "inputs_hash_arm64" {
+  type        = string
+  description = "arm64: fleetbake inputs hash, for the tags"
   default     = "unknown"
 }
 
@@ -69,14 +83,14 @@ variable "ssh_timeout" {
 }
 
 
-source "amazon-ebs" "worker" {
+source "amazon-ebs" "worker-amd64" {
   communicator  = "ssh"
   ssh_username  = "admin"
   ssh_timeout   = var.ssh_timeout
   region        = var.region
   profile       = var.profile
-  instance_type = var.instance_type
-  ami_name      = "fleetbake-debian-12-${var.configuration}-${formatdate("YYYYMMDDhhmmss", timestamp())}"
+  instance_type = var.instance_type_amd64
+  ami_name      = "fleetbake-debian-12-amd64-${var.configuration}-${formatdate("YYYYMMDDhhmmss", timestamp())}"
 
   source_ami_filter {
     filters = {
@@ -102,16 +116,69 @@ source "amazon-ebs" "worker" {
   }
 
   tags = {
-    "Name"                    = "fleetbake-debian-12-${var.configuration}",
+    "Name"                    = "fleetbake-debian-12-amd64-${var.configuration}",
     "fleetbake"               = "true",
     "fleetbake-row"           = "debian-12",
+    "fleetbake-arch"          = "amd64",
     "fleetbake-configuration" = var.configuration,
-    "fleetbake-inputs-hash"   = var.inputs_hash,
+    "fleetbake-inputs-hash"   = var.inputs_hash_amd64,
     "fleetbake-date"          = formatdate("YYYY-MM-DD", timestamp()),
   }
   run_tags = {
-    "fleetbake"     = "true",
-    "fleetbake-row" = "debian-12",
+    "fleetbake"      = "true",
+    "fleetbake-row"  = "debian-12",
+    "fleetbake-arch" = "amd64",
+  }
+  custom_endpoint_ec2    = var.ec2_endpoint
+  skip_region_validation = var.ec2_endpoint != ""
+}
+
+
+source "amazon-ebs" "worker-arm64" {
+  communicator  = "ssh"
+  ssh_username  = "admin"
+  ssh_timeout   = var.ssh_timeout
+  region        = var.region
+  profile       = var.profile
+  instance_type = var.instance_type_arm64
+  ami_name      = "fleetbake-debian-12-arm64-${var.configuration}-${formatdate("YYYYMMDDhhmmss", timestamp())}"
+
+  source_ami_filter {
+    filters = {
+      "name"                = "debian-12-arm64-*",
+      "virtualization-type" = "hvm",
+      "root-device-type"    = "ebs",
+      "architecture"        = "arm64",
+    }
+    owners = [
+      "136693071363",
+    ]
+    most_recent = true
+  }
+
+
+  launch_block_device_mappings {
+    device_name           = "/dev/xvda"
+    volume_size           = 30
+    volume_type           = "gp3"
+    iops                  = 3000
+    throughput            = 125
+    delete_on_termination = true
+  }
+
+  tags = {
+    "Name"                    = "fleetbake-debian-12-arm64-${var.configuration}",
+    "fleetbake"               = "true",
+    "fleetbake-row"           = "debian-12",
+    "fleetbake-arch"          = "arm64",
+    "fleetbake-configuration" = var.configuration,
+    "fleetbake-inputs-hash"   = var.inputs_hash_arm64,
+    "fleetbake-date"          = formatdate("YYYY-MM-DD", timestamp()),
+  }
+  run_tags = {
+    "fleetbake"      = "true",
+    "fleetbake-row"  = "debian-12",
+    "fleetbake-arch" = "arm64",
   }
   custom_endpoint_ec2    = var.ec2_endpoint
   skip_region_validation = var.ec2_endpoint != ""
@@ -121,7 +188,8 @@ source "amazon-ebs" "worker" {
 build {
   name = "fleetbake"
   sources = [
-    "source.amazon-ebs.worker",
+    "source.amazon-ebs.worker-amd64",
+    "source.amazon-ebs.worker-arm64",
   ]
 
   provisioner "shell" {

@@ -13,13 +13,6 @@ variable "profile" {
 }
 
 
-variable "instance_type" {
-  type        = string
-  description = "from matrix.yml"
-  default     = "m5.xlarge"
-}
-
-
 variable "configuration" {
   type        = string
   description = "the configuration, for the AMI's name and tags"
@@ -27,9 +20,16 @@ variable "configuration" {
 }
 
 
-variable "inputs_hash" {
+variable "instance_type_amd64" {
   type        = string
-  description = "fleetbake inputs hash, for the tags"
+  description = "amd64: from matrix.yml"
+  default     = "m5.xlarge"
+}
+
+
+variable "inputs_hash_amd64" {
+  type        = string
+  description = "amd64: fleetbake inputs hash, for the tags"
   default     = "unknown"
 }
 
@@ -62,7 +62,7 @@ variable "winrm_timeout" {
 }
 
 
-source "amazon-ebs" "windows" {
+source "amazon-ebs" "windows-amd64" {
   communicator   = "winrm"
   winrm_username = "Administrator"
   winrm_use_ssl  = true
@@ -71,8 +71,8 @@ source "amazon-ebs" "windows" {
   user_data_file = "${path.root}/${var.images}/windows/ami/winrm-bootstrap.ps1"
   region         = var.region
   profile        = var.profile
-  instance_type  = var.instance_type
-  ami_name       = "fleetbake-windows-2022-${var.configuration}-${formatdate("YYYYMMDDhhmmss", timestamp())}"
+  instance_type  = var.instance_type_amd64
+  ami_name       = "fleetbake-windows-2022-amd64-${var.configuration}-${formatdate("YYYYMMDDhhmmss", timestamp())}"
 
   source_ami_filter {
     filters = {
@@ -98,16 +98,18 @@ source "amazon-ebs" "windows" {
   }
 
   tags = {
-    "Name"                    = "fleetbake-windows-2022-${var.configuration}",
+    "Name"                    = "fleetbake-windows-2022-amd64-${var.configuration}",
     "fleetbake"               = "true",
     "fleetbake-row"           = "windows-2022",
+    "fleetbake-arch"          = "amd64",
     "fleetbake-configuration" = var.configuration,
-    "fleetbake-inputs-hash"   = var.inputs_hash,
+    "fleetbake-inputs-hash"   = var.inputs_hash_amd64,
     "fleetbake-date"          = formatdate("YYYY-MM-DD", timestamp()),
   }
   run_tags = {
-    "fleetbake"     = "true",
-    "fleetbake-row" = "windows-2022",
+    "fleetbake"      = "true",
+    "fleetbake-row"  = "windows-2022",
+    "fleetbake-arch" = "amd64",
   }
   custom_endpoint_ec2    = var.ec2_endpoint
   skip_region_validation = var.ec2_endpoint != ""
@@ -117,7 +119,7 @@ source "amazon-ebs" "windows" {
 build {
   name = "fleetbake"
   sources = [
-    "source.amazon-ebs.windows",
+    "source.amazon-ebs.windows-amd64",
   ]
 
   provisioner "file" {
