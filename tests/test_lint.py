@@ -72,20 +72,30 @@ def test_nightly_builds_every_row_of_the_matrix_on_its_runner(live_project):
     assert "schedule" in triggers and "workflow_dispatch" in triggers
     reader = nightly["jobs"]["matrix"]
     assert any("invoke matrix --json" in step.get("run", "") for step in reader["steps"])
-    image = nightly["jobs"]["image"]
-    assert image["strategy"]["matrix"]["row"] == "${{ fromJSON(needs.matrix.outputs.rows) }}"
-    assert image["runs-on"] == "${{ matrix.row.runner }}"
-    runs = [step.get("run", "") for step in image["steps"]]
-    assert any("invoke build" in r and "--refresh" in r for r in runs)
-    assert any("invoke verify" in r and "--config all" in r for r in runs)
-    publish = next(step for step in image["steps"] if "invoke publish" in step.get("run", ""))
-    assert publish["if"] == "github.ref == 'refs/heads/main'"
-    # What the workflow reads is exactly the matrix file's rows, each with a hosted runner.
+    # Linux rows: one job per architecture, on the runner the matrix job gives it; Windows rows: one job each.
+    for name, key, output, runner in (("arch", "job", "jobs", "${{ matrix.job.runner }}"),
+                                      ("image", "row", "windows", "${{ matrix.row.runner }}")):
+        job = nightly["jobs"][name]
+        assert job["strategy"]["matrix"][key] == f"${{{{ fromJSON(needs.matrix.outputs.{output}) }}}}"
+        assert job["runs-on"] == runner
+        runs = [step.get("run", "") for step in job["steps"]]
+        assert any("invoke build" in r and "--refresh" in r and ("--arch" in r) == (name == "arch") for r in runs)
+        assert any("invoke verify" in r and "--config all" in r for r in runs)
+    publish = [(name, step) for name, job in nightly["jobs"].items() for step in job["steps"]
+               if "invoke publish" in step.get("run", "")]
+    assert [name for name, _ in publish] == ["publish", "image"]
+    assert "github.ref == 'refs/heads/main'" in nightly["jobs"]["publish"]["if"]
+    assert publish[1][1]["if"] == "github.ref == 'refs/heads/main'"
+    # What the workflow reads is exactly the matrix file's rows, each with a hosted runner, and each Linux row's
+    # architectures with theirs (arches.py's: a hosted runner, or qemu on the row's own).
     rows = json.loads(subprocess.run([sys.executable, "-m", "invoke", "matrix", "--json"], cwd=ROOT,
                                      capture_output=True, text=True, check=True).stdout)
     assert [r["os"] for r in rows] == list(live_project.rows)
     assert {r["runner"] for r in rows} <= {"ubuntu-24.04", "windows-2022"}
     assert {r["runner"] for r in rows if r["family"] == "windows"} == {"windows-2022"}
+    assert all(list(r["arch_runners"]) == r["arches"] for r in rows)
+    assert {runner for r in rows if r["family"] != "windows" for runner in r["arch_runners"].values()} == {
+        "ubuntu-24.04", "ubuntu-24.04-arm", "qemu"}
 
 
 def test_the_bench_baseline_passes_hadolint_like_our_own_images():
