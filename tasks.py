@@ -23,7 +23,7 @@
     invoke update [--container NAME] [--registry HOST/NS] [--dry-run]   worker containers to their newest
                                                            verified image: drained, health-gated, rolled back
     invoke test                         the unit tests, then the Docker tests (each two at a time)
-    invoke bench                        speed and size against hand-written baselines
+    invoke bench [--arch A]             speed and size against hand-written baselines (another arch: cold build, size)
     invoke bench-update [--updates N]   what an update costs a worker, against the same drain by hand
 
 Every task takes --matrix FILE (default matrix.yml).
@@ -376,13 +376,15 @@ def bench_update(c, os="debian-12", matrix="matrix.yml", updates=5):
 @task(help={**MATRIX_HELP, "os": "row to measure",
             "pairs": "alternating pairs per ratio (default 3; fewer writes build/bench/benchmarks.md)",
             "skip_cold": "skip (a) cold builds and (c) size", "skip_noop": "skip (b) the no-op build",
-            "skip_verify": "skip (d) verify", "skip_ccache": "skip (e) the cold and warm ccache compiles"})
+            "skip_verify": "skip (d) verify", "skip_ccache": "skip (e) the cold and warm ccache compiles",
+            "note": "added to the report's method line (other load on the machine, say)"})
+            "arch": ARCH_HELP.replace(" or 'all'", "") + "; another one measures (a) and (c) alone, under emulation",
 @friendly
-def bench(c, os="debian-12", matrix="matrix.yml", pairs=3, skip_cold=False, skip_noop=False, skip_verify=False,
-          skip_ccache=False):
+def bench(c, os="debian-12", matrix="matrix.yml", arch=None, pairs=3, skip_cold=False, skip_noop=False,
+          skip_verify=False, skip_ccache=False, note=""):
     """Measure build, no-op, size and verify against hand-written baselines, and warm against cold ccache compiles."""
     from fleetbake.devtools import bench as bench_mod
 
     m = _load(matrix)
-    bench_mod.run(m, m.one(os), skip_cold=skip_cold, log=log, pairs=int(pairs), skip_noop=skip_noop,
-                  skip_verify=skip_verify, skip_ccache=skip_ccache)
+    bench_mod.run(m, m.one(os, arch), skip_cold=skip_cold, log=log, pairs=int(pairs), skip_noop=skip_noop,
+                  skip_verify=skip_verify, skip_ccache=skip_ccache, note=note)

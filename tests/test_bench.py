@@ -90,11 +90,11 @@ def test_verdicts_say_met_or_by_how_much_missed():
 MACHINE = bench.Machine("AMD EPYC 7B13", 2, 23.5, "6.1.0-30-amd64", "20.10.24+dfsg1", "28.2.2", "overlay2")
 
 
-def make_report(row, figures, revision=bench.Revision("abc123", ()), pairs=3, skipped=()):
+def make_report(row, figures, revision=bench.Revision("abc123", ()), pairs=3, skipped=(), **more):
     return bench.report(
         figures, row=row, command="invoke bench --os debian-12 --pairs 3",
         when=dt.datetime(2026, 11, 27, 18, 16, tzinfo=dt.timezone.utc), revision=revision, machine=MACHINE,
-        base_id="sha256:c4bffd4445bc", pairs=pairs, skipped=list(skipped), certs=51, packages=60,
+        base_id="sha256:c4bffd4445bc", pairs=pairs, skipped=dict(skipped), certs=51, packages=60, **more,
     )
 
 
@@ -126,10 +126,13 @@ def test_the_report_records_revision_machine_command_date_and_each_verdict(row):
 def test_a_dirty_tree_a_short_run_or_a_skipped_part_is_marked(row):
     figure = bench.Figure("(b) no-op build", "s", bench.Stats((0.4,)), None, 1.0)
     dirty = bench.Revision("abc123", (" M fleetbake/bench.py", "?? notes.txt"))
-    text = make_report(row, [figure], revision=dirty, pairs=1, skipped=["(d) verify pydebug"])
+    text = make_report(row, [figure], revision=dirty, pairs=1,
+                       skipped={"(d) verify pydebug": "--skip-verify", "(a) cold build": "--skip-cold"})
     assert "- Revision: `abc123` (dirty tree: 2 changed or untracked files: fleetbake/bench.py, notes.txt)" in text
-    assert "**Preliminary, not for publication**: only 1 pair(s), fewer than 3; (d) verify pydebug not measured." in text
-    assert "- (d) verify pydebug: not measured in this run." in text
+    assert "**Preliminary, not for publication**: only 1 pair(s), fewer than 3; (a) cold build not measured." in text
+    assert "- (d) verify pydebug: not measured in this run (--skip-verify)." in text
+    # Skipping the parts the issue's targets do not cover leaves a run publishable.
+    assert "Preliminary" not in make_report(row, [figure], skipped={"(d) verify pydebug": "--skip-verify"})
     assert "**Preliminary, not for publication**: only 2 pair(s), fewer than 3." in make_report(row, [figure], pairs=2)
 
 
@@ -171,12 +174,118 @@ def test_a_changed_package_list_reaches_the_baseline(write_matrix):
 def test_the_baseline_context_carries_each_extra_ca_in_its_own_file():
     certs = [b"-----BEGIN CERTIFICATE-----\nA\n-----END CERTIFICATE-----\n",
              b"-----BEGIN CERTIFICATE-----\nB\n-----END CERTIFICATE-----\n"]
-    with tarfile.open(fileobj=io.BytesIO(bench.baseline_context(certs))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(bench.baseline_context(certs, "debian:12"))) as archive:
         files = {m.name: archive.extractfile(m).read() for m in archive}
-    assert files["Dockerfile"] == bench.BASELINE_DOCKERFILE.read_bytes()
+    assert files["Dockerfile"] == bench.BASELINE_DOCKERFILE.read_bytes()  # the host's own base: the file as it is
     assert [files["extra-ca/extra-001.crt"], files["extra-ca/extra-002.crt"]] == certs
-    with tarfile.open(fileobj=io.BytesIO(bench.baseline_context(None))) as archive:
+    with tarfile.open(fileobj=io.BytesIO(bench.baseline_context(None, "debian:12"))) as archive:
         assert sorted(archive.getnames()) == ["Dockerfile", "extra-ca/README.txt"]  # COPY extra-ca/ still works
+
+
+def test_another_architectures_baseline_builds_from_its_base_and_nothing_else_changes():
+    original = bench.BASELINE_DOCKERFILE.read_bytes()
+    assert b"\nFROM debian:12\n" in original  # the file stays as the issue keeps it
+    arm = bench.baseline_dockerfile("fleetbake/base:debian-12-arm64")
+    assert b"\nFROM fleetbake/base:debian-12-arm64\n" in arm and b"FROM debian:12" not in arm
+    assert arm.replace(b"fleetbake/base:debian-12-arm64", b"debian:12") == original
+    assert bench.BASELINE_DOCKERFILE.read_bytes() == original
+    # A comment that mentions FROM is not a FROM line; two stages or none cannot say which base to replace.
+    assert bench.baseline_dockerfile("b:1", b"# FROM x\nfrom a:1 AS one\nRUN true\n") == b"# FROM x\nfrom b:1 AS one\nRUN true\n"
+    for text in (b"RUN true\n", b"FROM a\nFROM b\n"):
+        with pytest.raises(bench.BenchError, match="one FROM line"):
+            bench.baseline_dockerfile("b:1", text)
+
+
+def test_the_targets_are_issue_22s():
+    assert (bench.TARGETS["cold"], bench.TARGETS["size"], bench.TARGETS["cold-emulated"]) == (0.85, 0.95, 0.85)
+    base = bench.Stats((100.0,))
+    assert not bench.Figure("(a) cold build", "s", bench.Stats((86.0,)), base, bench.TARGETS["cold"]).met
+    assert bench.Figure("(c) image size", "MB", bench.Stats((95.0,)), base, bench.TARGETS["size"]).met
+
+
+@pytest.fixture
+def arm_row(project):
+    return project.one("debian-12", "arm64")
+
+
+def test_another_architecture_measures_a_and_c_under_emulation_and_skips_the_rest(project, arm_row, build_dir,
+                                                                                    monkeypatch, tmp_path):
+    """`invoke bench --arch arm64` on an amd64 host: both cold builds for linux/arm64/v8 on the arm64 base, the
+    arm64 target, (b), (d) and (e) skipped as needing a native run, the figures in their own section."""
+    monkeypatch.setattr(bench.arches, "native", lambda: bench.arches.get("amd64"))
+    monkeypatch.setattr(bench.arches, "require_runnable", lambda arch, doing="build": None)
+    monkeypatch.setattr(bench.engine, "image_id",
+                        lambda ref: "sha256:armbase" if ref == "fleetbake/base:debian-12-arm64" else None)
+    monkeypatch.setattr(bench, "revision", lambda: bench.Revision("abc123", ()))
+    monkeypatch.setattr(bench, "machine", lambda: MACHINE)
+    monkeypatch.setattr(bench, "_remove_tag", lambda tag: None)
+    monkeypatch.setattr(bench, "_size", lambda tag: 1000e6 if "ours" in tag else 1100e6)
+    monkeypatch.setattr(bench.os, "sync", lambda: None)
+    for part in ("noop_builds", "verify_pairs", "ccache_pairs"):
+        monkeypatch.setattr(bench, part, lambda *a, **k: pytest.fail("a native-only part ran for an emulated arch"))
+    built = []
+
+    def fake_ours(matrix_, row_, certs, tag, log):
+        built.append(("ours", row_.arch, tag))
+        return "sha256:ours"
+
+    def fake_baseline(context_tar, tag, args, log, platform):
+        with tarfile.open(fileobj=io.BytesIO(context_tar)) as archive:
+            dockerfile = archive.extractfile("Dockerfile").read()
+        from_line = next(line for line in dockerfile.splitlines() if line.startswith(b"FROM"))
+        built.append(("baseline", platform, tag, from_line))
+        return "sha256:theirs"
+
+    monkeypatch.setattr(bench, "build_ours", fake_ours)
+    monkeypatch.setattr(bench, "build_baseline", fake_baseline)
+    report_path = tmp_path / "benchmarks.md"
+    report_path.write_text("# Benchmarks\n\nthe amd64 report\n")
+    text = bench.run(project, arm_row, log=lambda line: None, pairs=3, output=report_path,
+                     command="invoke bench --arch arm64", note="another emulated job shared the cores")
+    assert built[:2] == [("ours", "arm64", "fleetbake-bench/ours:debian-12-arm64"),
+                         ("baseline", "linux/arm64/v8", "fleetbake-bench/baseline:debian-12-arm64",
+                          b"FROM fleetbake/base:debian-12-arm64")]
+    assert len(built) == 6
+    assert "- Platform: linux/arm64/v8, under emulation" in text and "- Base: `fleetbake/base:debian-12-arm64`" in text
+    assert "another emulated job shared the cores." in text and "replaced, in memory" in text
+    assert "| (a) cold build |" in text and "<= 0.85 x baseline" in text
+    for part in ("(b) no-op build", "(d) verify pydebug", "(e) warm ccache compile pydebug"):
+        assert f"- {part}: not measured in this run (needs a native run: arm64 is emulated here)." in text
+    assert "Preliminary" not in text
+    written = report_path.read_text()
+    assert written.startswith("# Benchmarks\n\nthe amd64 report\n")  # the main report is left as it was
+    assert bench.sections_of(report_path).startswith("\n<!-- section: cold-arm64 -->\n## arm64 under emulation")
+
+
+def test_the_baseline_builds_for_the_platform_it_is_given(monkeypatch):
+    calls = []
+
+    class Api:
+        def build(self, **kwargs):
+            calls.append(kwargs)
+            return iter([{"stream": "Step 1/9 : FROM fleetbake/base:debian-12-arm64\n"}, {"aux": {"ID": "sha256:b"}}])
+
+    monkeypatch.setattr(bench.engine, "client", lambda: type("Client", (), {"api": Api()})())
+    assert bench.build_baseline(b"", "t:1", {}, lambda line: None, "linux/arm64/v8") == "sha256:b"
+    assert calls[0]["platform"] == "linux/arm64/v8" and calls[0]["nocache"] is True and calls[0]["pull"] is False
+
+
+def test_a_published_run_that_skipped_parts_keeps_their_earlier_rows_marked(row):
+    old = make_report(row, [bench.Figure("(a) cold build", "s", bench.Stats((50.0,)), bench.Stats((50.0,)), 0.85),
+                            bench.Figure("(b) no-op build", "s", bench.Stats((0.44,)), None, 1.0)])
+    rows, origin = bench.carried_rows(old + "\n<!-- section: x -->\n| (b) no-op build | x |\n<!-- end of section: x -->\n",
+                                      ["(b) no-op build", "(d) verify pydebug"])
+    assert rows == {"(b) no-op build": "| (b) no-op build (earlier run) | 0.44 s (0.44–0.44) | – | – | <= 1 s | met |"}
+    assert origin == "Date: 2026-11-27 18:16 UTC, Revision: `abc123` (clean tree)"
+    new = make_report(row, [bench.Figure("(a) cold build", "s", bench.Stats((40.0,)), bench.Stats((50.0,)), 0.85)],
+                      skipped={"(b) no-op build": "--skip-noop", "(d) verify pydebug": "--skip-verify"},
+                      earlier=(rows, origin))
+    assert rows["(b) no-op build"] in new and "Preliminary" not in new
+    assert "- (b) no-op build: not measured in this run (--skip-noop) (the table's row is the earlier run's)." in new
+    assert "- (d) verify pydebug: not measured in this run (--skip-verify)." in new
+    # Carried again by the next partial run: still the earliest measurement, named once.
+    again, _ = bench.carried_rows(new, ["(b) no-op build"])
+    assert again == rows
 
 
 # --- (d): the raw run is verify's sandbox -----------------------------------------------------
@@ -221,8 +330,8 @@ def test_every_sandbox_setting_of_verify_becomes_a_docker_run_flag():
 def test_the_cold_build_is_tagged_for_the_bench_only(project, row, build_dir, monkeypatch):
     built, recommitted = {}, []
 
-    def fake_stream_build(row_, context_tar, tag, labels, nocache, log, epoch):
-        built.update(tag=tag, nocache=nocache, labels=labels, context=context_tar, epoch=epoch)
+    def fake_stream_build(row_, context_tar, tag, labels, nocache, log, epoch, base):
+        built.update(tag=tag, nocache=nocache, labels=labels, context=context_tar, epoch=epoch, base=base)
         return "sha256:new"
 
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764300000")  # the inputs' time, as `invoke build` takes it
@@ -234,6 +343,7 @@ def test_the_cold_build_is_tagged_for_the_bench_only(project, row, build_dir, mo
     monkeypatch.setattr(bench.engine, "client", lambda: pytest.fail("the cold build must not touch the engine's tags"))
     assert bench.build_ours(project, row, None, bench.ours_tag(row), log=lambda line: None) == "sha256:same"
     assert built["tag"] == "fleetbake-bench/ours:debian-12" and built["nocache"] is True
+    assert built["base"] == "debian:12"  # the row's base on the host's own architecture, as `invoke build` passes
     # Made reproducible as `invoke build` makes it, and loaded under the bench's tag alone.
     assert built["epoch"] == 1764300000 and built["labels"][identity.CREATED_LABEL] == "2025-11-28T03:20:00Z"
     assert recommitted == [("sha256:new", "sha256:base", 1764300000, ["fleetbake-bench/ours:debian-12"])]

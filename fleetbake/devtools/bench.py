@@ -17,6 +17,12 @@ build/bench/benchmarks.md, so that a quick check never overwrites the published 
 
 fleetbake's cold builds are tagged fleetbake-bench/ours:<row>, never fleetbake/worker:<row>:
 the images other people and tests use, and their verification records, are left alone.
+
+`--arch` (default: the host's own) measures (a) and (c) for another architecture, both sides built
+for its platform under emulation on the row's base for it (base.local_ref); (b), (d) and (e) need a
+native run and are skipped with that reason. Those figures go to their own section of the report
+(`cold-<arch>`). A native run that measured (a) and (c) with at least 3 pairs is published even when
+it skipped (b), (d) or (e): their rows are carried over from the report it replaces, marked as such.
 """
 
 from __future__ import annotations
@@ -40,7 +46,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from fleetbake import files, paths, proc
 from fleetbake.errors import FleetbakeError, UsageError
-from fleetbake.pipeline import base, build, cpython, engine, identity, record, render, reproducible, verify
+from fleetbake.pipeline import arches, base, build, cpython, engine, identity, record, render, reproducible, verify
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -51,8 +57,9 @@ CONFIG = "pydebug"  # the configuration (d) verifies
 MIN_PAIRS = 3  # fewer makes a preliminary report, never the published one
 SIDES = ("fleetbake", "baseline")
 # The targets: on the ratio of medians (fleetbake / baseline), or, for the no-op build, in seconds.
-# (e): the warm compile at most half the cold one (issue 12).
-TARGETS = {"cold": 1.10, "noop": 1.0, "size": 1.00, "verify": 1.05, "warm": 0.50}
+# (a), (c) and the emulated cold build: issue 22's; (e): the warm compile at most half the cold one (issue 12).
+TARGETS = {"cold": 0.85, "cold-emulated": 0.85, "noop": 1.0, "size": 0.95, "verify": 1.05, "warm": 0.50}
+NATIVE_ONLY = "needs a native run: {arch} is emulated here"  # why (b), (d) and (e) skip another architecture
 CCACHE_SIDES = ("cold", "warm")  # (e)'s order: the cold run empties the volume the warm run then reuses
 COMPILE_STEPS = ("configure", "make")
 COUNTS = ("hits", "misses")  # measurements that are counts, not seconds
@@ -222,7 +229,11 @@ BASELINE_TEXT = {
         "same docker-py call (no layer cache, no pull) from an in-memory context; fleetbake's side is "
         "`invoke build --force` (render, base check, inputs hash, build, the config written again at the inputs' time) tagged `{ours}` instead of "
         "`fleetbake/worker:{row}`, the baseline is tagged `{theirs}`, and each build first removes its "
-        "side's previous image. Size is the engine's image size of each."
+        "side's previous image. Size is the engine's image size of each. For another architecture "
+        "(`invoke bench --arch`), both sides build for its platform under emulation, and the baseline's `FROM` "
+        "image is replaced, in memory, by the row's base for that architecture (`fleetbake/base:{row}-<arch>`, "
+        "the one fleetbake builds on): the classic builder would resolve `{base}` to the local image of the "
+        "host's own architecture. The file itself is unchanged."
     ),
     "noop": (
         "**(b) no-op build** has no baseline: the wall time of `invoke build --os {row}` (Python start-up "
@@ -252,6 +263,46 @@ BASELINE_TEXT = {
 }
 
 
+def _table(figures: list[Figure]) -> list[str]:
+    lines = [
+        "| figure | fleetbake median (min–max) | baseline median (min–max) | ratio of medians | target | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for f in figures:
+        theirs = spread(f.baseline, f.unit) if f.baseline else "–"
+        ratio = f"{f.measured:.2f}" if f.baseline else "–"
+        lines.append(f"| {f.name} | {spread(f.ours, f.unit)} | {theirs} | {ratio} | {f.target_text()} | "
+                     f"{'met' if f.met else 'MISSED'} |")
+    return lines
+
+
+def _targets(figures: list[Figure], skipped: dict[str, str], carried: dict[str, str]) -> list[str]:
+    lines = []
+    for f in figures:
+        why = "" if f.met else " Why: _to be written after the final run._"
+        note = f" {f.note}" if f.note else ""
+        lines.append(f"- {f.name}: {f.verdict()}.{note}{why}")
+    for part, reason in sorted(skipped.items()):
+        earlier = " (the table's row is the earlier run's)" if part in carried else ""
+        lines.append(f"- {part}: not measured in this run{f' ({reason})' if reason else ''}{earlier}.")
+    return lines
+
+
+EARLIER = " (earlier run)"  # marks a row carried over from the report a partial run replaced
+
+
+def carried_rows(old: str, parts: list[str]) -> tuple[dict[str, str], str]:
+    """The table rows of `parts` in an earlier main report, renamed as the earlier run's, and that run's
+    revision line: what a published run that skipped those parts keeps of them."""
+    rows = {}
+    for line in old.split("\n<!-- section:", 1)[0].splitlines():
+        for part in parts:
+            if line.startswith(f"| {part}{EARLIER} |") or line.startswith(f"| {part} |"):
+                rows[part] = f"| {part}{EARLIER} |" + line.split("|", 2)[2]
+    found = re.search(r"^- (Date: .*)\n- (Revision: .*)$", old, re.M)
+    return rows, (f"{found.group(1)}, {found.group(2)}" if found else "unknown")
+
+
 def report(
     figures: list[Figure],
     *,
@@ -262,15 +313,36 @@ def report(
     machine: Machine,
     base_id: str,
     pairs: int,
-    skipped: list[str],
+    skipped: dict[str, str],
     certs: int,
     packages: int,
+    note: str = "",
+    earlier: tuple[dict[str, str], str] = ({}, ""),
 ) -> str:
-    """docs/benchmarks.md."""
-    skipped = sorted(skipped)
-    preliminary = pairs < MIN_PAIRS or bool(skipped)
+    """docs/benchmarks.md's main report (the host's own architecture), or the section of another one.
+
+    `skipped`: part -> why; `earlier`: carried_rows() of the report this one replaces, for parts it skipped.
+    """
+    emulated = arches.emulated(row.architecture)
+    cold_skipped = any(part.startswith(("(a)", "(c)")) for part in skipped)
+    preliminary = pairs < MIN_PAIRS or cold_skipped
+    carried, carried_from = earlier
+    carried = {part: line for part, line in carried.items() if part in skipped}
+    platform_text = f"{row.architecture.platform}, under emulation (QEMU through binfmt_misc)" if emulated \
+        else f"{row.architecture.platform}, native"
+    method = (f"{pairs} alternating pair(s) per ratio (fleetbake, baseline, fleetbake, baseline, ...); "
+              "each side is quoted as its median (min–max), each ratio is the ratio of the medians.")
+    method += (f" Both sides build for {row.architecture.platform}; the baseline's `FROM` image is replaced, in "
+               f"memory, by the {row.arch} base `{base.local_ref(row)}` (the file says `FROM {row.spec.base}`, which "
+               f"the classic builder resolves to the local {row.spec.base}, the host's own architecture's base)."
+               if emulated else " In (e) the warm compile is the fleetbake column and the cold one the baseline, "
+               "each pair cold first.")
+    if note:
+        method += f" {note.rstrip('.')}."
+    title = (f"## {row.arch} under emulation: cold build and size (`invoke bench --arch {row.arch}`)" if emulated
+             else "# Benchmarks")
     lines = [
-        "# Benchmarks",
+        title,
         "",
         "Written by `invoke bench` (fleetbake/devtools/bench.py): the figures of one run on one machine.",
         "",
@@ -278,35 +350,28 @@ def report(
         f"- Date: {when.strftime('%Y-%m-%d %H:%M UTC')}",
         f"- Revision: {revision.describe()}",
         f"- Machine: {machine.describe()}",
-        f"- Base: `{row.spec.base}`, image `{base_id}`",
-        f"- Method: {pairs} alternating pair(s) per ratio (fleetbake, baseline, fleetbake, baseline, ...); "
-        "each side is quoted as its median (min–max), each ratio is the ratio of the medians. In (e) the warm "
-        "compile is the fleetbake column and the cold one the baseline, each pair cold first.",
+        f"- Platform: {platform_text}",
+        f"- Base: `{base.local_ref(row)}`, image `{base_id}`",
+        f"- Method: {method}",
         "",
     ]
     if preliminary:
         reasons = ([f"only {pairs} pair(s), fewer than {MIN_PAIRS}"] if pairs < MIN_PAIRS else []) + \
-            [f"{part} not measured" for part in skipped]
+            [f"{part} not measured" for part in sorted(skipped) if part.startswith(("(a)", "(c)"))]
         lines += [f"**Preliminary, not for publication**: {'; '.join(reasons)}.", ""]
-    lines += [
-        "| figure | fleetbake median (min–max) | baseline median (min–max) | ratio of medians | target | verdict |",
-        "|---|---|---|---|---|---|",
-    ]
-    for f in figures:
-        theirs = spread(f.baseline, f.unit) if f.baseline else "–"
-        ratio = f"{f.measured:.2f}" if f.baseline else "–"
-        lines.append(f"| {f.name} | {spread(f.ours, f.unit)} | {theirs} | {ratio} | {f.target_text()} | "
-                     f"{'met' if f.met else 'MISSED'} |")
-    lines += ["", "## Targets", ""]
-    for f in figures:
-        why = "" if f.met else " Why: _to be written after the final run._"
-        note = f" {f.note}" if f.note else ""
-        lines.append(f"- {f.name}: {f.verdict()}.{note}{why}")
-    for part in skipped:
-        lines.append(f"- {part}: not measured in this run.")
-    values = dict(base=row.spec.base, packages=packages, certs=certs, user=row.spec.user, uid=row.spec.uid,
+    lines += _table(figures)
+    if carried:
+        shown = sorted(carried)
+        lines += [line for part, line in sorted(carried.items())]
+        lines += ["", f"Rows marked{EARLIER} were not measured in this run ({', '.join(shown)}): they are the "
+                  f"earlier published run's ({carried_from}), kept here unchanged."]
+    lines += ["", "#" * (title.count("#") + 1) + " Targets", ""]
+    lines += _targets(figures, skipped, carried)
+    values = dict(base=base.local_ref(row), packages=packages, certs=certs, user=row.spec.user, uid=row.spec.uid,
                   worker=row.spec.worker_version, row=row.name, config=CONFIG,
                   ours=ours_tag(row), theirs=baseline_tag(row), volume=ccache_volume(row))
+    if emulated:  # the main report describes the baselines; (a)'s is the same file, its FROM substituted
+        return "\n".join(lines)
     lines += ["", "## Baselines", ""]
     for key in ("build", "noop", "verify", "ccache"):
         lines += [BASELINE_TEXT[key].format(**values), ""]
@@ -317,7 +382,7 @@ def report(
 
 
 # Sections a sibling bench writes into the same file (update_bench.py's "updates"): kept when this one rewrites it.
-SECTION = re.compile(r"\n<!-- section: ([a-z-]+) -->\n.*?\n<!-- end of section: \1 -->\n", re.S)
+SECTION = re.compile(r"\n<!-- section: ([a-z0-9-]+) -->\n.*?\n<!-- end of section: \1 -->\n", re.S)
 
 
 def sections_of(path: Path) -> str:
@@ -339,12 +404,16 @@ def put_section(path: Path, name: str, text: str) -> None:
     files.write_text(path, new)
 
 
+def _tag_name(row: RowView) -> str:
+    return f"{row.name}-{row.arch}" if arches.emulated(row.architecture) else row.name
+
+
 def ours_tag(row: RowView) -> str:
-    return f"{BENCH_REPO}/ours:{row.name}"
+    return f"{BENCH_REPO}/ours:{_tag_name(row)}"
 
 
 def baseline_tag(row: RowView) -> str:
-    return f"{BENCH_REPO}/baseline:{row.name}"
+    return f"{BENCH_REPO}/baseline:{_tag_name(row)}"
 
 
 def bench_dir() -> Path:
@@ -366,9 +435,23 @@ def baseline_build_args(matrix: Matrix, row: RowView) -> dict[str, str]:
     }
 
 
-def baseline_context(certs: list[bytes] | None) -> bytes:
-    """The baseline's build context, as a tar: its Dockerfile and the extra CA certificates, one a file."""
-    files = {"Dockerfile": BASELINE_DOCKERFILE.read_bytes(),
+FROM_LINE = re.compile(rb"^(FROM[ \t]+)(\S+)", re.M | re.I)
+
+
+def baseline_dockerfile(base_ref: str, text: bytes | None = None) -> bytes:
+    """bench/baseline.Dockerfile with its FROM image replaced by `base_ref`, in memory: the classic builder
+    resolves `debian:12` to the local image of that name, the host's own architecture's base, so another
+    architecture's baseline names its base (base.local_ref) as fleetbake's build does."""
+    text = BASELINE_DOCKERFILE.read_bytes() if text is None else text
+    if len(FROM_LINE.findall(text)) != 1:
+        raise BenchError(f"{BASELINE_DOCKERFILE}: expected one FROM line, to build it on the row's base")
+    return FROM_LINE.sub(lambda m: m.group(1) + base_ref.encode(), text)
+
+
+def baseline_context(certs: list[bytes] | None, base_ref: str) -> bytes:
+    """The baseline's build context, as a tar: its Dockerfile (FROM the row's base for its architecture) and the
+    extra CA certificates, one a file."""
+    files = {"Dockerfile": baseline_dockerfile(base_ref),
              "extra-ca/README.txt": b"Extra CA certificates, the same as fleetbake trusts (invoke bench).\n"}
     for index, cert in enumerate(certs or [], start=1):
         files[f"extra-ca/extra-{index:03d}.crt"] = cert
@@ -469,18 +552,18 @@ def build_ours(matrix: Matrix, row: RowView, certs: list[bytes] | None, tag: str
     base_id = base.ensure_base(row, log=log, epoch=origin.epoch)
     inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
     built = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
-                                nocache=True, log=log, epoch=origin.epoch)
+                                nocache=True, log=log, epoch=origin.epoch, base=base.local_ref(row))
     return reproducible.recommit(built, base_id, origin.epoch, [tag])
 
 
-def build_baseline(context_tar: bytes, tag: str, build_args: dict[str, str], log: Log) -> str:
+def build_baseline(context_tar: bytes, tag: str, build_args: dict[str, str], log: Log, platform: str) -> str:
     """`docker build --no-cache` of the baseline, through the same docker-py call as fleetbake's build."""
     step = "before the first step"
     image_id = None
     try:
         stream = engine.client().api.build(
             fileobj=io.BytesIO(context_tar), custom_context=True, tag=tag, buildargs=build_args, decode=True,
-            rm=True, forcerm=True, nocache=True, pull=False,
+            rm=True, forcerm=True, nocache=True, pull=False, platform=platform,
         )
         for entry in stream:
             if "stream" in entry:
@@ -526,17 +609,20 @@ def _cold_side(side: str, row: RowView, build_one: Callable[[Log], str], check_b
 
 def cold_builds(matrix: Matrix, row: RowView, pairs: int, check_base: Callable[[], None], log: Log) -> list[Figure]:
     certs = render.ca_certs_from(None)
-    context_tar = baseline_context(certs)
+    context_tar = baseline_context(certs, base.local_ref(row))
     args = baseline_build_args(matrix, row)
+    platform = row.architecture.platform
     log(f"bench (a)+(c): {pairs} alternating pair(s) of cold builds (no layer cache); logs in {bench_dir()}/")
     sides = {
         "fleetbake": _cold_side("fleetbake", row, lambda lg: build_ours(matrix, row, certs, ours_tag(row), lg), check_base),
-        "baseline": _cold_side("baseline", row, lambda lg: build_baseline(context_tar, baseline_tag(row), args, lg), check_base),
+        "baseline": _cold_side("baseline", row, lambda lg: build_baseline(context_tar, baseline_tag(row), args, lg, platform),
+                               check_base),
     }
     runs = measure_pairs(pairs, sides, log, "(a) cold build")
+    cold_target = TARGETS["cold-emulated" if arches.emulated(row.architecture) else "cold"]
     return [
         Figure("(a) cold build", "s", stats_of(runs["fleetbake"], "seconds"), stats_of(runs["baseline"], "seconds"),
-               TARGETS["cold"]),
+               cold_target),
         Figure("(c) image size", "MB", stats_of(runs["fleetbake"], "bytes", 1e6), stats_of(runs["baseline"], "bytes", 1e6),
                TARGETS["size"]),
     ]
@@ -723,40 +809,46 @@ def run(
     skip_ccache: bool = False,
     output: Path | None = None,
     command: str | None = None,
+    note: str = "",
 ) -> str:
     """Measure, write the report, return it. See the module docstring."""
     alternation(pairs)  # validates --pairs before anything runs
     if row.spec.family != "debian":
         raise UsageError(f"bench measures a debian-family row (the baseline is an apt Dockerfile); {row.name} is {row.spec.family}")
+    emulated = arches.emulated(row.architecture)
+    if emulated:
+        arches.require_runnable(row.architecture, "bench")
     command = command or command_line(sys.argv)
-    base_id = engine.image_id(row.spec.base)
+    base_ref = base.local_ref(row)
+    base_id = engine.image_id(base_ref)
     if base_id is None:
-        raise UsageError(f"base {row.spec.base} is not here: run `invoke base --os {row.name}` first")
+        raise UsageError(f"base {base_ref} is not here: run `invoke base --os {row.name} --arch {row.arch}` first")
 
     def check_base() -> None:
-        if engine.image_id(row.spec.base) != base_id:
-            raise BenchError(f"the base {row.spec.base} changed during the bench: both sides must build on the same one")
+        if engine.image_id(base_ref) != base_id:
+            raise BenchError(f"the base {base_ref} changed during the bench: both sides must build on the same one")
 
     when = dt.datetime.now(dt.timezone.utc)
     rev, host = revision(), machine()
     row_image = engine.image_id(identity.image_tag(row))
+    native_only = NATIVE_ONLY.format(arch=row.arch) if emulated else ""
     figures: list[Figure] = []
-    skipped = []
+    skipped: dict[str, str] = {}
     try:
         if skip_cold:
-            skipped += ["(a) cold build", "(c) image size"]
+            skipped.update({"(a) cold build": "--skip-cold", "(c) image size": "--skip-cold"})
         else:
             figures += cold_builds(matrix, row, pairs, check_base, log)
-        if skip_noop:
-            skipped.append("(b) no-op build")
+        if skip_noop or emulated:
+            skipped["(b) no-op build"] = native_only or "--skip-noop"
         else:
             figures.append(noop_builds(matrix, row, pairs, log))
-        if skip_verify:
-            skipped.append(f"(d) verify {CONFIG}")
+        if skip_verify or emulated:
+            skipped[f"(d) verify {CONFIG}"] = native_only or "--skip-verify"
         else:
             figures.append(verify_pairs(matrix, row, pairs, log))
-        if skip_ccache:
-            skipped.append(f"(e) warm ccache compile {CONFIG}")
+        if skip_ccache or emulated:
+            skipped[f"(e) warm ccache compile {CONFIG}"] = native_only or "--skip-ccache"
         else:
             figures.append(ccache_pairs(matrix, row, pairs, log))
     finally:
@@ -766,12 +858,19 @@ def run(
         log(f"bench: note: {identity.image_tag(row)} changed during the bench: a plain build, (b)'s warm-up or "
             "another user's (the cold builds never tag it)")
     figures.sort(key=lambda f: f.name)
+    # Published: at least MIN_PAIRS pairs of (a) and (c), the issue's figures; parts skipped on the host's own
+    # architecture keep the published report's rows, marked as the earlier run's.
+    published = pairs >= MIN_PAIRS and not skip_cold
+    target = output or (REPORT if published else bench_dir() / (f"benchmarks-{row.arch}.md" if emulated else "benchmarks.md"))
+    earlier = ({}, "") if emulated or not target.exists() else \
+        carried_rows(target.read_text(), [part for part in skipped if not part.startswith(("(a)", "(c)"))])
     text = report(figures, row=row, command=command, when=when, revision=rev, machine=host, base_id=base_id,
                   pairs=pairs, skipped=skipped, certs=len(render.ca_certs_from(None) or []),
-                  packages=len(baseline_packages(matrix, row)))
-    complete = pairs >= MIN_PAIRS and not skipped
-    target = output or (REPORT if complete else bench_dir() / "benchmarks.md")
-    files.write_text(target, text + sections_of(target))
+                  packages=len(baseline_packages(matrix, row)), note=note, earlier=earlier)
+    if emulated:
+        put_section(target, f"cold-{row.arch}", text)
+    else:
+        files.write_text(target, text + sections_of(target))
     log(text)
-    log(f"written to {target}" + ("" if complete else " (a partial run: docs/benchmarks.md is left alone)"))
+    log(f"written to {target}" + ("" if published else " (a partial run: docs/benchmarks.md is left alone)"))
     return text
