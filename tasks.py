@@ -374,11 +374,11 @@ def bench_update(c, os="debian-12", matrix="matrix.yml", updates=5):
 
 
 @task(help={**MATRIX_HELP, "os": "row to measure",
+            "arch": ARCH_HELP.replace(" or 'all'", "") + "; another one measures (a) and (c) alone, under emulation",
             "pairs": "alternating pairs per ratio (default 3; fewer writes build/bench/benchmarks.md)",
             "skip_cold": "skip (a) cold builds and (c) size", "skip_noop": "skip (b) the no-op build",
             "skip_verify": "skip (d) verify", "skip_ccache": "skip (e) the cold and warm ccache compiles",
             "note": "added to the report's method line (other load on the machine, say)"})
-            "arch": ARCH_HELP.replace(" or 'all'", "") + "; another one measures (a) and (c) alone, under emulation",
 @friendly
 def bench(c, os="debian-12", matrix="matrix.yml", arch=None, pairs=3, skip_cold=False, skip_noop=False,
           skip_verify=False, skip_ccache=False, note=""):
