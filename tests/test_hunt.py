@@ -2,6 +2,7 @@
 password is readable: its own environment, a file, a process's environ, cmdline or memory. Otherwise a broken hunt
 would pass every "the password is nowhere" test. In the image, as the build user: tests/integration/test_hunt.py."""
 
+import io
 import os
 import signal
 import subprocess
@@ -66,3 +67,26 @@ def test_the_password_can_come_from_standard_input_so_that_no_command_line_holds
 
     assert hunt.reversed_argument("-", io.StringIO("drowssap\nignored\n")) == "drowssap"
     assert hunt.reversed_argument("drowssap", io.StringIO("other\n")) == "drowssap"
+
+
+def test_the_hunt_reads_in_bounded_chunks_and_finds_a_password_across_their_boundary(tmp_path, monkeypatch):
+    """A file or mapping is read a chunk at a time (under QEMU a whole-file buffer per file got the hunt killed at
+    the worker's memory limit), the chunks overlapping so that a password split by a boundary is still found."""
+    from fleetbake.worker import hunt
+
+    monkeypatch.setattr(hunt, "CHUNK", 64)
+    needle = b"pw-0123456789"
+    reads = []
+
+    class Recording(io.BytesIO):
+        def read(self, size=-1):
+            reads.append(size)
+            return super().read(size)
+
+    for at in range(0, 200, 7):  # every offset, across several boundaries
+        data = b"x" * at + needle + b"y" * 300
+        reads.clear()
+        assert hunt._holds(Recording(data), needle, 0, 50_000_000), at
+        assert max(reads) <= 64 + len(needle)
+    assert not hunt._holds(io.BytesIO(b"x" * 1000 + needle[:-1]), needle, 0, 50_000_000)
+    assert not hunt._holds(io.BytesIO(b"x" * 100 + needle), needle, 0, 100)  # past `end` is not read

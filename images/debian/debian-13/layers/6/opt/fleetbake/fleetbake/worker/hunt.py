@@ -18,6 +18,29 @@ PROC = "/proc"
 TOPS = ("/buildarea", "/home", "/root", "/run", "/opt", "/etc", "/tmp", "/var")
 
 
+# Memory and files are read this much at a time, never whole: QEMU's processes map a 1 GiB code buffer, a test
+# its big heap, and the hunt runs within the worker's memory limit (under QEMU a 50 MB read buffer per file
+# adds up until the kernel kills it).
+CHUNK = 1 << 20
+
+
+def _holds(handle, needle: bytes, start: int, end: int) -> bool:
+    """Whether bytes [start, end) of an open file (or /proc/PID/mem) hold the needle; chunks overlap by its length."""
+    at = start
+    while at < end:
+        try:
+            handle.seek(at)
+            data = handle.read(min(CHUNK + len(needle), end - at))
+        except (OSError, ValueError, OverflowError):
+            return False
+        if needle in data:
+            return True
+        if len(data) <= len(needle):
+            return False
+        at += len(data) - len(needle) + 1
+    return False
+
+
 def main(reversed_password: str) -> int:
     needle = reversed_password[::-1].encode()
     found = []
@@ -38,15 +61,8 @@ def main(reversed_password: str) -> int:
                 denied.append(f"{PROC}/{pid}/{name}")
         try:  # memory: every readable mapping
             with open(f"{PROC}/{pid}/maps") as maps, open(f"{PROC}/{pid}/mem", "rb", 0) as mem:
-                for line in maps:
-                    start, end = (int(x, 16) for x in line.split()[0].split("-"))
-                    try:
-                        mem.seek(start)
-                        if needle in mem.read(end - start):
-                            found.append(f"{PROC}/{pid}/mem")
-                            break
-                    except (OSError, ValueError, OverflowError):
-                        continue
+                if any(_holds(mem, needle, *(int(x, 16) for x in line.split()[0].split("-"))) for line in maps):
+                    found.append(f"{PROC}/{pid}/mem")
         except OSError:
             denied.append(f"{PROC}/{pid}/mem")
 
@@ -55,8 +71,8 @@ def main(reversed_password: str) -> int:
             for name in files:
                 path = os.path.join(root, name)
                 try:
-                    with open(path, "rb") as handle:
-                        if needle in handle.read(50_000_000):
+                    with open(path, "rb", 0) as handle:
+                        if _holds(handle, needle, 0, 50_000_000):
                             found.append(path)
                 except OSError:
                     pass
