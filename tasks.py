@@ -3,17 +3,18 @@
     invoke matrix [--json]              rows and configurations
     invoke render [--os ROW|all] [--check]  the committed images/<family>/<row>/ and packer/<row>/
     invoke k8s [--os ROW|all] [--check]     the committed Kubernetes manifests k8s/<row>/ (Linux rows)
-    invoke base --os ROW                pull or bootstrap the row's base image
-    invoke build --os ROW|all           render, then build (skips when nothing changed)
-    invoke verify --os ROW [--config NAME|all] [--cpython SRC] [--ccache]
-    invoke report --os ROW              SBOM, software report, what changed since the last image; the matrix page
+    invoke base --os ROW [--arch A]     pull or bootstrap the row's base image
+    invoke build --os ROW|all [--arch A|all]  render, then build (skips when nothing changed); others under QEMU
+    invoke verify --os ROW [--arch A] [--config NAME|all] [--cpython SRC] [--ccache]
+    invoke report --os ROW [--arch A]   SBOM, software report, what changed since the last image; the matrix page
     invoke page                         the matrix page alone, from build/reports (no engine)
     invoke diff IMAGE_A IMAGE_B         where two images differ, file by file
     invoke master [--worker NAME[:PASS]] a local Buildbot master to try a worker (--stop stops it)
     invoke status --master URL          is each worker connected? (non-zero when one is not)
     invoke preflight                    this host against the devguide's requirements
     invoke request --os ROW --owner NAME  the fleet's "Add a new worker" issue, its URL and workers.py entry
-    invoke publish --os ROW|all --registry HOST[:PORT]/NS [--json]  push verified, reported images and their report
+    invoke publish --os ROW|all --registry HOST[:PORT]/NS [--json]  every architecture's verified, reported image
+                                                           and its report, then the row's multi-arch index
     invoke service --platform linux|macos|windows --name W   files for a plain (non-container) host
     invoke packer --target docker|ami|ami-rehearsal --os ROW [--arch A|all] [--build]
                                                            Packer HCL2 from the same matrix and scripts
@@ -134,8 +135,9 @@ def verify(c, os="debian-12", matrix="matrix.yml", config="pydebug", cpython=Non
             "json": "print what was pushed (digests) as JSON on stdout, the log on stderr (for CI)"})
 @friendly
 def publish(c, registry, os="all", matrix="matrix.yml", json=False):
-    """Push <row>, <row>-<date> and <row>-<hash> tags of verified, reported images, and their report as an OCI
-    artifact (token for a registry that wants one: FLEETBAKE_REGISTRY_TOKEN)."""
+    """Push each architecture's verified, reported image (<row>-<arch>, <row>-<arch>-<hash>) and its report as an OCI
+    artifact, then the row's multi-arch index (<row>, <row>-<date>); nothing unless every architecture is ready
+    (token for a registry that wants one: FLEETBAKE_REGISTRY_TOKEN)."""
     from fleetbake.cli import err
     from fleetbake.pipeline import publish as publish_mod
 
@@ -147,14 +149,15 @@ def publish(c, registry, os="all", matrix="matrix.yml", json=False):
 
 @task(help={**MATRIX_HELP, "os": "row name", "image": "report on this image ID instead of the row's tag",
             "against": "REGISTRY/NAMESPACE: say what changed since the image published there (as publish pushes it), "
-                       "not since the previous verified image here"})
+                       "not since the previous verified image here",
+            "arch": "the row's image on this architecture (default: this host's own)"})
 @friendly
-def report(c, os, matrix="matrix.yml", image=None, against=None):
+def report(c, os, matrix="matrix.yml", image=None, against=None, arch=None):
     """SBOM, software report and what changed since the previous verified (or --against: published) image; the page."""
     from fleetbake.pipeline import report as report_mod
 
     m = _load(matrix)
-    print(report_mod.report(m, m.one(os), image, log=log, against=against), end="")
+    print(report_mod.report(m, m.one(os, arch), image, log=log, against=against), end="")
 
 
 @task(positional=["image_a", "image_b"], help={"image_a": "an image (ID or tag)", "image_b": "another image"})
