@@ -364,3 +364,12 @@ def test_no_secret_from_the_environment_or_a_secret_file_ever_appears(verified, 
     for line in out.splitlines():
         if "password" in line.lower():
             assert "Password status" in line, line
+
+
+def test_the_architecture_fields_come_from_the_one_table():
+    from fleetbake.operate import request
+
+    assert request.architecture("x86_64") == "amd64" and request.arch_tags("x86_64") == ["amd64", "x86-64"]
+    assert request.architecture("aarch64") == "arm64" and request.arch_tags("aarch64") == ["arm", "arm64", "aarch64"]
+    assert request.architecture("ppc64el") == "ppc64le" and request.arch_tags("s390x") == ["s390x"]
+    assert request.architecture("armv7l") == "armv7l" and request.arch_tags("armv7l") == ["armv7l"]  # not built

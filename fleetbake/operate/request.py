@@ -48,7 +48,7 @@ from pathlib import Path
 from fleetbake import paths
 from fleetbake.errors import FleetbakeError, UsageError
 from fleetbake.operate import speed_reference
-from fleetbake.pipeline import identity, record
+from fleetbake.pipeline import arches, identity, record
 from fleetbake.worker import fleet, preflight
 
 # --- the fleet's form and worker list, as pinned in tests/fixtures/buildmaster-config/ ---
@@ -199,14 +199,16 @@ def this_host() -> Host:
 
 
 def architecture(machine: str) -> str:
-    """The form's "Processor architecture" (its default is amd64)."""
-    return {"x86_64": "amd64", "amd64": "amd64", "aarch64": "arm64", "arm64": "arm64"}.get(machine.lower(), machine.lower())
+    """The form's "Processor architecture" (its default is amd64): OCI's name, or the machine's own for one
+    fleetbake does not build."""
+    arch = arches.from_machine(machine)
+    return arch.name if arch else machine.lower()
 
 
 def arch_tags(machine: str) -> list[str]:
     """The fleet's tags for an architecture, as its entries spell them."""
-    arch = architecture(machine)
-    return {"amd64": ["amd64", "x86-64"], "arm64": ["arm", "arm64", "aarch64"]}.get(arch, [arch])
+    arch = arches.from_machine(machine)
+    return list(arch.fleet_tags) if arch else [machine.lower()]
 
 
 def distribution(row) -> str:
