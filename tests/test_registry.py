@@ -38,3 +38,34 @@ def test_the_token_comes_from_the_environment(monkeypatch):
     assert (client.token, client.user, client.authorization) == ("t0ken", "fleetbake", None)  # sent only when asked
     monkeypatch.setenv(registry.TOKEN_ENV, "")
     assert registry.Registry("ghcr.io", "python/worker").token is None
+
+
+def test_an_index_entry_is_picked_by_os_architecture_and_variant():
+    def entry(digest, **platform):
+        return {"mediaType": registry.OCI_MANIFEST, "digest": digest, "size": 1, "platform": platform}
+
+    index = {"manifests": [
+        {"mediaType": registry.OCI_MANIFEST, "digest": "sha256:att", "size": 1,  # buildx's attestation: no image
+         "platform": {"os": "unknown", "architecture": "unknown"}},
+        entry("sha256:v7", os="linux", architecture="arm", variant="v7"),
+        entry("sha256:plain", os="linux", architecture="arm64"),
+        entry("sha256:v8", os="linux", architecture="arm64", variant="v8"),
+        entry("sha256:win", os="windows", architecture="amd64"),
+        {"digest": "sha256:nowhere", "size": 1}]}  # no platform: never picked
+    assert registry.pick(index, "linux/arm64/v8")["digest"] == "sha256:v8"  # the exact variant before none
+    assert registry.pick({"manifests": index["manifests"][:3]}, "linux/arm64/v8")["digest"] == "sha256:plain"
+    assert registry.pick(index, "linux/arm/v6") is None
+    assert registry.pick(index, "linux/amd64") is None  # the Windows image is not Linux's
+    assert registry.pick(index, "windows/amd64")["digest"] == "sha256:win"
+    assert registry.pick({}, "linux/amd64") is None
+    assert [registry.platform_string(e["platform"]) for e in index["manifests"][:3]] == [
+        "unknown/unknown", "linux/arm/v7", "linux/arm64"]
+
+
+@pytest.mark.parametrize("media_type, manifest, index", [
+    (registry.OCI_INDEX, {"manifests": []}, True), (registry.DOCKER_LIST, {"manifests": []}, True),
+    ("", {"mediaType": registry.OCI_INDEX}, True), ("", {"manifests": []}, True),  # a registry that says no type
+    (registry.OCI_MANIFEST, {"config": {}, "layers": []}, False), (registry.DOCKER_MANIFEST, {"config": {}}, False),
+    ("", {"config": {}, "manifests": []}, False)])
+def test_an_index_is_known_by_its_media_type_or_its_shape(media_type, manifest, index):
+    assert registry.is_index(registry.Descriptor(media_type, "sha256:x", 1), manifest) is index

@@ -9,8 +9,9 @@ from fleetbake.pipeline import record, report, software
 A, B, C, D = ("sha256:" + c * 64 for c in "abcd")
 
 
-def verified(image_id, row="debian-12", passed=True, configuration="pydebug"):
-    record.write(image_id, configuration, {"row": row, "passed": passed, "reason": "ok"})
+def verified(image_id, row="debian-12", passed=True, configuration="pydebug", arch=None):
+    platform = {"platform": {"arch": arch}} if arch else {}  # records from before architectures have none
+    record.write(image_id, configuration, {"row": row, "passed": passed, "reason": "ok", **platform})
 
 
 def with_report(image_id):
@@ -34,6 +35,22 @@ def test_the_previous_image_is_the_last_verified_one_of_the_row_with_a_report(bu
     assert report.previous("debian-12", D) == A  # B, newer, has no software report to compare with
     with_report(B)
     assert report.previous("debian-12", D) == B  # an image not verified yet compares with the newest verified
+
+
+def test_the_previous_image_is_one_of_the_same_architecture(build_dir, monkeypatch):
+    times = iter(f"2026-11-2{n}T00:00:00Z" for n in range(1, 10))
+    monkeypatch.setattr(record, "timestamp", lambda when=None: next(times))
+    for image, arch in ((A, None), (B, "arm64"), (C, "amd64"), (D, "arm64")):
+        verified(image, arch=arch)
+        with_report(image)
+    assert [image for _, image in report.verified_images("debian-12")] == [A, B, C, D]
+    assert [image for _, image in report.verified_images("debian-12", arch="amd64")] == [A, C]  # A's: amd64's
+    assert [image for _, image in report.verified_images("debian-12", arch="arm64")] == [B, D]
+    assert report.previous("debian-12", D, arch="arm64") == B
+    assert report.previous("debian-12", C, arch="amd64") == A
+    assert report.previous("debian-12", B, arch="arm64") is None  # the older amd64 image is not its previous one
+    assert report.changes_since_local("debian-12", B, {}, "arm64") == (
+        f"debian-12: `{B[:19]}` is the first verified image of this row on arm64 with a software report.\n")
 
 
 @contextlib.contextmanager

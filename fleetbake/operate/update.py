@@ -6,7 +6,9 @@
 
 Per container (every running one of a fleetbake image's worker, and every one an interrupted update left, unless
 --container names some):
-  find      the image REGISTRY/NAMESPACE/worker:<row> names now; the container runs it already: nothing to do;
+  find      the image REGISTRY/NAMESPACE/worker:<row> names now for this host's architecture (the row's tag is a
+            multi-arch index: its entry for the host's platform; a single image's tag: that image); the container
+            runs it already: nothing to do;
   check     refuse it unless its row is the container's and its registry report shows a passing verification
             record for that exact image ID (publish pushes the records beside the image);
   pull      by digest, before anything stops, so the pull is never time without a worker;
@@ -53,7 +55,8 @@ if __package__ in (None, ""):  # run as a file (python3 -I .../update.py): the c
 
 from fleetbake import files  # noqa: E402
 from fleetbake.operate import prune  # noqa: E402
-from fleetbake.pipeline import artifact, registry as oci  # noqa: E402
+from fleetbake.errors import FleetbakeError  # noqa: E402
+from fleetbake.pipeline import arches, artifact, registry as oci  # noqa: E402
 
 UPDATED, ERROR, USAGE, REFUSED, DRAIN_TIMEOUT, ROLLED_BACK = 0, 1, 2, 3, 4, 5
 ROLLBACK, PREVIOUS = ".rollback", ".previous"
@@ -225,6 +228,14 @@ def repository_of(container: dict, registry: Optional[str]) -> str:
     return repository
 
 
+def host_platform() -> str:
+    """This host's OCI platform (linux/arm64/v8): the entry of the row's index to pull."""
+    try:
+        return arches.native().platform
+    except FleetbakeError as exc:
+        raise UpdateError(f"{exc}: no fleetbake image runs here natively", USAGE) from None
+
+
 def restart_flag(policy: dict) -> str:
     name = policy.get("Name") or "no"
     return f"{name}:{policy['MaximumRetryCount']}" if name == "on-failure" and policy.get("MaximumRetryCount") else name
@@ -307,7 +318,7 @@ class Updater:
         host, _, path = repository.partition("/")
         remote = oci.Registry(host, path)
         try:
-            found = artifact.verdict(remote, row)
+            found = artifact.verdict(remote, row, host_platform())
             if found is not None and not found.refusal and found.image_id not in (container["Image"], found.digest):
                 config = json.loads(remote.get_blob(found.image_id))
                 labels = (config.get("config") or {}).get("Labels") or {}

@@ -42,24 +42,31 @@ def layers(artifact: dict, media_type: str) -> list[dict]:
 
 @dataclass
 class Verdict:
-    """What the registry says of the image under a tag: its manifest and image ID, and why it may not be
-    pulled (None: it has a report and passing verification records for this exact image ID, none failing)."""
+    """What the registry says of the image under a tag for one platform: its manifest (the platform's, when the tag
+    is an index) and image ID, and why it may not be pulled (None: it has a report and passing verification records
+    for this exact image ID, none failing)."""
     digest: str
     image_id: str
     refusal: str | None
     passed: tuple[str, ...] = ()
 
 
-def verdict(remote: oci.Registry, tag: str) -> Verdict | None:
-    """The tag's image and its verdict; None when the tag is not there."""
+def verdict(remote: oci.Registry, tag: str, platform: str) -> Verdict | None:
+    """The tag's image for `platform` ("linux/arm64/v8": the host's, for an update) and its verdict; None when the
+    tag is not there. A row's tag is an index: its report is the platform's image's, whose manifest is the subject."""
     ref = f"{remote.host}/{remote.repository}:{tag}"
-    found = remote.get_manifest(tag)
+    try:
+        found = remote.resolve(tag, platform)
+    except oci.NoPlatform as exc:
+        return Verdict(exc.index.digest, "", str(exc))
     if found is None:
         return None
-    descriptor, manifest = found
+    descriptor, manifest, index = found
+    if index is not None:
+        ref = f"{ref} ({platform})"
     image = image_id(manifest)
     if image is None:
-        return Verdict(descriptor.digest, "", f"{ref} is not a single image's manifest: fleetbake publishes one per tag")
+        return Verdict(descriptor.digest, "", f"{ref} is not an image's manifest (it names no config)")
     listed = reports(remote, descriptor.digest)
     artifact = remote.get_manifest(listed[-1]) if listed else None
     if artifact is None:

@@ -1,8 +1,9 @@
 """The one place fleetbake talks to a registry over HTTP (OCI distribution API), standard library only.
 
 docker-py pushes the image itself; this pushes what docker cannot: the OCI artifact holding the
-image's record (SBOM, software report) with a `subject` pointing at the image, and the referrers
-fallback tag that lists it (registries without the referrers API, e.g. distribution 2.8).
+image's record (SBOM, software report) with a `subject` pointing at the image, the referrers
+fallback tag that lists it (registries without the referrers API, e.g. distribution 2.8), and the
+row's multi-arch index. `resolve` follows an index to one platform's image manifest.
 
 Plain http only for this machine (127.0.0.1, localhost, ::1), as docker allows an insecure registry
 there by default; https everywhere else. Credentials: FLEETBAKE_REGISTRY_TOKEN (and, for registries
@@ -45,8 +46,21 @@ class RegistryError(FleetbakeError):
     pass
 
 
+class NoPlatform(RegistryError):
+    """The reference names an index that lists no image for the platform asked for."""
+
+    def __init__(self, message: str, index: Descriptor):
+        super().__init__(message)
+        self.index = index
+
+
 def digest_of(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def canonical(document: dict) -> bytes:
+    """The bytes a manifest is pushed as: one spelling, so the same document has the same digest before a push."""
+    return json.dumps(document, separators=(",", ":"), sort_keys=True).encode()
 
 
 def referrers_tag(digest: str) -> str:
@@ -215,7 +229,7 @@ class Registry:
 
     def put_manifest(self, manifest: dict, reference: str | None = None) -> Descriptor:
         """Store a manifest under a tag, or by its own digest when no reference is given."""
-        body = json.dumps(manifest, separators=(",", ":"), sort_keys=True).encode()
+        body = canonical(manifest)
         descriptor = Descriptor.of(manifest["mediaType"], body)
         reference = reference or descriptor.digest
         _, head, _ = self.request("PUT", f"manifests/{reference}", data=body,
@@ -224,6 +238,30 @@ class Registry:
         if returned and returned != descriptor.digest:
             raise RegistryError(f"PUT manifest {reference}: the registry stored {returned}, not {descriptor.digest}")
         return descriptor
+
+    def resolve(self, reference: str, platform: str) -> tuple[Descriptor, dict, Descriptor | None] | None:
+        """(descriptor, manifest, index) of the image manifest `reference` names for `platform` (e.g.
+        "linux/arm64/v8"): the manifest itself (index None), or, when it is an index (publish pushes one per row),
+        the manifest its entry for the platform names (index: the index's descriptor). None when the reference is
+        not there; NoPlatform when the index lists no image for the platform."""
+        found = self.get_manifest(reference)
+        if found is None:
+            return None
+        if not is_index(*found):
+            return found[0], found[1], None
+        ref = f"{self.host}/{self.repository}:{reference}"
+        entry = pick(found[1], platform)
+        if entry is None:
+            listed = [platform_string(e["platform"]) for e in found[1].get("manifests") or []
+                      if isinstance(e, dict) and isinstance(e.get("platform"), dict)]
+            raise NoPlatform(f"{ref} is an index with no image for {platform} (it lists "
+                             f"{', '.join(listed) or 'no platform'})", found[0])
+        child = self.get_manifest(entry["digest"])
+        if child is None:
+            raise RegistryError(f"{ref}: its index lists {entry['digest']} for {platform}, which is not there")
+        if is_index(*child):  # fleetbake pushes none; following one more level would hide a mistake
+            raise RegistryError(f"{ref}: its entry for {platform} is another index, not an image's manifest")
+        return child[0], child[1], found[0]
 
     # --- referrers ----------------------------------------------------------------------------------
 
@@ -239,6 +277,33 @@ class Registry:
         """The descriptors the fallback tag lists for this subject ([] when there is none)."""
         found = self.get_manifest(referrers_tag(subject_digest))
         return list(found[1].get("manifests") or []) if found else []
+
+
+def is_index(descriptor: Descriptor, manifest: dict) -> bool:
+    """An OCI index or a Docker manifest list (by its media type, or, for a registry that says neither, by its
+    shape: manifests and no config)."""
+    return (descriptor.media_type in (OCI_INDEX, DOCKER_LIST) or manifest.get("mediaType") in (OCI_INDEX, DOCKER_LIST)
+            or ("manifests" in manifest and "config" not in manifest))
+
+
+def platform_string(platform: dict) -> str:
+    """OCI's os/architecture[/variant] of an index entry's platform."""
+    parts = [platform.get("os") or "?", platform.get("architecture") or "?", platform.get("variant") or ""]
+    return "/".join(str(part) for part in parts if part)
+
+
+def pick(index: dict, platform: str) -> dict | None:
+    """The entry of `index` for `platform` ("linux/arm64/v8", Arch.platform): os and architecture equal, and the
+    variant too where both name one (an entry without a variant stands for its architecture's default)."""
+    wanted_os, _, rest = platform.partition("/")
+    wanted_arch, _, wanted_variant = rest.partition("/")
+    matches = [entry for entry in index.get("manifests") or [] if isinstance(entry, dict)
+               and isinstance(entry.get("digest"), str) and isinstance(entry.get("platform"), dict)
+               and entry["platform"].get("os") == wanted_os and entry["platform"].get("architecture") == wanted_arch
+               and (not wanted_variant or entry["platform"].get("variant") in (None, "", wanted_variant))]
+    # An exact variant first, then one that names none.
+    matches.sort(key=lambda entry: entry["platform"].get("variant") != (wanted_variant or None))
+    return matches[0] if matches else None
 
 
 def _reason(body: bytes) -> str:
