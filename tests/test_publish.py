@@ -90,11 +90,11 @@ def test_records_and_report_are_each_architectures_own(row, build_dir):
 
 
 def test_the_gate_clears_every_architecture_or_names_each_one_that_is_not(row, build_dir, monkeypatch):
-    local = {identity.image_tag(row.on("amd64")): attrs(AMD64, "amd64"),
-             identity.image_tag(row.on("arm64")): attrs(ARM64, "arm64", "v8")}
+    local = {identity.arch_tag(row.on("amd64")): attrs(AMD64, "amd64"),
+             identity.arch_tag(row.on("arm64")): attrs(ARM64, "arm64", "v8")}
     monkeypatch.setattr(publish, "_inspect", local.get)  # docker's inspect of the local tags
     ready(AMD64)
-    arm_tag = identity.image_tag(row.on("arm64"))
+    arm_tag = identity.arch_tag(row.on("arm64"))
     assert publish.gate(row) == f"arm64: {ARM64[:19]} has no passing verification record: " \
                                 f"run `invoke verify --os {ROW} --arch arm64`"
     del local[arm_tag]
@@ -109,11 +109,11 @@ def test_the_gate_clears_every_architecture_or_names_each_one_that_is_not(row, b
 
 def test_a_refused_architecture_stops_the_row_before_any_registry_is_asked(rows, row, build_dir, monkeypatch):
     """Nothing listens on 127.0.0.1:1: reaching the registry would be another error than the refusal."""
-    monkeypatch.setattr(publish, "_inspect", {identity.image_tag(row.on("amd64")): attrs(AMD64, "amd64")}.get)
+    monkeypatch.setattr(publish, "_inspect", {identity.arch_tag(row.on("amd64")): attrs(AMD64, "amd64")}.get)
     ready(AMD64)
     with pytest.raises(publish.PublishError) as info:
         publish.publish(rows, [row], "127.0.0.1:1/ns", log=print)
-    assert str(info.value) == (f"refusing to publish {ROW}: arm64: image {identity.image_tag(row.on('arm64'))} "
+    assert str(info.value) == (f"refusing to publish {ROW}: arm64: image {identity.arch_tag(row.on('arm64'))} "
                                "is not built here")
 
 

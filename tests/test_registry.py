@@ -1,6 +1,7 @@
 """The registry client's rules that need no registry: which scheme, which referrers tag, which descriptor."""
 
 import hashlib
+import json
 
 import pytest
 
@@ -69,3 +70,24 @@ def test_an_index_entry_is_picked_by_os_architecture_and_variant():
     ("", {"config": {}, "manifests": []}, False)])
 def test_an_index_is_known_by_its_media_type_or_its_shape(media_type, manifest, index):
     assert registry.is_index(registry.Descriptor(media_type, "sha256:x", 1), manifest) is index
+
+
+def test_a_single_images_tag_resolves_only_for_the_platform_its_config_names():
+    """A row's tag from before the index (one amd64 image) is not an arm64 host's image: update, verdict and
+    report --against are told so, never handed the amd64 image."""
+    config = json.dumps({"os": "linux", "architecture": "amd64", "rootfs": {}}).encode()
+    manifest = {"schemaVersion": 2, "mediaType": registry.OCI_MANIFEST,
+                "config": {"digest": registry.digest_of(config), "size": len(config)}, "layers": []}
+
+    class One(registry.Registry):
+        def get_manifest(self, reference):
+            return registry.Descriptor(registry.OCI_MANIFEST, "sha256:" + "1" * 64, 1), manifest
+
+        def get_blob(self, digest):
+            assert digest == registry.digest_of(config)
+            return config
+
+    remote = One("127.0.0.1:5000", "ns/worker")
+    assert remote.resolve("debian-12", "linux/amd64")[2] is None
+    with pytest.raises(registry.NoPlatform, match=r"ns/worker:debian-12 is one image for linux/amd64, not linux/arm64/v8"):
+        remote.resolve("debian-12", "linux/arm64/v8")

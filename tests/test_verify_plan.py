@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 from fleetbake.errors import UsageError
-from fleetbake.pipeline import cpython, verify
+from fleetbake.pipeline import arches, cpython, verify
 
 MAKE_OUTPUT = """\
 gcc -o python Programs/python.o
@@ -166,7 +166,7 @@ class FakeRun:
         if "fleetbake.worker.ccache" in argv:
             yield b"some noise\n" + json.dumps(self.decision).encode() + b"\n"
         elif argv == ["uname", "-m"]:
-            yield b"x86_64\n"
+            yield arches.native().machine.encode() + b"\n"  # the fixture row is the host's architecture
         elif argv == ["ccache", "--print-stats"]:
             yield PRINT_STATS.encode()
         elif argv[0] == "make" and argv[-1] == "all":

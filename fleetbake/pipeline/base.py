@@ -66,17 +66,21 @@ def _pull(row: RowView, ref: str, log: Log) -> str | None:
     architecture names the pulled image by the base's own tag: that tag is put back where it was."""
     base = row.spec.base
     repo, _, tag = base.rpartition(":") if ":" in base.split("/")[-1] else (base, "", "latest")
-    log(f"base {base}: pulling for {row.architecture.platform}")
+    log(f"base {base}: pulling for {row.platform}")
     api = engine.client().api
     before = engine.image_id(base)
     try:
-        for entry in api.pull(repo, tag=tag, stream=True, decode=True, platform=row.architecture.platform):
+        # A Windows engine pulls its own platform, as it always did.
+        platform = None if row.spec.family == "windows" else row.platform
+        for entry in api.pull(repo, tag=tag, stream=True, decode=True, platform=platform):
             if "error" in entry:
                 return entry["error"].strip()
         if ref != base:
             api.tag(base, *ref.rsplit(":", 1))
             if before:
                 api.tag(before, repo, tag)
+            else:  # the base's own name stays for the host's own architecture's image, never another's
+                api.remove_image(base, noprune=True)
     except (APIError, DockerException) as exc:
         return getattr(exc, "explanation", None) or str(exc).splitlines()[0]
     return None

@@ -68,7 +68,7 @@ def build_row(
         return BuildResult(row.name, existing, [*row_tags, tag], inputs, True, time.monotonic() - started)
 
     emulated = " under emulation" if arches.emulated(row.architecture) else ""
-    log(f"{row.name}: building {tag} for {row.architecture.platform}{emulated} from {out_dir}")
+    log(f"{row.name}: building {tag} for {row.platform}{emulated} from {out_dir}")
     built = _stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
                           nocache=force or refresh, log=log, epoch=origin.epoch, base=base.local_ref(row))
     if families.family_of(row).windows:  # not built here: its config is left as the builder wrote it
@@ -84,7 +84,7 @@ def build_row(
             raise
         rewritten = f"config at the inputs' time {origin.created} in {time.monotonic() - rewriting:.1f}s"
     seconds = time.monotonic() - started
-    log(f"{row.name}: built {image_id[:19]} for {row.architecture.platform} in {seconds:.0f}s ({rewritten}, "
+    log(f"{row.name}: built {image_id[:19]} for {row.platform} in {seconds:.0f}s ({rewritten}, "
         f"commit {origin.revision[:12]}), tagged {', '.join(row_tags)} and {tag}")
     return BuildResult(row.name, image_id, [*row_tags, tag], inputs, False, seconds)
 
@@ -92,7 +92,7 @@ def build_row(
 def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict[str, str], nocache: bool, log: Log,
                   epoch: int = 0, base: str = "") -> str:
     step = "before the first step"
-    suffix = "" if row.arch == "amd64" else f" {row.arch}"
+    suffix = " " + row.arch if arches.emulated(row.architecture) else ""
     image_id = None
     started = time.monotonic()
     try:
@@ -101,7 +101,7 @@ def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict
             forcerm=True, nocache=nocache, pull=False,
             buildargs={"SOURCE_DATE_EPOCH": str(epoch), **({"BASE": base} if base else {})},
             # The base's config names the architecture, and so does the image's: its RUNs go through binfmt_misc.
-            platform=row.architecture.platform,
+            platform=None if families.family_of(row).windows else row.platform,
         )
         for entry in stream:
             if "stream" in entry:

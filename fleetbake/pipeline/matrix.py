@@ -623,6 +623,12 @@ class RowView:
     def architecture(self) -> arches_mod.Arch:
         return arches_mod.get(self.arch)
 
+    @property
+    def platform(self) -> str:
+        """OCI's platform of the row's image on its architecture: linux/arm64/v8; windows/amd64 for a Windows row."""
+        name = "windows" if self.spec.family == "windows" else "linux"
+        return "/".join(part for part in (name, self.arch, self.architecture.variant) if part)
+
     def on(self, arch: str) -> RowView:
         """The row taken for another of its architectures."""
         return replace(self, arch=arch)

@@ -1,7 +1,8 @@
 """Publish verified images: never push what was not tested, nor without its record (pypa/manylinux's rule).
 
 `invoke publish --os ROW --registry HOST[:PORT]/NAMESPACE` publishes the row on every architecture of its
-`arches`, or not at all. Each architecture's local image (identity.image_tag) must be here, be of that
+`arches`, or not at all. Each architecture's local image (identity.arch_tag, which every build gives on every
+host, and under which the nightly's jobs hand their images over) must be here, be of that
 architecture (its config's and its io.fleetbake.arch label's), and have a passing verification record, no failing
 one, and a report (`invoke report --arch A`: SBOM and software report). Then, per architecture, it pushes
 <registry>/worker:<row>-<arch> and :<row>-<arch>-<inputs hash>, and that image's report and verification records as
@@ -181,7 +182,7 @@ def gate(row: RowView) -> list[Candidate] | str:
     cleared, refusals = [], []
     for name in row.spec.arches:
         taken = row.on(name)
-        tag = identity.image_tag(taken)
+        tag = identity.arch_tag(taken)
         found = candidate(taken, tag, _inspect(tag))
         if isinstance(found, str):
             refusals.append(f"{name}: {found}")
@@ -224,7 +225,7 @@ def publish_row(row: RowView, registry: str, log: Log = print) -> Published:
 def publish_arch(image: Candidate, repository: str, remote: oci.Registry, log: Log) -> ArchPublished:
     """Push one architecture's image and its report, unless the registry holds both already."""
     row = image.row
-    done = ArchPublished(row.arch, row.architecture.platform, image.image_id)
+    done = ArchPublished(row.arch, row.platform, image.image_id)
     tags = arch_tags(row, image.inputs)
     current = published(remote, tags[0], image.image_id, image.reported)
     if current:
@@ -283,7 +284,10 @@ def fetch_published(registry: str, row: str, platform: str) -> PublishedImage | 
     there. What `invoke report --against` compares with: a nightly runner starts empty, the registry is its memory.
     The image ID is the manifest's config digest, as for `published`."""
     repository, remote = _remote(registry, "--against")
-    found = remote.resolve(row, platform)
+    try:
+        found = remote.resolve(row, platform)
+    except oci.NoPlatform:  # published, but not yet for this platform (a single image of another, or an index
+        return None         # without it): nothing of this platform to compare with
     if found is None:
         return None
     descriptor, manifest, index = found

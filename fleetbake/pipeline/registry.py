@@ -247,9 +247,18 @@ class Registry:
         found = self.get_manifest(reference)
         if found is None:
             return None
-        if not is_index(*found):
-            return found[0], found[1], None
         ref = f"{self.host}/{self.repository}:{reference}"
+        if not is_index(*found):  # one image: for this platform only if its config says so
+            config = found[1].get("config") or {}
+            try:
+                said = json.loads(self.get_blob(config["digest"])) if isinstance(config.get("digest"), str) else {}
+            except ValueError:
+                said = {}
+            entry = {"digest": found[0].digest, "platform": {k: said.get(k) for k in ("os", "architecture", "variant")}}
+            if pick({"manifests": [entry]}, platform) is None:
+                raise NoPlatform(f"{ref} is one image for {platform_string(entry['platform'])}, not {platform}",
+                                 found[0])
+            return found[0], found[1], None
         entry = pick(found[1], platform)
         if entry is None:
             listed = [platform_string(e["platform"]) for e in found[1].get("manifests") or []

@@ -111,7 +111,7 @@ def report(matrix: Matrix, row: RowView, image: str | None = None, log=print, ag
     found = software.collect(image_id)
     files.write_text(folder / software.REPORT_JSON, json.dumps(found, indent=2, sort_keys=True) + "\n")
     files.write_text(folder / software.REPORT_MD, software.markdown(found, image_id, row.name))
-    summary = changes_since_published(row.name, image_id, found, against, row.architecture.platform, log) if against \
+    summary = changes_since_published(row.name, image_id, found, against, row.platform, log) if against \
         else changes_since_local(row.name, image_id, found, row.arch)
     files.write_text(folder / CHANGES_MD, summary)
     target = page.write(matrix, generated=record.timestamp())

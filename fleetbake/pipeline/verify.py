@@ -219,7 +219,7 @@ def _image(row: RowView, ref: str | None = None) -> tuple[str, str]:
 def platform_facts(row: RowView) -> dict:
     """The record's `platform`: the image's architecture, and whether this host ran it through QEMU."""
     arch = row.architecture
-    return {"arch": arch.name, "platform": arch.platform, "machine": arch.machine, "host": arches.native().name,
+    return {"arch": arch.name, "platform": row.platform, "machine": arch.machine, "host": arches.native().name,
             "emulated": arches.emulated(arch)}
 
 
@@ -336,7 +336,7 @@ def _verify_config(
             api = engine.client().api
             cid = container.get_wrapped_container().id
             for index, (step, argv) in enumerate(steps, start=1):
-                prefix = f"[{row.name}{'' if row.arch == 'amd64' else ' ' + row.arch} {name} {index}/{len(steps)} {step}]"
+                prefix = f"[{row.name}{' ' + row.arch if arches.emulated(row.architecture) else ''} {name} {index}/{len(steps)} {step}]"
                 log(f"{prefix} $ {shlex.join(argv)}")
                 log_file.write(f"$ {shlex.join(argv)}\n")
                 begun = time.monotonic()
@@ -503,7 +503,7 @@ def summary_table(results: list[ConfigResult]) -> str:
             detail += f"; ccache {r.ccache_stats['hits']} hits, {r.ccache_stats['misses']} misses"
         rows.append(
             (
-                f"{r.row}/{r.configuration}" + ("" if r.platform.get("arch", "amd64") == "amd64" else f" ({r.platform['arch']})"),
+                f"{r.row}/{r.configuration}" + (f" ({r.platform['arch']})" if r.platform.get("emulated") else ""),
                 "pass" if r.passed else "FAIL",
                 _duration(r.seconds("configure", "make", "build")),
                 _duration(r.seconds("tests")),

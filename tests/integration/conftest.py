@@ -68,6 +68,26 @@ def image(client, live_project):
 
 
 @pytest.fixture(scope="session")
+def amd64_project(tmp_path_factory):
+    """The live matrix with debian-12 built for amd64 alone: the session's verified image is the whole row."""
+    import yaml
+
+    from conftest import LIVE_MATRIX
+    from fleetbake.pipeline import matrix
+
+    document = yaml.safe_load(LIVE_MATRIX.read_text())
+    row = document["rows"]["debian-12"]
+    row["arches"] = ["amd64"]
+    if isinstance((row.get("ami") or {}).get("arches"), dict):  # per-architecture settings must name a row's arch
+        row["ami"]["arches"] = {k: v for k, v in row["ami"]["arches"].items() if k == "amd64"}
+    path = tmp_path_factory.mktemp("amd64-matrix") / "matrix.yml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    loaded = matrix.load(path)
+    assert loaded.rows["debian-12"].spec.arches == ["amd64"] and len(loaded.rows) == len(matrix.load(LIVE_MATRIX).rows)
+    return loaded
+
+
+@pytest.fixture(scope="session")
 def verified_image(image, live_project):
     """The debian-12 image with a passing pydebug record: setup's, or one verified here for real."""
     from fleetbake.pipeline import record, verify

@@ -90,23 +90,6 @@ def verified(reported, client):
 
 
 @pytest.fixture(scope="module")
-def amd64_project(tmp_path_factory):
-    """The live matrix with debian-12 built for amd64 alone: the session's verified image is the whole row."""
-    import yaml
-
-    document = yaml.safe_load(LIVE_MATRIX.read_text())
-    row = document["rows"]["debian-12"]
-    row["arches"] = ["amd64"]
-    if isinstance((row.get("ami") or {}).get("arches"), dict):  # per-architecture settings must name a row's arch
-        row["ami"]["arches"] = {k: v for k, v in row["ami"]["arches"].items() if k == "amd64"}
-    path = tmp_path_factory.mktemp("amd64-matrix") / "matrix.yml"
-    path.write_text(yaml.safe_dump(document, sort_keys=False))
-    loaded = matrix.load(path)
-    assert loaded.rows["debian-12"].spec.arches == ["amd64"] and len(loaded.rows) == len(matrix.load(LIVE_MATRIX).rows)
-    return loaded
-
-
-@pytest.fixture(scope="module")
 def rows(tmp_path_factory):
     path = tmp_path_factory.mktemp("publish-matrix") / "matrix.yml"
     path.write_text(ROWS)
@@ -149,13 +132,13 @@ def test_an_unverified_image_is_refused_and_nothing_is_pushed(registry, client, 
     m = matrix.load(write_matrix(MINIMAL.replace("debian-12:", "unverified-row:")))
     image, _ = client.images.build(fileobj=io.BytesIO(b"FROM debian:12\nLABEL io.fleetbake.inputs-hash=abc "
                                                       b"io.fleetbake.arch=amd64\n"),
-                                   tag="fleetbake/worker:unverified-row", rm=True)
+                                   tag="fleetbake/worker:unverified-row-amd64", rm=True)
     assert record.status(image.id) == ([], [])
     with pytest.raises(publish.PublishError,
                        match="refusing to publish unverified-row: amd64: .* no passing verification record"):
         publish.publish(m, m.select("unverified-row"), f"{registry}/fleetbake", log=print)
     assert not [t for t in catalog_tags(registry, "fleetbake/worker") if t.startswith("unverified-row")]
-    client.images.remove("fleetbake/worker:unverified-row", force=True)
+    client.images.remove("fleetbake/worker:unverified-row-amd64", force=True)
 
 
 def test_an_image_whose_verification_failed_is_refused_and_nothing_is_pushed(registry, rows, small, build_dir):
@@ -184,7 +167,7 @@ def test_all_rows_publishes_the_verified_one_and_says_what_it_skipped_and_why(re
     assert results["debian-12"].skipped is None and results["debian-12"].digest.startswith("sha256:")
     assert results[SMALL].skipped == (f"amd64: {small.image_id[:19]} has no passing verification record: "
                                       f"run `invoke verify --os {SMALL}`")
-    assert results[UNBUILT].skipped == f"amd64: image fleetbake/worker:{UNBUILT} is not built here"
+    assert results[UNBUILT].skipped == f"amd64: image fleetbake/worker:{UNBUILT}-amd64 is not built here"
     assert [line for line in lines if ": skipped: " in line] == [
         f"{SMALL}: skipped: {results[SMALL].skipped}", f"{UNBUILT}: skipped: {results[UNBUILT].skipped}"]
     tags = catalog_tags(registry, "fleetbake/worker")
@@ -400,7 +383,7 @@ def multi(tmp_path_factory):
 
 
 def tiny_image(row, scratch):
-    """A one-file image of the row on its architecture, under the name a build gives it here (identity.image_tag),
+    """A one-file image of the row on its architecture, under the names a build gives it here (identity.image_tags),
     with the labels publish reads: its config says the architecture, as an emulated build's does."""
     arch = row.architecture
     layer = scratch / f"{arch.name}.tar"
@@ -416,7 +399,7 @@ def tiny_image(row, scratch):
                                                          "io.fleetbake.row": row.name}},
               "rootfs": {"type": "layers", "diff_ids": ["sha256:" + hashlib.sha256(layer.read_bytes()).hexdigest()]}}
     # A second name: a test untags the first and the image stays.
-    tags = [identity.image_tag(row), identity.content_tag(row, inputs)]
+    tags = [*identity.image_tags(row), identity.content_tag(row, inputs)]
     return engine.load_config(config, tags, [layer], f"{row.name} {arch.name}", scratch)
 
 
@@ -438,7 +421,8 @@ def ready(tiny, multi, client, build_dir):
     the test's own; the row's names on them again (a test may have moved one)."""
     row = multi.rows[MULTI]
     for arch, image_id in tiny.items():
-        client.images.get(image_id).tag(*identity.image_tag(row.on(arch)).split(":"))
+        for tag in identity.image_tags(row.on(arch)):
+            client.images.get(image_id).tag(*tag.split(":"))
         record.write(image_id, "pydebug", {"row": MULTI, "passed": True, "reason": "ok",
                                            "platform": {"arch": arch, "platform": row.on(arch).architecture.platform}})
         folder = record.image_dir(image_id)
@@ -519,7 +503,7 @@ def test_publishing_the_row_again_pushes_nothing_and_json_lists_each_digest(regi
 def test_an_architecture_not_ready_means_nothing_is_pushed_and_one_line_says_why(
         case, registry_server, multi, ready, client, build_dir):
     registry, root = registry_server
-    arm_tag = identity.image_tag(multi.rows[MULTI].on("arm64"))
+    arm_tag = identity.arch_tag(multi.rows[MULTI].on("arm64"))
     if case == "missing":
         client.images.remove(arm_tag)
         why = f"arm64: image {arm_tag} is not built here"

@@ -18,7 +18,7 @@ from conftest import ROOT
 from fleetbake.devtools import worker_rig
 from fleetbake.operate import prune, update
 from fleetbake.operate.buildbot_api import BuildbotApi, SUCCESS
-from fleetbake.pipeline import artifact, publish, registry as oci
+from fleetbake.pipeline import artifact, identity, publish, registry as oci
 from integration.conftest import running_master, SESSION, TEST_LABEL, unique_password, wait_connected
 
 WORKER = "update-w"
@@ -37,10 +37,12 @@ def api(master):
 
 
 @pytest.fixture(scope="module")
-def published(registry, reported, live_project, client):
+def published(registry, reported, amd64_project, client):
     """REGISTRY/upd: the verified debian-12 image, pushed by `invoke publish` with its report and records."""
-    client.api.tag(reported.image_id, "fleetbake/worker", "debian-12")
-    [done] = publish.publish(live_project, [live_project.rows["debian-12"]], f"{registry}/upd", log=print)
+    for tag in identity.image_tags(amd64_project.rows["debian-12"]):
+        client.api.tag(reported.image_id, *tag.split(":"))
+    # The row on this host's architecture alone: publish wants every one of the row's otherwise.
+    [done] = publish.publish(amd64_project, [amd64_project.rows["debian-12"]], f"{registry}/upd", log=print)
     assert done.digest
     return f"{registry}/upd", reported.image_id
 
