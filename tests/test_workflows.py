@@ -301,7 +301,9 @@ def test_every_row_gets_past_every_refusal_on_its_own_runner(monkeypatch, capsys
     assert sorted((o.command.split()[1], o.option("--os"), o.option("--arch"), o.runner) for o in arch_jobs) == sorted(
         (task, r["os"], arch, nightly_runner(r, arch)) for r in linux for arch in r["arches"]
         for task in ("build", "verify", "report"))
-    assert {o.option("--config") for o in arch_jobs if o.command.split()[1] == "verify"} == {"all"}
+    # Every configuration natively; pydebug (the compile and the smoke subset) under QEMU.
+    assert {(o.option("--arch"), o.option("--config")) for o in arch_jobs if o.command.split()[1] == "verify"} == {
+        (arch, "pydebug" if arches.get(arch).runner == "qemu" else "all") for r in linux for arch in r["arches"]}
     assert {o.runner for o in arch_jobs} == {"ubuntu-24.04", "ubuntu-24.04-arm"}  # arm64 natively, the rest on amd64
     # Each Linux row published once, by its own publish job, every architecture of it at once.
     assert sorted((o.command.split()[1], o.option("--os"), o.option("--arch")) for o in outcomes
@@ -375,8 +377,8 @@ def test_a_linux_job_without_debians_keyring_fails_the_walk(monkeypatch, capsys,
     found = problems(walk(ROOT / "matrix.yml", load_workflows(nightly=broken), monkeypatch, capsys, tmp_path))
     linux, _ = matrix_rows()
     assert sorted(line.split(": error: ")[0] for line in found) == sorted(
-        f"nightly/arch on {nightly_runner(r, arch)}: invoke verify --os {r['os']} --arch {arch} --config all"
-        for r in linux for arch in r["arches"])
+        f"nightly/arch on {nightly_runner(r, arch)}: invoke verify --os {r['os']} --arch {arch} --config "
+        f"{'pydebug' if arches.get(arch).runner == 'qemu' else 'all'}" for r in linux for arch in r["arches"])
     assert all("cannot fetch here: --cpython debian:trixie/python3.13: apt checks Debian's archive" in line
                for line in found)
 
@@ -393,7 +395,7 @@ def test_an_emulated_job_without_qemu_fails_the_walk(monkeypatch, capsys, tmp_pa
     assert {"ppc64le", "s390x", "riscv64"} <= {arch for _, arch in emulated}
     failed = sorted(line.split(": error: ")[0] for line in found)
     assert failed == sorted(f"nightly/arch on ubuntu-24.04: invoke {task} --os {r['os']} --arch {arch}{rest}"
-                            for r, arch in emulated for task, rest in (("build", " --refresh"), ("verify", " --config all")))
+                            for r, arch in emulated for task, rest in (("build", " --refresh"), ("verify", " --config pydebug")))
     assert all(f"cannot {line.split()[4]} {line.split('--arch ')[1].split()[0]} here: no binfmt_misc handler qemu-" in line
                for line in found), found
 
@@ -435,7 +437,9 @@ def test_the_matrix_job_gives_each_linux_row_and_architecture_a_job_on_its_runne
     outputs = nightly_outputs()
     linux, windows = matrix_rows()
     assert outputs["jobs"] == [{"os": r["os"], "arch": arch, "runner": nightly_runner(r, arch),
-                                "qemu": arches.get(arch).runner == "qemu"} for r in linux for arch in r["arches"]]
+                                "qemu": arches.get(arch).runner == "qemu",
+                                "config": "pydebug" if arches.get(arch).runner == "qemu" else "all"}
+                               for r in linux for arch in r["arches"]]
     assert {(job["arch"], job["runner"], job["qemu"]) for job in outputs["jobs"] if job["os"] == "debian-13"} == {
         ("amd64", "ubuntu-24.04", False), ("arm64", "ubuntu-24.04-arm", False), ("ppc64le", "ubuntu-24.04", True),
         ("s390x", "ubuntu-24.04", True), ("riscv64", "ubuntu-24.04", True)}
@@ -444,7 +448,8 @@ def test_the_matrix_job_gives_each_linux_row_and_architecture_a_job_on_its_runne
     jobs = nightly()["jobs"]
     assert jobs["arch"]["strategy"]["matrix"] == {"job": "${{ fromJSON(needs.matrix.outputs.jobs) }}"}
     assert jobs["arch"]["runs-on"] == "${{ matrix.job.runner }}" and jobs["arch"]["strategy"]["fail-fast"] is False
-    assert jobs["arch"]["env"] == {"ROW": "${{ matrix.job.os }}", "ARCH": "${{ matrix.job.arch }}"}
+    assert jobs["arch"]["env"] == {"ROW": "${{ matrix.job.os }}", "ARCH": "${{ matrix.job.arch }}",
+                                   "CONFIG": "${{ matrix.job.config }}"}
     assert jobs["image"]["strategy"]["matrix"] == {"row": "${{ fromJSON(needs.matrix.outputs.windows) }}"}
     assert set(jobs["matrix"]["outputs"]) == set(outputs)
 
