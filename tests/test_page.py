@@ -97,3 +97,13 @@ def test_an_old_or_foreign_record_with_fields_missing_still_renders(project, bui
     html = page.render(project, build_dir / "reports")
     found = cells(html)
     assert found[("debian-12", "pydebug")][0] == "fail" and found[("debian-13", "pydebug")][0] == "pass"
+
+
+def test_each_architecture_of_a_row_gets_its_own_line_and_a_failure_on_one_is_not_hidden(project, build_dir):
+    """The nightly's page merges every architecture's records: the newest arm64 image must not stand for amd64."""
+    verified(OLD, "pydebug", platform={"arch": "amd64", "emulated": False})
+    verified(NEW, "pydebug", passed=False, reason="tests failed: test_sys", platform={"arch": "arm64", "emulated": True})
+    found = cells(page.render(project, build_dir / "reports"))
+    assert found[("debian-12", "pydebug")][0] == "pass"  # amd64: the row's first architecture, under its name
+    assert found[("debian-12 arm64", "pydebug")][0] == "fail"
+    assert ("debian-13 arm64", "pydebug") not in found  # an architecture without records gets no line

@@ -114,29 +114,40 @@ def _when(path: Path, record: dict) -> tuple[str, int]:
 
 
 def collect(matrix: Matrix, reports: Path | None = None) -> list[RowPage]:
-    """Per matrix row: its newest verified image (the one whose newest record is newest) and that image's records."""
+    """Per matrix row and architecture with records: its newest verified image (the one whose newest record is
+    newest) and that image's records; a row without any, once, empty. A row's first architecture is shown under the
+    row's name, the others as "<row> <arch>" (the nightly's page merges every architecture's records)."""
     reports = reports or paths.reports_dir()
     by_image: dict[str, dict[str, tuple[Path, dict]]] = {}
     for path, record in _records(reports):
         by_image.setdefault(record["image_id"], {})[record["configuration"]] = (path, record)
     pages = []
     for row in matrix.rows.values():
-        images = {image: found for image, found in by_image.items()
-                  if any(record.get("row") == row.name for _, record in found.values())}
-        if not images:
+        mine = {image: found for image, found in by_image.items()
+                if any(record.get("row") == row.name for _, record in found.values())}
+        if not mine:
             pages.append(RowPage(row.name, [Cell(name) for name in row.configurations]))
             continue
-        image_id = max(images, key=lambda image: max(_when(path, r) for path, r in images[image].values()))
-        found = images[image_id]
-        folder = image_id.replace(":", "-")
-        cells = [Cell(name, found[name][1] if name in found else None, folder) for name in row.configurations]
-        size = next((r.get("image", {}).get("size") for _, r in found.values()
-                     if isinstance(r.get("image"), dict) and isinstance(r["image"].get("size"), int)), None)
-        extras = {label: f"{folder}/{records.IMAGE_DIR}/{name}"
-                  for label, name in (("SBOM", SBOM), ("software report", SOFTWARE_REPORT))
-                  if (reports / folder / records.IMAGE_DIR / name).is_file()}
-        pages.append(RowPage(row.name, cells, image_id, folder, size, extras))
+        for arch in row.spec.arches:
+            images = {image: found for image, found in mine.items()
+                      if any(records.arch_of(record) == arch for _, record in found.values())}
+            if images:
+                name = row.name if arch == row.spec.arches[0] else f"{row.name} {arch}"
+                pages.append(_page(row, name, images, reports))
     return pages
+
+
+def _page(row, title: str, images: dict[str, dict[str, tuple[Path, dict]]], reports: Path) -> RowPage:
+    image_id = max(images, key=lambda image: max(_when(path, r) for path, r in images[image].values()))
+    found = images[image_id]
+    folder = image_id.replace(":", "-")
+    cells = [Cell(name, found[name][1] if name in found else None, folder) for name in row.configurations]
+    size = next((r.get("image", {}).get("size") for _, r in found.values()
+                 if isinstance(r.get("image"), dict) and isinstance(r["image"].get("size"), int)), None)
+    extras = {label: f"{folder}/{records.IMAGE_DIR}/{name}"
+              for label, name in (("SBOM", SBOM), ("software report", SOFTWARE_REPORT))
+              if (reports / folder / records.IMAGE_DIR / name).is_file()}
+    return RowPage(title, cells, image_id, folder, size, extras)
 
 
 def duration(seconds: float | None) -> str:

@@ -84,3 +84,9 @@ def status(image_id: str) -> tuple[list[str], list[str]]:
         elif record.get("image_id") == image_id:
             (passed if record.get("passed") is True else failed).append(path.stem)
     return passed, failed
+
+
+def arch_of(data: dict) -> str:
+    """The architecture a record names; records from before fleetbake built others are amd64's."""
+    where = data.get("platform")
+    return where.get("arch", "amd64") if isinstance(where, dict) else "amd64"

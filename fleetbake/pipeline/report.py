@@ -36,15 +36,9 @@ def verified_images(row: str, reports: Path | None = None, arch: str | None = No
                 continue
             if (isinstance(data, dict) and data.get("row") == row and data.get("passed") is True
                     and isinstance(data.get("image_id"), str) and folder.name == data["image_id"].replace(":", "-")
-                    and (arch is None or record_arch(data) == arch)):
+                    and (arch is None or record.arch_of(data) == arch)):
                 found[data["image_id"]] = max(found.get(data["image_id"], ""), str(data.get("finished", "")))
     return sorted((when, image) for image, when in found.items())
-
-
-def record_arch(data: dict) -> str:
-    """The architecture a record names; records from before fleetbake built others are amd64's."""
-    where = data.get("platform")
-    return where.get("arch", "amd64") if isinstance(where, dict) else "amd64"
 
 
 def previous(row: str, image_id: str, reports: Path | None = None, arch: str | None = None) -> str | None:
