@@ -1,6 +1,7 @@
 """The verification plan and the parsing of its output, without Docker."""
 
 import json
+import platform
 from pathlib import Path
 
 import pytest
@@ -263,3 +264,21 @@ def test_a_run_without_ccache_records_that_too(project, build_dir, monkeypatch):
     assert result.passed and saved["ccache"] is False and saved["ccache_stats"] is None
     assert not any("ccache" in " ".join(argv) for argv, _, _ in run.execs)
     assert all("CCACHE_DIR" not in environment for _, environment, _ in run.execs)
+
+
+def test_under_emulation_the_tests_wait_longer_and_ignore_only_qemus_known_gaps(project, monkeypatch):
+    monkeypatch.setattr(cpython.Source, "is_tarball", property(lambda self: True))
+    config = project.rows["debian-12"].configurations["pydebug"]
+    native = dict(verify.plan(config, source(), jobs=2))["tests"]
+    emulated = dict(verify.plan(config, source(), jobs=2, emulated=True))["tests"]
+    assert "--timeout=1200" in native and "-i" not in native  # natively every test case runs
+    assert "--timeout=12000" in emulated
+    ignored = [emulated[i + 1] for i, flag in enumerate(emulated) if flag == "-i"]
+    assert ignored == list(verify.EMULATION_GAPS) == ["*SCMRightsStreamTest.testCmsgTrunc*",
+                                                      "test.test_posix.PosixTester.test_fexecve"]
+    assert [flag for flag in emulated if flag not in ("-i", *ignored, "--timeout=12000")] == \
+        [flag for flag in native if flag != "--timeout=1200"]  # the same plan otherwise
+    row = project.rows["debian-12"]
+    monkeypatch.setattr(platform, "machine", lambda: "x86_64")
+    assert verify.platform_facts(row.on("arm64"))["ignored_under_emulation"] == verify.EMULATION_GAPS
+    assert verify.platform_facts(row.on("amd64"))["ignored_under_emulation"] == {}

@@ -107,16 +107,17 @@ def parallelism(config: Configuration, jobs: int, requested: bool, windows: bool
     return {"make": jobs, "tests": tests, "how": f"make -j{jobs} ({chosen}); tests -j{tests}: {limits}"}
 
 
-def smoke_command(config: Configuration, source: cpython.Source, jobs: int, slowdown: int = 1) -> list[str]:
+def smoke_command(config: Configuration, source: cpython.Source, jobs: int, emulated: bool = False) -> list[str]:
     if config.install:
         python = [f"{WORK}/target/bin/python{source.version_tuple[0]}.{source.version_tuple[1]}", "-Wdefault", "-bb", "-E"]
     else:
         python = ["./python"]
-    timeout = int(TEST_TIMEOUT * config.timeout_factor * slowdown)
+    timeout = int(TEST_TIMEOUT * config.timeout_factor * (EMULATION_SLOWDOWN if emulated else 1))
+    ignored = [flag for pattern in EMULATION_GAPS for flag in ("-i", pattern)] if emulated else []
     return [
         "xvfb-run", "--auto-servernum", "--server-args=-screen 0 1024x768x24",
         *python, "-m", "test", "--fail-env-changed", "--slowest", "-W",
-        f"-j{smoke_jobs(config, jobs)}", f"-u{TEST_RESOURCES}", f"--timeout={timeout}",
+        f"-j{smoke_jobs(config, jobs)}", f"-u{TEST_RESOURCES}", f"--timeout={timeout}", *ignored,
         "--junit-xml", f"{WORK}/test-results.xml", *(config.smoke or []),
     ]
 
@@ -138,17 +139,25 @@ CCACHE_STEPS = {
 # Emulated code runs about ten times slower than native (QEMU user mode): regrtest's per-test timeout grows
 # by as much, so that a test is stopped for hanging, not for running under QEMU.
 EMULATION_SLOWDOWN = 10
+# Test cases QEMU's user mode fails whatever the image: seen failing in the arm64 image's emulated verify here
+# (2026-12-06, Debian 12's qemu-user-static 7.2) and passing in the amd64 image natively. Under emulation alone
+# regrtest ignores them (-i), and the record lists each with its reason; natively every one runs.
+EMULATION_GAPS = {
+    "*SCMRightsStreamTest.testCmsgTrunc*": "qemu-user does not report MSG_CTRUNC when it truncates SCM_RIGHTS "
+                                           "control data",
+    "test.test_posix.PosixTester.test_fexecve": "qemu-user cannot run a program by its file descriptor (fexecve)",
+}
 
 
 def plan(config: Configuration, source: cpython.Source, jobs: int,
          missing_ok: dict[str, str] | None = None, ccache: bool = False,
-         slowdown: int = 1) -> list[tuple[str, list[str]]]:
+         emulated: bool = False) -> list[tuple[str, list[str]]]:
     """The fleet's UnixBuild sequence for one configuration, as (step, argv) pairs, after `platform` (what the
     container's `uname -m` says: the image's architecture, natively or through QEMU).
 
     `missing_ok`: the row's optional modules that may stay unbuilt; they are not imported. `ccache`: the
     build goes through ccache (the steps `ccache`, `ccache-zero` before configure, `ccache-stats` after make).
-    `slowdown`: the tests' timeout factor (EMULATION_SLOWDOWN under emulation).
+    `emulated`: under QEMU, the tests' timeout x EMULATION_SLOWDOWN and EMULATION_GAPS ignored.
     """
     modules = [m for m in OPTIONAL_MODULES if m not in (missing_ok or {})]
     name = source.path.name
@@ -170,7 +179,7 @@ def plan(config: Configuration, source: cpython.Source, jobs: int,
     ]
     if config.install:
         steps += [("install", ["sh", "-c", f"make install && chmod -R a-w {WORK}/target"])]
-    steps.append(("tests", smoke_command(config, source, jobs, slowdown)))
+    steps.append(("tests", smoke_command(config, source, jobs, emulated)))
     return steps
 
 
@@ -219,8 +228,9 @@ def _image(row: RowView, ref: str | None = None) -> tuple[str, str]:
 def platform_facts(row: RowView) -> dict:
     """The record's `platform`: the image's architecture, and whether this host ran it through QEMU."""
     arch = row.architecture
+    emulated = arches.emulated(arch)
     return {"arch": arch.name, "platform": row.platform, "machine": arch.machine, "host": arches.native().name,
-            "emulated": arches.emulated(arch)}
+            "emulated": emulated, "ignored_under_emulation": dict(EMULATION_GAPS) if emulated else {}}
 
 
 def build_user(image_id: str) -> str:
@@ -325,7 +335,7 @@ def _verify_config(
         steps = windows_verify.plan(config, TEST_RESOURCES, smoke_jobs(config, jobs))
     else:
         steps = plan(config, source, jobs, row.spec.missing_ok, ccache=ccache_volume is not None,
-                     slowdown=EMULATION_SLOWDOWN if result.platform["emulated"] else 1)
+                     emulated=result.platform["emulated"])
     env = step_env(config)
     log_path = record.log_path(image_id, name)
     log_path.parent.mkdir(parents=True, exist_ok=True)
