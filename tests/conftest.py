@@ -182,7 +182,9 @@ def _tree_state() -> tuple[str, str]:
     import subprocess
 
     def git(*argv: str) -> bytes:
-        return subprocess.run(["git", "-C", str(ROOT), *argv], capture_output=True, check=True, timeout=60).stdout
+        # Never writing .git/index: a session beside another (.ci/run's) must not change what that one copies.
+        return subprocess.run(["git", "--no-optional-locks", "-C", str(ROOT), *argv], capture_output=True, check=True,
+                              timeout=60).stdout
 
     import os
 

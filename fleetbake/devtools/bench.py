@@ -789,7 +789,7 @@ def machine() -> Machine:
 
 def revision() -> Revision:
     def git(*args: str) -> str:
-        return proc.run(["git", "-C", paths.ROOT, *args], timeout=30)
+        return proc.run(["git", "--no-optional-locks", "-C", paths.ROOT, *args], timeout=30)
 
     try:
         return Revision(git("rev-parse", "HEAD").strip(), tuple(git("status", "--porcelain").splitlines()))

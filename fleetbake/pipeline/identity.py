@@ -85,7 +85,10 @@ def source(folder: Path) -> Source:
     """The Source of a row's committed context folder (images/<family>/<row>/). SOURCE_DATE_EPOCH in the
     environment overrides the time, as everywhere; outside a git checkout the time is 0 (1970)."""
     def git(*argv: str) -> str:
-        return subprocess.run(["git", "-C", str(paths.ROOT), *argv], capture_output=True, text=True, timeout=10,
+        # --no-optional-locks: reading the identity never rewrites .git/index (git status refreshes it otherwise,
+        # under a copy of the checkout another process is making: .ci/run's unit-as-user tar of it).
+        return subprocess.run(["git", "--no-optional-locks", "-C", str(paths.ROOT), *argv], capture_output=True,
+                              text=True, timeout=10,
                               check=True).stdout.strip()
 
     try:
