@@ -331,9 +331,11 @@ def test_report_against_a_registry_with_no_image_the_same_image_or_one_without_a
     assert report.changes_since_published("debian-12", image_id, mine, f"{registry}/same", AMD64) == (
         f"debian-12: `{image_id[:19]}` is the image {registry}/same/worker:debian-12 (linux/amd64) already holds: "
         "nothing changed.\n")
+    # An index without the platform (a new architecture's first night): nothing of it to compare with.
     with pytest.raises(oci.NoPlatform, match=rf"^{registry}/same/worker:debian-12 is an index with no image for "
                                              r"linux/arm64/v8 \(it lists linux/amd64\)$"):
-        publish.fetch_published(f"{registry}/same", "debian-12", "linux/arm64/v8")
+        oci.Registry(registry, "same/worker").resolve("debian-12", "linux/arm64/v8")
+    assert publish.fetch_published(f"{registry}/same", "debian-12", "linux/arm64/v8") is None
 
     bare = push_another_night(registry, "bare", None, tmp_path)
     assert publish.fetch_published(f"{registry}/bare", "debian-12", AMD64).software is None

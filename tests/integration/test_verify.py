@@ -47,7 +47,7 @@ def test_a_missing_package_fails_the_build_naming_the_step(write_matrix, build_d
         build.build(m, m.select("broken-row"), ca_bundle="", log=print)
     message = str(info.value)
     # The step that installs the packages (FROM, ARG SOURCE_DATE_EPOCH, COPY layers/1/ /, then this RUN).
-    assert "broken-row: build failed at 'Step 4/" in message and "install-packages.sh" in message
+    assert "broken-row: build failed at 'Step 5/" in message and "install-packages.sh" in message
     assert "returned a non-zero code: 100" in message
 
 
@@ -74,7 +74,7 @@ def test_missing_ok_lets_a_row_without_one_module_verify_and_the_record_says_so(
                                  log=lambda line: (lines.append(line), print(line)))
         assert result.passed, result.reason
         assert [s.name for s in result.steps] == ["platform", "unpack", "configure", "make", "pythoninfo", "modules", "tests"]
-        assert any(line.startswith("[debian-12 pydebug 3/6 make] ") for line in lines)  # the step counter
+        assert any(line.startswith("[debian-12 pydebug 4/7 make] ") for line in lines)  # the step counter
         assert result.missing_modules == [] and result.missing_ok == {"_uuid": "uuid-dev removed from this image on purpose"}
         record = json.loads(result.record.read_text())
         assert record["missing_ok"] == result.missing_ok and record["image_id"] == no_uuid.id
