@@ -70,9 +70,7 @@ def _pull(row: RowView, ref: str, log: Log) -> str | None:
     api = engine.client().api
     before = engine.image_id(base)
     try:
-        # A Windows engine pulls its own platform, as it always did.
-        platform = None if row.spec.family == "windows" else row.platform
-        for entry in api.pull(repo, tag=tag, stream=True, decode=True, platform=platform):
+        for entry in api.pull(repo, tag=tag, stream=True, decode=True, platform=row.engine_platform):
             if "error" in entry:
                 return entry["error"].strip()
         if ref != base:

@@ -101,7 +101,7 @@ def _stream_build(row: RowView, context_tar: bytes, tag: str, image_labels: dict
             forcerm=True, nocache=nocache, pull=False,
             buildargs={"SOURCE_DATE_EPOCH": str(epoch), **({"BASE": base} if base else {})},
             # The base's config names the architecture, and so does the image's: its RUNs go through binfmt_misc.
-            platform=None if families.family_of(row).windows else row.platform,
+            platform=row.engine_platform,
         )
         for entry in stream:
             if "stream" in entry:

@@ -629,6 +629,12 @@ class RowView:
         name = "windows" if self.spec.family == "windows" else "linux"
         return "/".join(part for part in (name, self.arch, self.architecture.variant) if part)
 
+    @property
+    def engine_platform(self) -> str | None:
+        """What the engine is asked to pull and build for: the row's platform; None for a Windows row, whose
+        engine takes its own (as before architectures)."""
+        return None if self.spec.family == "windows" else self.platform
+
     def on(self, arch: str) -> RowView:
         """The row taken for another of its architectures."""
         return replace(self, arch=arch)

@@ -105,10 +105,8 @@ def arch_tags(row: RowView, inputs_hash: str) -> list[str]:
 
 
 def platform(row: RowView) -> dict:
-    """The index entry's platform of the row's image on its architecture (arches.py's names)."""
-    arch = row.architecture
-    found = {"architecture": arch.name, "os": "windows" if families.family_of(row).windows else "linux"}
-    return {**found, "variant": arch.variant} if arch.variant else found
+    """The index entry's platform of the row's image on its architecture: RowView.platform as OCI's object."""
+    return dict(zip(("os", "architecture", "variant"), row.platform.split("/")))
 
 
 def index_manifest(entries: list[tuple[oci.Descriptor, dict]]) -> dict:
