@@ -68,7 +68,8 @@ def test_the_dockerfile_and_every_packer_target_run_one_plan(project, row):
             assert ran == [run.line() for layer in ami.layers for run in layer.runs]
             assert [r for r in ran if r not in runs] == [
                 f"WORKER_USER=buildbot WORKER_UID={row.spec.ami.uid} /opt/fleetbake/provision/create-user.sh",
-                "BUILDBOT_WORKER_VERSION=4.3.0 WORKER_PIP_EXTRAS=boto3 /opt/fleetbake/provision/install-worker.sh"]
+                "BUILDBOT_WORKER_VERSION=4.3.0 WORKER_REQUIREMENTS=/opt/fleetbake/provision/worker-requirements.txt"
+                " WORKER_PIP_EXTRAS=boto3 /opt/fleetbake/provision/install-worker.sh"]
 
 
 def test_runtime_instructions_are_what_docker_commit_takes():

@@ -46,7 +46,7 @@ from docker.errors import APIError, DockerException, NotFound
 
 from fleetbake import files, paths, proc
 from fleetbake.errors import FleetbakeError, UsageError
-from fleetbake.pipeline import arches, base, build, cpython, engine, identity, record, render, reproducible, verify
+from fleetbake.pipeline import arches, base, build, cpython, engine, families, identity, record, render, reproducible, verify
 from fleetbake.pipeline.matrix import Matrix, RowView
 
 Log = Callable[[str], None]
@@ -219,7 +219,8 @@ BASELINE_TEXT = {
         "engineer would write by hand for the same job, from the same inputs. It starts `FROM {base}`, the "
         "same locally bootstrapped base fleetbake builds on; runs `apt-get update && apt-get -y upgrade` "
         "(fleetbake's upgrade step), then `apt-get install -y --no-install-recommends` of the row's "
-        "{packages} packages, the very list fleetbake renders into `packages.txt`, passed as a build "
+        "{packages} packages, the very list fleetbake renders into `packages.txt` less the distribution's builds of "
+        "buildbot-worker's compiled dependencies (its venv takes PyPI's wheels of them), passed as a build "
         "argument, and removes the package lists and the downloaded .deb files in the same layer; trusts the "
         "same {certs} extra CA certificate(s) with `update-ca-certificates`; creates the non-root user "
         "`{user}` (uid {uid}) with `/buildarea` as its home; and installs `buildbot-worker=={worker}` into "
@@ -421,9 +422,12 @@ def bench_dir() -> Path:
 
 
 def baseline_packages(matrix: Matrix, row: RowView) -> list[str]:
-    """The packages fleetbake installs, read from the packages.txt it renders for the row."""
+    """The packages fleetbake installs, read from the packages.txt it renders for the row, less the distribution's
+    builds of buildbot-worker's compiled dependencies: the baseline's venv takes PyPI's wheels, as a careful engineer's
+    plain `pip install buildbot-worker` does, and would carry those packages unused."""
     text = render.render_row(matrix, row)[render.placed(row, "packages.txt")].content.decode()
-    return [word for line in text.splitlines() for word in line.split("#", 1)[0].split()]
+    unused = families.WORKER_COMPILED.get(families.family_of(row).name, ())
+    return [word for line in text.splitlines() for word in line.split("#", 1)[0].split() if word not in unused]
 
 
 def baseline_build_args(matrix: Matrix, row: RowView) -> dict[str, str]:

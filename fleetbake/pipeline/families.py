@@ -24,6 +24,8 @@ HOME = "/opt/fleetbake"
 # the working directory (the buildarea, which build steps write) nor PYTHON* variables on the import path.
 ENTRYPOINT = ("/usr/bin/python3", "-I", "-m", "fleetbake.worker.entrypoint")
 PROVISION = f"{HOME}/provision"
+# The worker venv's pinned pure-Python dependencies (images/common/), copied beside install-worker.sh.
+WORKER_REQUIREMENTS = "worker-requirements.txt"
 CA_DIR = f"{HOME}/ca-certificates"
 LAYERS_DIR = "layers"  # a Linux build context's files, per layer (Plan.placed)
 NORMALIZE = "normalize-layer.sh"  # ends every Dockerfile RUN (render.dockerfile), not Packer's
@@ -162,7 +164,7 @@ def label_arguments(labels, join: str = " ") -> str:
 
 def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
     p = PROVISION
-    worker_env = (("BUILDBOT_WORKER_VERSION", row.spec.worker_version),) + (
+    worker_env = (("BUILDBOT_WORKER_VERSION", row.spec.worker_version), ("WORKER_REQUIREMENTS", f"{p}/{WORKER_REQUIREMENTS}")) + (
         (("WORKER_PIP_EXTRAS", pip_extras),) if pip_extras else ())
     layers = (
         Layer((Copy((f"scripts/{family.configure}", "scripts/install-packages.sh", "packages.txt",
@@ -175,7 +177,7 @@ def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
         Layer((Copy(("scripts/configure-ccache.sh",), p),),
               (Run(f"{p}/configure-ccache.sh", (("WORKER_USER", row.spec.user), ("WRAPPER_DIR", family.ccache_wrappers),
                                                  ("CACHE_DIR", ccache.CACHE_DIR), ("MAX_SIZE", ccache.DEFAULT_MAX_SIZE))),)),
-        Layer((Copy(("scripts/install-worker.sh",), p),), (Run(f"{p}/install-worker.sh", worker_env),)),
+        Layer((Copy(("scripts/install-worker.sh", WORKER_REQUIREMENTS), p),), (Run(f"{p}/install-worker.sh", worker_env),)),
         Layer((Copy(("fleetbake/",), f"{HOME}/fleetbake"), Copy(("scripts/install-fleetbake.sh",), p)),
               (Run(f"{p}/install-fleetbake.sh"),)),
     )
@@ -247,10 +249,16 @@ def _linux(name: str, configure: str, runtime_packages: tuple[str, ...], ccache_
     return Family(name, runtime_packages, scripts, LINUX_RUNTIME, configure, ccache_wrappers, notes=LINUX_NOTES)
 
 
+# buildbot-worker's compiled dependencies, from the distribution: its packages exist for every architecture it
+# ships, PyPI's wheels do not (install-worker.sh).
+WORKER_COMPILED = {"debian": ("python3-cryptography", "python3-msgpack", "python3-zope.interface"),
+                   "fedora": ("python3-cryptography", "python3-msgpack", "python3-zope-interface")}
 # ccache is the image's, not a row's choice: configure-ccache.sh and the entrypoint rely on it (fleetbake.worker.ccache).
 FAMILIES = {
-    "debian": _linux("debian", "configure-apt.sh", ("ca-certificates", "python3-venv", "tini", "ccache"), "/usr/lib/ccache"),
-    "fedora": _linux("fedora", "configure-dnf.sh", ("ca-certificates", "python3", "tini", "util-linux", "shadow-utils", "ccache"),
+    "debian": _linux("debian", "configure-apt.sh", ("ca-certificates", "python3-venv", "tini", "ccache", *WORKER_COMPILED["debian"]),
+                     "/usr/lib/ccache"),
+    "fedora": _linux("fedora", "configure-dnf.sh", ("ca-certificates", "python3", "tini", "util-linux", "shadow-utils", "ccache",
+                                                    *WORKER_COMPILED["fedora"]),
                      "/usr/lib64/ccache"),
     "windows": Family(
         "windows", (), ("windows/scripts/Install-BuildTools.ps1", "windows/scripts/Install-CaCertificates.ps1",

@@ -109,6 +109,9 @@ def render_row(matrix: Matrix, row: RowView, ca_certs: list[bytes] | None = None
     for name in family.scripts:
         script = paths.IMAGES / name
         context[f"scripts/{script.name}"] = RenderedFile(_with_header(script.read_text(), head).encode(), True)
+    if not family.windows:
+        requirements = paths.IMAGES / "common" / families.WORKER_REQUIREMENTS
+        context[families.WORKER_REQUIREMENTS] = RenderedFile(_with_header(requirements.read_text(), head).encode())
     for name, source in family.runtime_files:  # run with `python -m`: none is executable
         context[name] = RenderedFile(_with_header(source.read_text(), head).encode())
 

@@ -9,7 +9,9 @@ The row builds on the debian:12 base the README's setup bootstraps (bootstrapped
 stays; everything else this module creates is removed at its end.
 """
 
+import ast
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -149,3 +151,27 @@ def test_without_the_extra_ca_the_same_probes_fail_on_the_certificate(images, se
     assert code != 0 and "Certificate verification failed" in out, out
     code, out = found["pip"]
     assert code != 0 and "CERTIFICATE_VERIFY_FAILED" in out, out
+
+
+BODIES = (
+    "import glob, re, sys\n"
+    "for pattern in sys.argv[1:]:\n"
+    "    print(sorted(''.join(m.split()) for path in glob.glob(pattern)\n"
+    "                 for m in re.findall(r'-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----', open(path).read(), re.S)))\n"
+)
+
+
+def bodies(pem: str) -> set[str]:
+    return {"".join(m.split()) for m in re.findall(r"-----BEGIN CERTIFICATE-----(.*?)-----END CERTIFICATE-----", pem, re.S)}
+
+
+def test_only_the_certificates_the_distribution_lacks_are_added(images, client, throwaway_ca):
+    """A bundle passed whole (the proxy's CA among the public ones) adds only what Debian's ca-certificates lacks:
+    the same trust, fewer certificates for update-ca-certificates to process (slow under emulation)."""
+    out = client.containers.run(images["with"], ["python3", "-c", BODIES, "/usr/local/share/ca-certificates/fleetbake/*.crt",
+                                                 "/usr/share/ca-certificates/mozilla/*.crt"], entrypoint=[], remove=True)
+    added, distribution = (set(ast.literal_eval(line)) for line in out.decode().splitlines())
+    proxy = os.environ.get("SSL_CERT_FILE")
+    given = bodies((open(proxy).read() if proxy else "") + "\n" + throwaway_ca.cert_pem.bytes().decode())
+    assert distribution and bodies(throwaway_ca.cert_pem.bytes().decode()) <= added
+    assert added == given - distribution

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 
+from fleetbake import paths
 from fleetbake.pipeline import families
 from integration.conftest import TEST_ARCH, build_user as image_build_user, unique_password, wait_for_log
 
@@ -234,6 +235,34 @@ def test_the_image_is_of_its_architecture(client, image, live_project):
     out = client.containers.run(image.image_id, ["sh", "-c", "uname -m; python3 -c 'import sys; print(sys.byteorder)'"],
                                 entrypoint=[], remove=True).decode().split()
     assert out == [row.architecture.machine, row.architecture.byteorder]
+
+
+WORKER_VENV_LISTING = (
+    "import importlib.metadata as m, json, os\n"
+    "print(json.dumps({d.metadata['Name'].lower().replace('_', '-'): [d.version, os.path.realpath(str(d.locate_file('')))]\n"
+    "                  for d in m.distributions()}))\n"
+    # What buildbot-worker imports for either protocol: an autobahn newer than zope.interface allows fails here.
+    "import buildbot_worker.bot, buildbot_worker.pb, buildbot_worker.msgpack, autobahn.twisted.websocket\n"
+)
+
+
+def test_the_worker_venv_is_the_pinned_set_with_the_distributions_compiled_packages(client, image, live_project):
+    """The same worker on every architecture (.ci/run runs this on arm64 too): its venv holds buildbot-worker and
+    exactly the pure-Python pins of images/common/worker-requirements.txt, and the compiled dependencies are
+    Debian's, which exist for every architecture where PyPI's wheels do not."""
+    pins = {}
+    for line in (paths.IMAGES / "common" / families.WORKER_REQUIREMENTS).read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[name.lower().replace("_", "-")] = version
+    out = client.containers.run(image.image_id, ["/opt/buildbot-worker/bin/python", "-I", "-c", WORKER_VENV_LISTING],
+                                entrypoint=[], remove=True, user="buildbot")
+    found = json.loads(out)
+    in_venv = {name: version for name, (version, where) in found.items()
+               if where.startswith("/opt/buildbot-worker/") and name != "pip"}  # pip: the venv's own, from ensurepip
+    assert in_venv == {**pins, "buildbot-worker": live_project.rows["debian-12"].spec.worker_version}
+    for name in ("cryptography", "msgpack", "zope.interface"):
+        assert found[name][1] == "/usr/lib/python3/dist-packages", name
 
 
 def test_a_build_step_cannot_forge_health(client, image, run):

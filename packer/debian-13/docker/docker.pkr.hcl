@@ -130,7 +130,8 @@ build {
     inline = [
       "install -d -m 0755 /opt/fleetbake/provision",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/5/opt/fleetbake/provision/install-worker.sh /opt/fleetbake/provision/",
-      "BUILDBOT_WORKER_VERSION=4.3.0 /opt/fleetbake/provision/install-worker.sh",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/layers/5/opt/fleetbake/provision/worker-requirements.txt /opt/fleetbake/provision/",
+      "BUILDBOT_WORKER_VERSION=4.3.0 WORKER_REQUIREMENTS=/opt/fleetbake/provision/worker-requirements.txt /opt/fleetbake/provision/install-worker.sh",
     ]
     environment_vars = [
       "SOURCE_DATE_EPOCH=${var.source_date_epoch}",

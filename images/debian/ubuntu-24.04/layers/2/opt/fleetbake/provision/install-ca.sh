@@ -11,6 +11,24 @@ if ((${#certs[@]} == 0)); then
     echo "install-ca: no extra CA certificates"
     exit 0
 fi
+# A certificate the distribution already trusts (a bundle passed whole) is not added again: the trust is the
+# same, and each added one costs update-ca-certificates processes, slow under emulation.
+given=${#certs[@]}
+for bundle in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
+    if [ -f "$bundle" ]; then
+        mapfile -t certs < <(awk -v bundle="$bundle" '
+            FNR == 1 { body = ""; if (FILENAME != bundle) given[FILENAME] = 1 }
+            /-----BEGIN CERTIFICATE-----/ { inside = 1; body = ""; next }
+            /-----END CERTIFICATE-----/ { inside = 0; if (FILENAME == bundle) known[body] = 1; else mine[FILENAME] = body; next }
+            inside { gsub(/[ \t\r]/, ""); body = body $0 }
+            END { for (file in given) if (!(file in mine) || !(mine[file] in known)) print file }' "$bundle" "${certs[@]}" | sort)
+        break
+    fi
+done
+if ((${#certs[@]} == 0)); then
+    echo "install-ca: all $given extra CA certificate(s) are already trusted by the distribution"
+    exit 0
+fi
 if command -v update-ca-certificates >/dev/null; then
     install -d /usr/local/share/ca-certificates/fleetbake
     install -m 0644 "${certs[@]}" /usr/local/share/ca-certificates/fleetbake/
@@ -22,4 +40,4 @@ else
     echo "install-ca: no update-ca-certificates or update-ca-trust on this system" >&2
     exit 1
 fi
-echo "install-ca: trusted ${#certs[@]} extra CA certificate(s)"
+echo "install-ca: trusted ${#certs[@]} extra CA certificate(s); $((given - ${#certs[@]})) more given are the distribution's already"
