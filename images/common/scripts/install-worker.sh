@@ -16,32 +16,77 @@ for bundle in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.cr
 done
 export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 
-# The compiled dependencies (cryptography, msgpack, zope.interface) are the distribution's packages,
-# built for every architecture it ships; PyPI has wheels for some architectures only (none of
-# cryptography for s390x, nor of msgpack for ppc64le). The venv sees them, pinned to the installed
-# versions so that pip never swaps in a wheel one architecture has and another lacks; the rest are
-# pure-Python wheels pinned in $requirements: the same worker on every architecture.
-python3 -m venv --system-site-packages "$venv"
+# The compiled dependencies (cryptography, msgpack, zope.interface) are the distribution's packages, built for
+# every architecture it ships; PyPI has wheels for some architectures only (no cryptography for s390x, no
+# msgpack for ppc64le). The venv sees the distribution's site-packages through a .pth file, not
+# --system-site-packages, which would also put the user's site (HOME is the buildarea, which build steps
+# write) on the worker's path. Those packages are pinned to their installed versions so that pip never swaps
+# in a wheel one architecture has and another lacks; the rest are pure-Python wheels pinned in $requirements.
+python3 -m venv "$venv"
+purelib=$("$venv/bin/python" -I -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+python3 -I -c 'import site; print("\n".join(site.getsitepackages()))' > "$purelib/distribution.pth"
 system_pins=$(mktemp)
 trap 'rm -f "$system_pins"' EXIT
-"$venv/bin/python" - "$venv" > "$system_pins" <<'PY'
+"$venv/bin/python" -I - "$venv" "$requirements" > "$system_pins" <<'PY'
 import importlib.metadata, os, re, sys
-venv = os.path.realpath(sys.argv[1])
-pep440 = re.compile(r"v?(\d+!)?\d+(\.\d+)*((a|b|rc)\d+)?(\.post\d+)?(\.dev\d+)?(\+[a-z0-9]+(\.[a-z0-9]+)*)?", re.I)
-seen = set()
+from pip._vendor.packaging.version import InvalidVersion, Version
+venv, requirements = os.path.realpath(sys.argv[1]), sys.argv[2]
+def canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+# A name pinned in $requirements is installed into the venv at that version, over the distribution's.
+seen = {canonical(line.split("==")[0]) for line in open(requirements) if "==" in line and not line.startswith("#")}
 for dist in importlib.metadata.distributions():  # in import order: the first of a name is the one imported
-    name = re.sub(r"[-_.]+", "-", dist.metadata["Name"] or "").lower()
+    name = canonical(dist.metadata["Name"] or "")
     if not name or name in seen:
         continue
     seen.add(name)
-    # The venv's own (pip, setuptools) pip may replace; pip cannot read a pin of a version PEP 440 does not know.
-    if not os.path.realpath(str(dist.locate_file(""))).startswith(venv + os.sep) and pep440.fullmatch(dist.version):
-        print(f"{name}=={dist.version}")
+    if os.path.realpath(str(dist.locate_file(""))).startswith(venv + os.sep):
+        continue  # the venv's own pip, which pip may replace
+    try:
+        print(f"{name}=={Version(dist.version)}")
+    except InvalidVersion:  # pip cannot read such a pin (nor install over that distribution)
+        pass
 PY
 # WORKER_PIP_EXTRAS: more packages for the worker's own venv (AMIs add boto3 for SSM).
 # shellcheck disable=SC2086 # a space-separated list on purpose
 "$venv/bin/pip" install --quiet --only-binary :all: --constraint "$requirements" --constraint "$system_pins" \
     "buildbot-worker==$version" ${WORKER_PIP_EXTRAS:-}
-"$venv/bin/pip" check
+# What the worker imports must be satisfied (not `pip check`: it judges every package of the distribution, whose
+# metadata need not be complete), and all the venv holds must be pinned: the same worker on every architecture.
+# shellcheck disable=SC2086
+"$venv/bin/python" -I - "$venv" "$requirements" "buildbot-worker==$version" ${WORKER_PIP_EXTRAS:-} <<'PY'
+import importlib.metadata, os, re, sys
+from pip._vendor.packaging.requirements import Requirement
+venv, requirements, wanted = os.path.realpath(sys.argv[1]), sys.argv[2], sys.argv[3:]
+def canonical(name):
+    return re.sub(r"[-_.]+", "-", name).lower()
+pinned = {canonical(line.split("==")[0]) for line in open(requirements) if "==" in line and not line.startswith("#")}
+problems, done, todo = [], set(), [(Requirement(text), None) for text in wanted]
+while todo:
+    requirement, extra = todo.pop()
+    if requirement.marker and not requirement.marker.evaluate({"extra": extra or ""}):
+        continue
+    key = (canonical(requirement.name), tuple(sorted(requirement.extras)))
+    if key in done:
+        continue
+    done.add(key)
+    try:
+        dist = importlib.metadata.distribution(requirement.name)
+    except importlib.metadata.PackageNotFoundError:
+        problems.append(f"{requirement} is not installed")
+        continue
+    if not requirement.specifier.contains(dist.version, prereleases=True):
+        problems.append(f"{requirement} is wanted, {dist.metadata['Name']} {dist.version} is installed")
+    for extra in ("", *requirement.extras):
+        todo += [(Requirement(text), extra) for text in dist.requires or ()]
+for dist in importlib.metadata.distributions():
+    name = canonical(dist.metadata["Name"] or "")
+    where = os.path.realpath(str(dist.locate_file("")))
+    if where.startswith(venv + os.sep) and name not in pinned | {"pip", canonical(wanted[0].split("==")[0])}:
+        problems.append(f"{dist.metadata['Name']} {dist.version} is in the venv but not pinned in {requirements}")
+for problem in problems:
+    print(f"install-worker: {problem}", file=sys.stderr)
+sys.exit(1 if problems else 0)
+PY
 ln -sf "$venv/bin/buildbot-worker" /usr/local/bin/buildbot-worker
 echo "install-worker: buildbot-worker $("$venv/bin/buildbot-worker" --version | awk 'NR == 1 {print $NF}') in $venv"

@@ -16,12 +16,21 @@ fi
 given=${#certs[@]}
 for bundle in /etc/ssl/certs/ca-certificates.crt /etc/pki/tls/certs/ca-bundle.crt; do
     if [ -f "$bundle" ]; then
-        mapfile -t certs < <(awk -v bundle="$bundle" '
-            FNR == 1 { body = ""; if (FILENAME != bundle) given[FILENAME] = 1 }
+        # Each file with a certificate the bundle lacks (or with none awk can read) is kept.
+        new=$(mktemp)
+        awk -v bundle="$bundle" '
+            FNR == 1 { body = ""; if (FILENAME != bundle) { keep[FILENAME] = 1; read[FILENAME] = 0 } }
             /-----BEGIN CERTIFICATE-----/ { inside = 1; body = ""; next }
-            /-----END CERTIFICATE-----/ { inside = 0; if (FILENAME == bundle) known[body] = 1; else mine[FILENAME] = body; next }
+            /-----END CERTIFICATE-----/ {
+                inside = 0
+                if (FILENAME == bundle) known[body] = 1
+                else { if (!read[FILENAME]) keep[FILENAME] = 0; read[FILENAME] = 1; if (!(body in known)) keep[FILENAME] = 1 }
+                next
+            }
             inside { gsub(/[ \t\r]/, ""); body = body $0 }
-            END { for (file in given) if (!(file in mine) || !(mine[file] in known)) print file }' "$bundle" "${certs[@]}" | sort)
+            END { for (file in keep) if (keep[file]) print file }' "$bundle" "${certs[@]}" > "$new"
+        mapfile -t certs < <(sort "$new")
+        rm -f "$new"
         break
     fi
 done
