@@ -340,20 +340,23 @@ def test_the_cold_build_is_tagged_for_the_bench_only(project, row, build_dir, mo
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1764300000")  # the inputs' time, as `invoke build` takes it
     monkeypatch.setattr(build, "_stream_build", fake_stream_build)
     monkeypatch.setattr(bench.reproducible, "recommit",
-                        lambda image_id, base_id, epoch, tags: recommitted.append((image_id, base_id, epoch, tags))
-                        or "sha256:same")
+                        lambda image_id, base_id, epoch, tags, labels: recommitted.append(
+                            (image_id, base_id, epoch, tags, labels)) or "sha256:same")
     monkeypatch.setattr(bench.base, "ensure_base", lambda row_, log, epoch=0: "sha256:base")
     monkeypatch.setattr(bench.engine, "client", lambda: pytest.fail("the cold build must not touch the engine's tags"))
     assert bench.build_ours(project, row, None, bench.ours_tag(row), log=lambda line: None) == "sha256:same"
     assert built["tag"] == "fleetbake-bench/ours:debian-12" and built["nocache"] is True
     assert built["base"] == "debian:12"  # the row's base on the host's own architecture, as `invoke build` passes
     # Made reproducible as `invoke build` makes it, and loaded under the bench's tag alone.
-    assert built["epoch"] == 1764300000 and built["labels"][identity.CREATED_LABEL] == "2025-11-28T03:20:00Z"
-    assert recommitted == [("sha256:new", "sha256:base", 1764300000, ["fleetbake-bench/ours:debian-12"])]
+    # The build's labels are set with the config, not by the builder (a step and a commit each).
+    assert built["epoch"] == 1764300000 and built["labels"] == {}
+    [(image_id, base_id, epoch, tags, labels)] = recommitted
+    assert (image_id, base_id, epoch, tags) == ("sha256:new", "sha256:base", 1764300000, ["fleetbake-bench/ours:debian-12"])
+    assert labels[identity.CREATED_LABEL] == "2025-11-28T03:20:00Z"
     context = render.render_row(project, row, None)
     assert built["context"] == render.context_tar(context)  # what `invoke build` would build, byte for byte
     origin = identity.source(paths.image_dir(project, row))
-    assert built["labels"][identity.INPUTS_LABEL] == identity.inputs_hash(render.context_digest(context), "sha256:base",
+    assert labels[identity.INPUTS_LABEL] == identity.inputs_hash(render.context_digest(context), "sha256:base",
                                                                           origin)
     assert identity.image_tag(row) not in (bench.ours_tag(row), bench.baseline_tag(row))
 

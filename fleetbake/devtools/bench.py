@@ -555,9 +555,9 @@ def build_ours(matrix: Matrix, row: RowView, certs: list[bytes] | None, tag: str
     origin = identity.row_source(matrix, row)
     base_id = base.ensure_base(row, log=log, epoch=origin.epoch)
     inputs = identity.inputs_hash(render.context_digest(context), base_id, origin)
-    built = build._stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
-                                nocache=True, log=log, epoch=origin.epoch, base=base.local_ref(row))
-    return reproducible.recommit(built, base_id, origin.epoch, [tag])
+    built = build._stream_build(row, render.context_tar(context), tag, {}, nocache=True, log=log, epoch=origin.epoch,
+                                base=base.local_ref(row))
+    return reproducible.recommit(built, base_id, origin.epoch, [tag], identity.labels(row, inputs, base_id, origin))
 
 
 def build_baseline(context_tar: bytes, tag: str, build_args: dict[str, str], log: Log, platform: str) -> str:

@@ -69,16 +69,18 @@ def build_row(
 
     emulated = " under emulation" if arches.emulated(row.architecture) else ""
     log(f"{row.name}: building {tag} for {row.platform}{emulated} from {out_dir}")
-    built = _stream_build(row, render.context_tar(context), tag, identity.labels(row, inputs, base_id, origin),
+    labels = identity.labels(row, inputs, base_id, origin)
+    windows = families.family_of(row).windows  # not built here: its config is left as the builder wrote it
+    built = _stream_build(row, render.context_tar(context), tag, labels if windows else {},
                           nocache=force or refresh, log=log, epoch=origin.epoch, base=base.local_ref(row))
-    if families.family_of(row).windows:  # not built here: its config is left as the builder wrote it
+    if windows:
         for row_tag in row_tags:
             api.tag(built, *row_tag.split(":"))
         image_id, rewritten = built, "the builder's config"
     else:
         rewriting = time.monotonic()
         try:
-            image_id = reproducible.recommit(built, base_id, origin.epoch, [tag, *row_tags])
+            image_id = reproducible.recommit(built, base_id, origin.epoch, [tag, *row_tags], labels)
         except reproducible.RecommitError:
             api.remove_image(tag)  # the content tag must never name the builder's image with the clock in it
             raise

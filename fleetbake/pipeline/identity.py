@@ -125,7 +125,7 @@ def static_labels(row) -> dict[str, str]:
 
 
 def labels(row, inputs: str, base_id: str, origin: Source) -> dict[str, str]:
-    """Every label a build gives the image (docker-py's `labels=`, Packer's var.labels): the static ones and
+    """Every label a build gives the image (reproducible.recommit's, Packer's var.labels): the static ones and
     what this build adds."""
     oci = "org.opencontainers.image"
     return {

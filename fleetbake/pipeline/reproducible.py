@@ -57,12 +57,15 @@ def _history(api, image_id: str, base_id: str, created: str) -> list[dict]:
     return out
 
 
-def config(image_id: str, base_id: str, created: str) -> dict:
-    """The image's config as the engine holds it, without the build's times, container and parent."""
+def config(image_id: str, base_id: str, created: str, labels: dict[str, str] | None = None) -> dict:
+    """The image's config as the engine holds it, without the build's times, container and parent, with `labels`
+    added: the build's own, set here since the classic builder gives each label passed to it a step and a commit."""
     api = engine.client().api
     attrs = api.inspect_image(image_id)
     run = dict(attrs["Config"] or {})
     run["Image"] = ""  # the parent step's image: its ID holds the build's clock
+    if labels:
+        run["Labels"] = {**(run.get("Labels") or {}), **labels}
     history = _history(api, image_id, base_id, created)
     diff_ids = list(attrs["RootFS"]["Layers"])
     if sum(1 for h in history if not h.get("empty_layer")) != len(diff_ids):
@@ -76,9 +79,9 @@ def config(image_id: str, base_id: str, created: str) -> dict:
     return document
 
 
-def recommit(image_id: str, base_id: str, epoch: int, tags: list[str]) -> str:
-    """Load the image again with its config at the inputs' time, under `tags`; return the new image ID."""
-    document = config(image_id, base_id, record.utc(epoch))
+def recommit(image_id: str, base_id: str, epoch: int, tags: list[str], labels: dict[str, str] | None = None) -> str:
+    """Load the image again with its config at the inputs' time and `labels`, under `tags`; return the new image ID."""
+    document = config(image_id, base_id, record.utc(epoch), labels)
     try:  # the engine has every layer already
         return engine.load_config(document, tags, [None] * len(document["rootfs"]["diff_ids"]),
                                   f"{image_id[:19]}: its config")

@@ -112,12 +112,14 @@ def images(client, throwaway_ca, tmp_path_factory):
 
 PYTHON = ["python3", "-c", "import sys, urllib.request; print(urllib.request.urlopen(sys.argv[1], timeout=10).read().decode())"]
 APT = ["sh", "-c", '/usr/lib/apt/apt-helper download-file "$1" /tmp/apt-hello.txt && cat /tmp/apt-hello.txt', "apt"]
-PIP = ["/opt/buildbot-worker/bin/pip", "index", "versions", "fbtest-pkg", "--retries", "0", "--timeout", "10",
-       "--no-cache-dir", "--disable-pip-version-check", "--index-url"]
+# The distribution's pip, the one a venv made in a build step gets (the worker's own venv has none).
+PIP = ["sh", "-c", 'exec python3 "$(ls /usr/share/python-wheels/pip-*.whl | tail -n 1)/pip" "$@"', "pip", "index",
+       "versions", "fbtest-pkg", "--retries", "0", "--timeout", "10", "--no-cache-dir", "--disable-pip-version-check",
+       "--index-url"]
 
 
 def probes(client, image, url):
-    """What python3 (as the build user), apt (as root) and the worker venv's pip (as the build user) make of url."""
+    """What python3 (as the build user), apt (as root) and the distribution's pip (as the build user) make of url."""
     # Not the shared `run` fixture: its label is swept by any other test session's teardown.
     container = client.containers.run(image, entrypoint=["sleep", "infinity"], network_mode="host", detach=True,
                                       labels={"io.fleetbake.test-ca-trust": "1"})

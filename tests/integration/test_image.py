@@ -244,6 +244,11 @@ WORKER_VENV_LISTING = (
     "import site, sys; print(json.dumps([site.ENABLE_USER_SITE, sys.flags.no_user_site]))\n"
     # What buildbot-worker imports for either protocol: an autobahn newer than zope.interface allows fails here.
     "import buildbot_worker.bot, buildbot_worker.pb, buildbot_worker.msgpack, autobahn.twisted.websocket\n"
+    # No test suites, and .pyc files that stay valid whatever the sources' times (checked-hash: flags 3).
+    "import glob; top = '/opt/buildbot-worker/lib/python3*/site-packages'\n"
+    "print(json.dumps([glob.glob(top + '/*/**/test', recursive=True) + glob.glob(top + '/*/**/tests', recursive=True),\n"
+    "                  [p for p in glob.glob(top + '/**/*.pyc', recursive=True) if open(p, 'rb').read(8)[4:8] != b'\\3\\0\\0\\0'],\n"
+    "                  len(glob.glob(top + '/**/*.pyc', recursive=True))]))\n"
 )
 
 
@@ -251,7 +256,8 @@ def test_the_worker_venv_is_the_pinned_set_with_the_distributions_compiled_packa
     """The same worker on every architecture (.ci/run runs this on arm64 too): its venv holds buildbot-worker and
     exactly the pure-Python pins of images/common/worker-requirements.txt it needs, and the compiled dependencies
     are Debian's, which exist for every architecture where PyPI's wheels do not. The venv sees Debian's packages but
-    not the user's site (in the buildarea, which build steps write), as --system-site-packages would make it."""
+    not the user's site (in the buildarea, which build steps write), as --system-site-packages would make it. It has
+    neither pip nor its dependencies' test suites, and its .pyc files are valid (else each start compiles again)."""
     pins = {}
     text = (paths.IMAGES / "common" / families.WORKER_REQUIREMENTS).read_text()
     for line in text.split("# The AMI's extras", 1)[0].splitlines():  # the AMI's boto3 and its own: not here
@@ -260,11 +266,12 @@ def test_the_worker_venv_is_the_pinned_set_with_the_distributions_compiled_packa
             pins[name.lower().replace("_", "-")] = version
     out = client.containers.run(image.image_id, ["/opt/buildbot-worker/bin/python", "-c", WORKER_VENV_LISTING],
                                 entrypoint=[], remove=True, user="buildbot").decode().splitlines()
-    found, user_site = json.loads(out[0]), json.loads(out[1])
+    found, user_site, (tests, stale, compiled) = json.loads(out[0]), json.loads(out[1]), json.loads(out[2])
     assert user_site == [False, 0]
+    assert tests == [] and stale == [] and compiled > 500, (tests, stale, compiled)
     venv = "/opt/buildbot-worker/"
-    in_venv = {name: version for name, version, where in found if where.startswith(venv) and name != "pip"}
-    assert len(in_venv) == len([name for name, _, where in found if where.startswith(venv) and name != "pip"])
+    in_venv = {name: version for name, version, where in found if where.startswith(venv)}  # no pip either
+    assert len(in_venv) == len([name for name, _, where in found if where.startswith(venv)])
     assert in_venv == {**pins, "buildbot-worker": live_project.rows["debian-12"].spec.worker_version}
     for compiled in ("cryptography", "msgpack", "zope.interface"):
         # Debian's cryptography has both an .egg-info and a .dist-info: one place all the same.

@@ -46,7 +46,11 @@ def test_two_cold_builds_give_the_same_image(client, cold_rebuilds, live_project
     # The run settings, layers and steps are the builder's own image's (the one before fleetbake rewrote its config).
     [builders] = re.findall(r"Successfully built ([0-9a-f]{12})", second)
     original = client.api.inspect_image(builders)
-    assert {**original["Config"], "Image": ""} == config["config"]
+    # ... with the build's labels added to it (the builder is given none: it would make a step and a commit of each).
+    labels = identity.labels(row, config["config"]["Labels"][identity.INPUTS_LABEL],
+                             config["config"]["Labels"][f"{identity.LABEL_PREFIX}.base-id"], origin)
+    assert {**original["Config"], "Image": "", "Labels": {**(original["Config"]["Labels"] or {}), **labels}} == config["config"]
+    assert not set(labels) - set(identity.static_labels(row)) & set(original["Config"]["Labels"] or {})
     assert original["RootFS"]["Layers"] == config["rootfs"]["diff_ids"]
     steps = list(reversed(client.api.history(builders)))
     assert [h["created_by"] for h in config["history"]] == [s["CreatedBy"] for s in steps]

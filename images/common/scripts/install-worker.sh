@@ -22,15 +22,23 @@ export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=i
 # --system-site-packages, which would also put the user's site (HOME is the buildarea, which build steps
 # write) on the worker's path. Those packages are pinned to their installed versions so that pip never swaps
 # in a wheel one architecture has and another lacks; the rest are pure-Python wheels pinned in $requirements.
-python3 -m venv "$venv"
+# No pip in the venv (the worker never installs anything; 16 MB less): the distribution's own pip wheel, the one
+# ensurepip would copy in, runs from where it is, with the venv's Python (so that it installs into the venv).
+pip_wheel=$(find /usr/share/python-wheels -maxdepth 1 -name 'pip-*.whl' -print 2>/dev/null | sort -V | tail -n 1)
+if [ -z "$pip_wheel" ]; then
+    echo "install-worker: no pip wheel in /usr/share/python-wheels (the distribution's venv support installs it)" >&2
+    exit 1
+fi
+python3 -m venv --without-pip "$venv"
 purelib=$("$venv/bin/python" -I -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 python3 -I -c 'import site; print("\n".join(site.getsitepackages()))' > "$purelib/distribution.pth"
 system_pins=$(mktemp)
 trap 'rm -f "$system_pins"' EXIT
-"$venv/bin/python" -I - "$venv" "$requirements" > "$system_pins" <<'PY'
-import importlib.metadata, os, re, sys
+"$venv/bin/python" -I - "$pip_wheel" "$requirements" > "$system_pins" <<'PY'
+import importlib.metadata, re, sys
+wheel, requirements = sys.argv[1:]
+sys.path.append(wheel)  # pip's own packaging, to read versions as pip does
 from pip._vendor.packaging.version import InvalidVersion, Version
-venv, requirements = os.path.realpath(sys.argv[1]), sys.argv[2]
 def canonical(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 # A name pinned in $requirements is installed into the venv at that version, over the distribution's.
@@ -40,8 +48,8 @@ for dist in importlib.metadata.distributions():  # in import order: the first of
     if not name or name in seen:
         continue
     seen.add(name)
-    if os.path.realpath(str(dist.locate_file(""))).startswith(venv + os.sep):
-        continue  # the venv's own pip, which pip may replace
+    if str(dist.locate_file("")).startswith(wheel):
+        continue  # the pip that installs
     try:
         print(f"{name}=={Version(dist.version)}")
     except InvalidVersion:  # pip cannot read such a pin (nor install over that distribution)
@@ -49,15 +57,22 @@ for dist in importlib.metadata.distributions():  # in import order: the first of
 PY
 # WORKER_PIP_EXTRAS: more packages for the worker's own venv (AMIs add boto3 for SSM).
 # shellcheck disable=SC2086 # a space-separated list on purpose
-"$venv/bin/pip" install --quiet --only-binary :all: --constraint "$requirements" --constraint "$system_pins" \
-    "buildbot-worker==$version" ${WORKER_PIP_EXTRAS:-}
+"$venv/bin/python" "$pip_wheel/pip" install --quiet --no-compile --only-binary :all: --constraint "$requirements" \
+    --constraint "$system_pins" "buildbot-worker==$version" ${WORKER_PIP_EXTRAS:-}
+# The test suites of the worker's dependencies (22 MB, most of it Twisted's) are never run on a worker, nor
+# imported by what runs; removed before the byte-compiling, which runs in parallel, with hash-checked .pyc files
+# (valid whatever time normalize-layer.sh gives the sources) and without site (its .pth would import setuptools'
+# hook first, which writes a time-stamped one).
+find "$purelib" -mindepth 2 -depth -type d \( -name test -o -name tests \) -exec rm -rf {} +
+"$venv/bin/python" -I -S -m compileall -q -j 0 --invalidation-mode checked-hash "$purelib"
 # What the worker imports must be satisfied (not `pip check`: it judges every package of the distribution, whose
 # metadata need not be complete), and all the venv holds must be pinned: the same worker on every architecture.
 # shellcheck disable=SC2086
-"$venv/bin/python" -I - "$venv" "$requirements" "buildbot-worker==$version" ${WORKER_PIP_EXTRAS:-} <<'PY'
+"$venv/bin/python" -I - "$venv" "$pip_wheel" "$requirements" "buildbot-worker==$version" ${WORKER_PIP_EXTRAS:-} <<'PY'
 import importlib.metadata, os, re, sys
+venv, wheel, requirements, wanted = os.path.realpath(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
+sys.path.append(wheel)
 from pip._vendor.packaging.requirements import Requirement
-venv, requirements, wanted = os.path.realpath(sys.argv[1]), sys.argv[2], sys.argv[3:]
 def canonical(name):
     return re.sub(r"[-_.]+", "-", name).lower()
 pinned = {canonical(line.split("==")[0]) for line in open(requirements) if "==" in line and not line.startswith("#")}
@@ -82,7 +97,7 @@ while todo:
 for dist in importlib.metadata.distributions():
     name = canonical(dist.metadata["Name"] or "")
     where = os.path.realpath(str(dist.locate_file("")))
-    if where.startswith(venv + os.sep) and name not in pinned | {"pip", canonical(wanted[0].split("==")[0])}:
+    if where.startswith(venv + os.sep) and name not in pinned | {canonical(wanted[0].split("==")[0])}:
         problems.append(f"{dist.metadata['Name']} {dist.version} is in the venv but not pinned in {requirements}")
 for problem in problems:
     print(f"install-worker: {problem}", file=sys.stderr)
