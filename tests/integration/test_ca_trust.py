@@ -177,3 +177,21 @@ def test_only_the_certificates_the_distribution_lacks_are_added(images, client, 
     given = bodies((open(proxy).read() if proxy else "") + "\n" + throwaway_ca.cert_pem.bytes().decode())
     assert distribution and bodies(throwaway_ca.cert_pem.bytes().decode()) <= added
     assert added == given - distribution
+
+
+TRUST_STORE = (
+    "cd /etc/ssl/certs && find . -printf '%p -> %l\\n' | sort && sha256sum ca-certificates.crt && "
+    "echo ==== && update-ca-certificates --fresh >/dev/null 2>&1 && "
+    "find . -printf '%p -> %l\\n' | sort && sha256sum ca-certificates.crt"
+)
+
+
+def test_the_trust_store_is_what_update_ca_certificates_makes(images, client):
+    """install-ca.sh adds the new certificates itself (update-ca-certificates would go through the distribution's
+    ~140 again, a minute under emulation): the image's /etc/ssl/certs, every link and the bundle's bytes, must be
+    what update-ca-certificates --fresh makes of the same certificates."""
+    out = client.containers.run(images["with"], ["sh", "-c", TRUST_STORE], entrypoint=[], user="root",
+                                remove=True).decode()
+    built, fresh = out.split("====\n")
+    assert "fleetbake-extra-" in built and built.count(" -> /usr/local/share/ca-certificates/fleetbake/") >= 1
+    assert built == fresh
