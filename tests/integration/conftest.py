@@ -9,9 +9,11 @@ import pytest
 from fleetbake.pipeline import arches, build, publish, record, report
 
 TEST_LABEL = "io.fleetbake.test"
-# The architecture of the debian-12 image the runtime-contract tests take (.ci/run runs them again for arm64, under
-# QEMU); the host's own by default. Waits for the worker grow with QEMU's slowdown.
+# The architecture of the image the runtime-contract tests take (.ci/run runs them again for arm64, under QEMU); the
+# host's own by default. Waits for the worker grow with QEMU's slowdown. Its row is debian-12's unless
+# FLEETBAKE_TEST_ROW names another (riscv64 is debian-13's only).
 TEST_ARCH = os.environ.get("FLEETBAKE_TEST_ARCH") or None
+TEST_ROW = os.environ.get("FLEETBAKE_TEST_ROW") or "debian-12"
 SLOWDOWN = 1 if TEST_ARCH is None or not arches.emulated(arches.get(TEST_ARCH)) else 10
 # Each test session cleans up only its own containers, never a concurrent session's.
 SESSION = uuid.uuid4().hex
@@ -62,8 +64,9 @@ def client():
 
 @pytest.fixture(scope="session")
 def image(client, live_project):
-    """The debian-12 image, built through fleetbake (a no-op when setup already built it); FLEETBAKE_TEST_ARCH's."""
-    [result] = build.build(live_project, live_project.select("debian-12", TEST_ARCH), log=print)
+    """The debian-12 image, built through fleetbake (a no-op when setup already built it); FLEETBAKE_TEST_ARCH's
+    (and FLEETBAKE_TEST_ROW's)."""
+    [result] = build.build(live_project, live_project.select(TEST_ROW, TEST_ARCH), log=print)
     return result
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fleetbake import paths
 from fleetbake.pipeline import families
-from integration.conftest import TEST_ARCH, build_user as image_build_user, unique_password, wait_for_log
+from integration.conftest import TEST_ARCH, TEST_ROW, build_user as image_build_user, unique_password, wait_for_log
 
 HUNT = (Path(__file__).parents[2] / "fleetbake" / "worker" / "hunt.py").read_text()
 # The README's recommended hardening, minus the restart policy.
@@ -228,7 +228,7 @@ def test_a_bind_mount_the_owner_handed_over_is_used(client, image, run, tmp_path
 def test_the_image_is_of_its_architecture(client, image, live_project):
     """Its config names the architecture it was built for, and its programs run as that machine (natively or
     through QEMU): .ci/run takes the arm64 image through this module's contract tests too."""
-    row = live_project.one("debian-12", TEST_ARCH)
+    row = live_project.one(TEST_ROW, TEST_ARCH)
     attrs = client.api.inspect_image(image.image_id)
     assert (attrs["Architecture"], attrs.get("Variant", "")) == (row.arch, row.architecture.variant)
     assert attrs["Config"]["Labels"]["io.fleetbake.arch"] == row.arch
@@ -272,7 +272,7 @@ def test_the_worker_venv_is_the_pinned_set_with_the_distributions_compiled_packa
     venv = "/opt/buildbot-worker/"
     in_venv = {name: version for name, version, where in found if where.startswith(venv)}  # no pip either
     assert len(in_venv) == len([name for name, _, where in found if where.startswith(venv)])
-    assert in_venv == {**pins, "buildbot-worker": live_project.rows["debian-12"].spec.worker_version}
+    assert in_venv == {**pins, "buildbot-worker": live_project.rows[TEST_ROW].spec.worker_version}
     for compiled in ("cryptography", "msgpack", "zope.interface"):
         # Debian's cryptography has both an .egg-info and a .dist-info: one place all the same.
         assert {where for name, _, where in found if name == compiled} == {"/usr/lib/python3/dist-packages"}, compiled
