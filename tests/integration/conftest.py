@@ -98,7 +98,7 @@ def verified_image(image, live_project):
     passed, failed = record.status(image.image_id)
     assert not failed, f"{image.image_id[:19]} has failing records: {failed}"
     if "pydebug" not in passed:
-        [result] = verify.verify(live_project, live_project.rows["debian-12"], ["pydebug"], log=print)
+        [result] = verify.verify(live_project, live_project.one(TEST_ROW, TEST_ARCH), ["pydebug"], log=print)
         assert result.passed, result.reason
     return image
 
@@ -119,10 +119,10 @@ def cold_rebuilds(client, image, live_project):
 
     import re
 
-    row = live_project.one("debian-12", TEST_ARCH)
+    row = live_project.one(TEST_ROW, TEST_ARCH)
 
     def rebuild():
-        result = subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), "build", "--os", "debian-12", "--force",
+        result = subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), "build", "--os", row.name, "--force",
                                  "--arch", row.arch],
                                 cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
                                 timeout=1800)
@@ -200,7 +200,7 @@ def running_master(tmp_path_factory, live_project, workers: dict, **options):
 
     directory = tmp_path_factory.mktemp("master")
     options = {"pb_port": free_port(), "www_port": free_port(), "git_port": free_port(), "jobs": 2, **options}
-    info = master_mod.start(workers, live_project.rows["debian-12"].spec.cpython, directory=directory, **options)
+    info = master_mod.start(workers, live_project.rows[TEST_ROW].spec.cpython, directory=directory, **options)
     try:
         yield info
     finally:
@@ -235,5 +235,5 @@ def reported(verified_image, live_project):
     """The verified debian-12 image with its report (invoke report's files), made here for real if missing."""
     folder = record.image_dir(verified_image.image_id)
     if not all((folder / name).is_file() for name, _ in publish.REPORT_LAYERS):
-        report.report(live_project, live_project.rows["debian-12"], verified_image.image_id, log=print)
+        report.report(live_project, live_project.one(TEST_ROW, TEST_ARCH), verified_image.image_id, log=print)
     return verified_image

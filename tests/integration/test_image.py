@@ -79,18 +79,19 @@ def put_secret(client, password, tmp_path):
 def test_image_is_labelled_and_tagged(client, image, live_project):
     img = client.images.get(image.image_id)
     labels = img.labels
-    assert labels["io.fleetbake.row"] == "debian-12"
+    assert labels["io.fleetbake.row"] == TEST_ROW
     assert labels["io.fleetbake.inputs-hash"] == image.inputs_hash
-    assert labels["io.fleetbake.worker-version"] == live_project.rows["debian-12"].spec.worker_version
+    assert labels["io.fleetbake.worker-version"] == live_project.rows[TEST_ROW].spec.worker_version
     for key in ("created", "revision", "source", "version", "title"):
         assert labels[f"org.opencontainers.image.{key}"]
-    assert {"fleetbake/worker:debian-12", f"fleetbake/worker:debian-12-{image.inputs_hash[:16]}"} <= set(img.tags)
+    arch = "" if TEST_ARCH is None else f"-{TEST_ARCH}"  # the row's own tag is the host's architecture's
+    assert {f"fleetbake/worker:{TEST_ROW}{arch}", f"fleetbake/worker:{TEST_ROW}-{image.inputs_hash[:16]}"} <= set(img.tags)
 
 
 def test_default_user_and_worker_version(client, image, live_project):
     out = client.containers.run(image.image_id, ["sh", "-c", "id -u; id -un; buildbot-worker --version"], remove=True)
     uid, user, version = out.decode().split("\n")[:3]
-    row = live_project.rows["debian-12"].spec
+    row = live_project.rows[TEST_ROW].spec
     assert (int(uid), user) == (row.uid, row.user)
     assert version.strip().endswith(row.worker_version)
 
@@ -127,8 +128,8 @@ def test_worker_contract_with_the_hardened_run_line(client, image, run, live_pro
     _, admin = sh(container, ["cat", "/buildarea/info/admin"], user=build_user(client, image))
     _, host = sh(container, ["cat", "/buildarea/info/host"], user=build_user(client, image))
     assert admin.strip() == "Jane Owner <jane@example.org>"
-    assert "Debian GNU/Linux 12" in host and "buildbot-worker: 4.3.0" in host and "CPU: " in host
-    assert "fleetbake/worker:debian-12" in host
+    assert ROW_OS[TEST_ROW] in host and "buildbot-worker: 4.3.0" in host and "CPU: " in host
+    assert f"fleetbake/worker:{TEST_ROW}" in host
 
     found = hunt(container, password)
     assert found.startswith("NOTHING"), found
@@ -237,6 +238,10 @@ def test_the_image_is_of_its_architecture(client, image, live_project):
     assert out == [row.architecture.machine, row.architecture.byteorder]
 
 
+# What info/host and hostinfo say of each row's system (FLEETBAKE_TEST_ROW).
+ROW_OS = {"debian-12": "Debian GNU/Linux 12", "debian-13": "Debian GNU/Linux 13"}
+
+
 WORKER_VENV_LISTING = (
     "import importlib.metadata as m, json, os\n"
     "print(json.dumps([[d.metadata['Name'].lower().replace('_', '-'), d.version, os.path.realpath(str(d.locate_file('')))]\n"
@@ -315,7 +320,7 @@ def test_image_reports_its_own_build_dependencies(client, image):
     from fleetbake.pipeline import matrix as m
     from conftest import ROOT
 
-    row = m.load(ROOT / "matrix.yml").rows["debian-12"]
+    row = m.load(ROOT / "matrix.yml").rows[TEST_ROW]
     assert set(row.all_packages) - installed == set()
     assert {"tini", "python3-venv", "ca-certificates"} <= installed
     script = ("apt-mark showauto | wc -l; apt-get --simulate -o APT::AutoRemove::RecommendsImportant=false "
@@ -345,7 +350,7 @@ def test_preflight_runs_inside_the_image(client, image):
 
 def test_hostinfo_says_what_info_host_will_say(client, image, run):
     printed = client.containers.run(image.image_id, ["hostinfo"], remove=True).decode()
-    assert "OS: Debian GNU/Linux 12" in printed and "CPU: " in printed and "buildbot-worker: 4.3.0" in printed
+    assert f"OS: {ROW_OS[TEST_ROW]}" in printed and "CPU: " in printed and "buildbot-worker: 4.3.0" in printed
     container = run(image.image_id, environment={**WORKER_ENV, "WORKERPASS": unique_password()}, **HARDENED)
     wait_for_log(container, "Starting Worker")
     _, written = sh(container, ["cat", "/buildarea/info/host"], user=build_user(client, image))

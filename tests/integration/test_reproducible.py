@@ -9,7 +9,7 @@ import tarfile
 
 from conftest import ROOT
 from fleetbake.pipeline import identity
-from integration.conftest import TEST_ARCH
+from integration.conftest import TEST_ARCH, TEST_ROW
 
 
 def saved_config(client, image_id, tmp_path):
@@ -26,7 +26,7 @@ def saved_config(client, image_id, tmp_path):
 def test_two_cold_builds_give_the_same_image(client, cold_rebuilds, live_project, tmp_path):
     """Per architecture: FLEETBAKE_TEST_ARCH=arm64 runs it for arm64, built under QEMU (by hand: two cold emulated
     builds are too slow for .ci/run)."""
-    row = live_project.one("debian-12", TEST_ARCH)
+    row = live_project.one(TEST_ROW, TEST_ARCH)
     (first, first_id), (second, second_id) = cold_rebuilds
     for stdout in (first, second):
         assert stdout is None or ("Using cache" not in stdout and "Successfully built" in stdout)

@@ -25,11 +25,14 @@ export PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=i
 # in a wheel one architecture has and another lacks; the rest are pure-Python wheels pinned in $requirements.
 # No pip in the venv (the worker never installs anything; 16 MB less): the distribution's own pip wheel, the one
 # ensurepip would copy in, runs from where it is, with the venv's Python (so that it installs into the venv).
-pip_wheel=$(find /usr/share/python-wheels -maxdepth 1 -name 'pip-*.whl' -print 2>/dev/null | sort -V | tail -n 1)
-if [ -z "$pip_wheel" ]; then
+shopt -s nullglob
+wheels=(/usr/share/python-wheels/pip-*.whl)
+shopt -u nullglob
+if ((${#wheels[@]} == 0)); then
     echo "install-worker: no pip wheel in /usr/share/python-wheels (the distribution's venv support installs it)" >&2
     exit 1
 fi
+pip_wheel=${wheels[-1]}
 python3 -m venv --without-pip "$venv"
 purelib=$("$venv/bin/python" -I -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
 python3 -I -c 'import site; print("\n".join(site.getsitepackages()))' > "$purelib/distribution.pth"
@@ -61,11 +64,12 @@ PY
 "$venv/bin/python" "$pip_wheel/pip" install --quiet --no-compile --only-binary :all: --constraint "$requirements" \
     --constraint "$system_pins" "buildbot-worker==$version" ${WORKER_PIP_EXTRAS:-}
 # The test suites of the worker's dependencies (22 MB, most of it Twisted's) are never run on a worker, nor
-# imported by what runs; removed before the byte-compiling, which runs in parallel, with hash-checked .pyc files
-# (valid whatever time normalize-layer.sh gives the sources) and without site (its .pth would import setuptools'
-# hook first, which writes a time-stamped one).
+# imported by what runs; removed before the byte-compiling, with hash-checked .pyc files (valid whatever time
+# normalize-layer.sh gives the sources), without site (its .pth would import setuptools' hook first, which writes
+# a time-stamped one), in one process and in a fixed order: marshal's output may depend on what the same process
+# compiled before (python/cpython#129724), so a process pool could make two builds differ.
 find "$purelib" -mindepth 2 -depth -type d \( -name test -o -name tests \) -exec rm -rf {} +
-"$venv/bin/python" -I -S -m compileall -q -j 0 --invalidation-mode checked-hash "$purelib"
+"$venv/bin/python" -I -S -m compileall -q -j 1 --invalidation-mode checked-hash "$purelib"
 # What the worker imports must be satisfied (not `pip check`: it judges every package of the distribution, whose
 # metadata need not be complete), and all the venv holds must be pinned: the same worker on every architecture.
 # shellcheck disable=SC2086

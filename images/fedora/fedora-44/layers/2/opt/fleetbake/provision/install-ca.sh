@@ -42,7 +42,7 @@ if command -v update-ca-certificates >/dev/null; then
     # What update-ca-certificates does for new local certificates, for these alone: it would also go through each
     # of the distribution's ~140 again, four programs each, which takes a minute under emulation. Placed where it
     # looks, so that any later run of it keeps them; tests/integration/test_ca_trust.py holds the result to
-    # update-ca-certificates --fresh's, byte for byte.
+    # update-ca-certificates --fresh's, byte for byte. A hook that fails fails the build (it would only print an error).
     local_dir=/usr/local/share/ca-certificates/fleetbake etc_dir=/etc/ssl/certs
     install -d "$local_dir"
     added=$(mktemp)
