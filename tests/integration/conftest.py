@@ -64,8 +64,8 @@ def client():
 
 @pytest.fixture(scope="session")
 def image(client, live_project):
-    """The debian-12 image, built through fleetbake (a no-op when setup already built it); FLEETBAKE_TEST_ARCH's
-    (and FLEETBAKE_TEST_ROW's)."""
+    """The row's image (debian-12's unless FLEETBAKE_TEST_ROW), for FLEETBAKE_TEST_ARCH, built through fleetbake
+    (a no-op when setup already built it)."""
     [result] = build.build(live_project, live_project.select(TEST_ROW, TEST_ARCH), log=print)
     return result
 
@@ -92,7 +92,7 @@ def amd64_project(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def verified_image(image, live_project):
-    """The debian-12 image with a passing pydebug record: setup's, or one verified here for real."""
+    """The row's image with a passing pydebug record: setup's, or one verified here for real."""
     from fleetbake.pipeline import record, verify
 
     passed, failed = record.status(image.image_id)
@@ -232,7 +232,7 @@ def registry(registry_server):
 
 @pytest.fixture(scope="module")
 def reported(verified_image, live_project):
-    """The verified debian-12 image with its report (invoke report's files), made here for real if missing."""
+    """The row's verified image with its report (invoke report's files), made here for real if missing."""
     folder = record.image_dir(verified_image.image_id)
     if not all((folder / name).is_file() for name, _ in publish.REPORT_LAYERS):
         report.report(live_project, live_project.one(TEST_ROW, TEST_ARCH), verified_image.image_id, log=print)

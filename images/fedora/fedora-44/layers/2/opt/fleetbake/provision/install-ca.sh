@@ -48,12 +48,12 @@ if command -v update-ca-certificates >/dev/null; then
     added=$(mktemp)
     trap 'rm -f "$added"' EXIT
     for cert in "${certs[@]}"; do  # sorted, as update-ca-certificates adds local ones
-        name=${cert##*/}
-        install -m 0644 "$cert" "$local_dir/$name"
-        name=${name%.crt} && name=${name// /_} && name=${name//[()]/=} && name=${name//,/_}
-        ln -sf "$local_dir/${cert##*/}" "$etc_dir/$name.pem"
+        placed=$local_dir/${cert##*/}
+        install -m 0644 "$cert" "$placed"
+        name=${cert##*/} && name=${name%.crt} && name=${name// /_} && name=${name//[()]/=} && name=${name//,/_}
+        ln -sf "$placed" "$etc_dir/$name.pem"
         echo "+$etc_dir/$name.pem" >> "$added"
-        awk 1 "$local_dir/${cert##*/}" >> "$etc_dir/ca-certificates.crt"  # each ending in a newline
+        awk 1 "$placed" >> "$etc_dir/ca-certificates.crt"  # each ending in a newline
     done
     (cd "$etc_dir" && openssl rehash . > /dev/null)
     run-parts --test -- /etc/ca-certificates/update.d | while read -r hook; do
