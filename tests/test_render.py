@@ -162,9 +162,9 @@ def test_a_linux_context_keeps_each_file_in_its_layers_tree_and_its_tar_has_ever
     # The layout itself.
     assert render.placed(row, "packages.txt") == "layers/1/opt/fleetbake/provision/packages.txt"
     assert render.placed(row, "scripts/normalize-layer.sh") == "layers/1/opt/fleetbake/provision/normalize-layer.sh"
-    assert render.placed(row, "fleetbake/") == "layers/4/opt/fleetbake/fleetbake/"
-    assert {"layers/1/opt/fleetbake/provision/packages.txt", "layers/4/opt/fleetbake/fleetbake/__init__.py",
-            "layers/4/opt/fleetbake/fleetbake/worker/entrypoint.py",
+    assert render.placed(row, "fleetbake/") == "layers/3/opt/fleetbake/fleetbake/"
+    assert {"layers/1/opt/fleetbake/provision/packages.txt", "layers/3/opt/fleetbake/fleetbake/__init__.py",
+            "layers/3/opt/fleetbake/fleetbake/worker/entrypoint.py",
             "layers/2/opt/fleetbake/ca-certificates/fleetbake-extra-001.crt"} <= set(context)
     # Every file but the Dockerfile is in the tree of a layer that copies files, inside one of its COPY's folders.
     plan = families.plan(row)
@@ -179,7 +179,7 @@ def test_a_linux_context_keeps_each_file_in_its_layers_tree_and_its_tar_has_ever
     folders = {m.name: m for m in members if m.isdir()}
     assert len(files) + len(folders) == len(members) and set(files) == set(context)
     expected = {"/".join(name.split("/")[:i]) for name in context for i in range(1, name.count("/") + 1)}
-    assert {"layers", "layers/1", "layers/4/opt/fleetbake/fleetbake/worker"} <= expected
+    assert {"layers", "layers/1", "layers/3/opt/fleetbake/fleetbake/worker"} <= expected
     assert set(folders) == expected
     assert all(m.mtime == 0 and m.mode == 0o755 for m in folders.values())
     assert all(m.mtime == 0 for m in files.values())

@@ -170,14 +170,16 @@ def _linux_plan(family: Family, row, uid: int, pip_extras: str) -> Plan:
         Layer((Copy((f"scripts/{family.configure}", "scripts/install-packages.sh", "packages.txt",
                      f"scripts/{NORMALIZE}"), p),),
               (Run(f"{p}/{family.configure}"), Run(f"{p}/install-packages.sh {p}/packages.txt"))),
-        # Three small steps in one layer: each RUN costs a container, a walk of the file system and a commit.
+        # The CA (which pip needs), the user, ccache and the worker in one layer: each RUN costs a container, a walk
+        # of the file system and a commit, and a change to the CA would run the worker's install again anyway.
         Layer((Copy(("ca-certificates/",), CA_DIR),
-               Copy(("scripts/install-ca.sh", "scripts/create-user.sh", "scripts/configure-ccache.sh"), p)),
+               Copy(("scripts/install-ca.sh", "scripts/create-user.sh", "scripts/configure-ccache.sh",
+                     "scripts/install-worker.sh", WORKER_REQUIREMENTS), p)),
               (Run(f"{p}/install-ca.sh {CA_DIR}"),
                Run(f"{p}/create-user.sh", (("WORKER_USER", row.spec.user), ("WORKER_UID", str(uid)))),
                Run(f"{p}/configure-ccache.sh", (("WORKER_USER", row.spec.user), ("WRAPPER_DIR", family.ccache_wrappers),
-                                                 ("CACHE_DIR", ccache.CACHE_DIR), ("MAX_SIZE", ccache.DEFAULT_MAX_SIZE))))),
-        Layer((Copy(("scripts/install-worker.sh", WORKER_REQUIREMENTS), p),), (Run(f"{p}/install-worker.sh", worker_env),)),
+                                                 ("CACHE_DIR", ccache.CACHE_DIR), ("MAX_SIZE", ccache.DEFAULT_MAX_SIZE))),
+               Run(f"{p}/install-worker.sh", worker_env))),
         Layer((Copy(("fleetbake/",), f"{HOME}/fleetbake"), Copy(("scripts/install-fleetbake.sh",), p)),
               (Run(f"{p}/install-fleetbake.sh"),)),
     )

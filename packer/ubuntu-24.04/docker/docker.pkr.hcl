@@ -96,21 +96,11 @@ build {
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/2/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/provision/",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/2/opt/fleetbake/provision/create-user.sh /opt/fleetbake/provision/",
       "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/2/opt/fleetbake/provision/configure-ccache.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/2/opt/fleetbake/provision/install-worker.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0644 /tmp/fleetbake-context/layers/2/opt/fleetbake/provision/worker-requirements.txt /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/install-ca.sh /opt/fleetbake/ca-certificates",
       "WORKER_USER=buildbot WORKER_UID=1001 /opt/fleetbake/provision/create-user.sh",
       "WORKER_USER=buildbot WRAPPER_DIR=/usr/lib/ccache CACHE_DIR=/ccache MAX_SIZE=5G /opt/fleetbake/provision/configure-ccache.sh",
-    ]
-    environment_vars = [
-      "SOURCE_DATE_EPOCH=${var.source_date_epoch}",
-    ]
-  }
-
-
-  provisioner "shell" {
-    inline = [
-      "install -d -m 0755 /opt/fleetbake/provision",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/3/opt/fleetbake/provision/install-worker.sh /opt/fleetbake/provision/",
-      "install -o root -g root -m 0644 /tmp/fleetbake-context/layers/3/opt/fleetbake/provision/worker-requirements.txt /opt/fleetbake/provision/",
       "BUILDBOT_WORKER_VERSION=4.3.0 WORKER_REQUIREMENTS=/opt/fleetbake/provision/worker-requirements.txt /opt/fleetbake/provision/install-worker.sh",
     ]
     environment_vars = [
@@ -122,9 +112,9 @@ build {
   provisioner "shell" {
     inline = [
       "install -d -m 0755 /opt/fleetbake/fleetbake",
-      "(cd /tmp/fleetbake-context/layers/4/opt/fleetbake/fleetbake/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/fleetbake/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/fleetbake/{} \\;)",
+      "(cd /tmp/fleetbake-context/layers/3/opt/fleetbake/fleetbake/ && find . -mindepth 1 -type d -exec install -d -m 0755 /opt/fleetbake/fleetbake/{} \\; && find . -type f -exec install -o root -g root -m 0644 {} /opt/fleetbake/fleetbake/{} \\;)",
       "install -d -m 0755 /opt/fleetbake/provision",
-      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/4/opt/fleetbake/provision/install-fleetbake.sh /opt/fleetbake/provision/",
+      "install -o root -g root -m 0755 /tmp/fleetbake-context/layers/3/opt/fleetbake/provision/install-fleetbake.sh /opt/fleetbake/provision/",
       "/opt/fleetbake/provision/install-fleetbake.sh",
     ]
     environment_vars = [
