@@ -192,16 +192,17 @@ UNDIVERTED = (
 
 
 def test_the_trust_store_is_what_update_ca_certificates_makes(images, client):
-    """install-packages.sh runs update-ca-certificates once for ca-certificates' two calls, and install-ca.sh adds
-    the new certificates itself (update-ca-certificates would go through the distribution's ~140 again, a minute
-    under emulation): the image's /etc/ssl/certs, every link and the bundle's bytes, must be what
-    update-ca-certificates --fresh makes of the same certificates, with Debian's command back in place."""
+    """install-packages.sh skips the second of ca-certificates' two update-ca-certificates passes (no hook, nothing
+    changed since the first), and install-ca.sh adds the new certificates itself (update-ca-certificates would go
+    through the distribution's ~140 again, a minute under emulation): the image's /etc/ssl/certs, every link and the
+    bundle's bytes, must be what update-ca-certificates --fresh makes of the same certificates, with Debian's
+    command back in place."""
     out = client.containers.run(images["with"], ["sh", "-c", TRUST_STORE], entrypoint=[], user="root",
                                 remove=True).decode()
     built, fresh = out.split("====\n")
     assert "fleetbake-extra-" in built and built.count(" -> /usr/local/share/ca-certificates/fleetbake/") >= 1
     assert built == fresh
-    # install-packages.sh diverts update-ca-certificates while apt runs: Debian's is back, and nothing is diverted.
+    # install-packages.sh diverts update-ca-certificates while apt runs: Debian's is back, and undiverted.
     out = client.containers.run(images["with"], ["sh", "-c", UNDIVERTED], entrypoint=[], user="root",
                                 remove=True).decode()
     assert out == "usr/sbin/update-ca-certificates: OK\nno diversion\n"

@@ -10,27 +10,39 @@ export DEBIAN_FRONTEND=noninteractive
 # dpkg's fsync of every file it unpacks is what dominates a build, the more so under QEMU; an image build that
 # breaks off is thrown away whole, so it needs none of them (the options here, not in the image's own config).
 unsafe=(-o Dpkg::Options::=--force-unsafe-io -o Dpkg::Use-Pty=0)
-# ca-certificates' maintainer script runs update-ca-certificates twice in one install (when configured, then
-# for the trigger it activates), each a pass of several programs per certificate over ~150: 14 to 18 s each
-# under QEMU. While apt runs, the command is diverted to a stub that notes the call; Debian's then runs once.
+# ca-certificates' maintainer script runs update-ca-certificates twice in one install: when configured (without
+# hooks), then for the trigger it activates (with them), each a pass of several programs per certificate over ~150,
+# 14 to 18 s under QEMU. While apt runs, the command is diverted to a stub: its first call runs Debian's, a later one
+# is noted, and Debian's runs again after apt only if that pass would do anything: hooks to run, or certificates
+# changed since the first.
 ucc=/usr/sbin/update-ca-certificates
-calls=$(mktemp)
+state=$(mktemp -d)
+inputs="ls -lR --time-style=+%s.%N /etc/ca-certificates.conf /usr/share/ca-certificates /usr/local/share/ca-certificates"
 undivert() {
     rm -f "$ucc"
     dpkg-divert --quiet --local --rename --remove "$ucc"
 }
 dpkg-divert --quiet --local --rename --divert "$ucc.fleetbake" --add "$ucc"
-trap 'undivert; rm -f "$calls"' EXIT
-printf '#!/bin/sh\n# install-packages.sh runs Debian'"'"'s once, after apt.\necho "$*" >> %s\n' "$calls" > "$ucc"
+trap 'undivert; rm -rf "$state"' EXIT
+cat > "$ucc" <<STUB
+#!/bin/sh
+# install-packages.sh's stand-in while apt runs; Debian's is back after.
+if [ -e $state/first ]; then printf '%s\n' "\$*" >> $state/later; exit 0; fi
+$ucc.fleetbake "\$@" || exit
+$inputs > $state/first 2>/dev/null || true
+STUB
 chmod 755 "$ucc"
 apt-get update
 apt-get -y "${unsafe[@]}" upgrade
 apt-get install -y --no-install-recommends "${unsafe[@]}" "${packages[@]}"
-trap 'rm -f "$calls"' EXIT
+trap 'rm -rf "$state"' EXIT
 undivert
-if [ -s "$calls" ]; then
-    # shellcheck disable=SC2046 # --fresh, if any call asked for it
-    "$ucc" $(grep -o -m 1 -- --fresh "$calls" || true)
+if [ -s "$state/later" ] && [ -x "$ucc" ]; then
+    hooks=$(run-parts --test /etc/ca-certificates/update.d 2>/dev/null || true)
+    if [ -n "$hooks" ] || [ "$($inputs 2>/dev/null || true)" != "$(cat "$state/first")" ]; then
+        # shellcheck disable=SC2046 # --fresh, if a call asked for it
+        "$ucc" $(grep -o -m 1 -- --fresh "$state/later" || true)
+    fi
 fi
 apt-get clean
 # The package lists, not the base's lock and partial/: deleting those would leave whiteouts, which carry
